@@ -1,0 +1,187 @@
+//! The `dashdice` command line.
+//!
+//! `run` takes parsed arguments and an output stream, so tests drive the real
+//! verbs in-process and read what a user would see.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::builtin;
+use crate::replay::{self, Script};
+use crate::runtime::{Limits, LoadError, Mode, Runtime};
+use crate::simulate;
+
+#[derive(Debug, Parser)]
+#[command(name = "dashdice", version, about = "The DashDice game backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with game modes (WebAssembly components).
+    #[command(subcommand)]
+    Mode(ModeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModeCommand {
+    /// List the built-in modes.
+    List,
+    /// Print a mode's description and version hash.
+    Inspect {
+        /// A component file, or a built-in mode id.
+        mode: String,
+    },
+    /// Play a scripted game and print the public view after each step, one JSON line each.
+    Replay {
+        /// A component file, or a built-in mode id.
+        mode: String,
+        /// The script: {"players":[...],"steps":[{"action":"roll","dice":[3,4]},...]}
+        #[arg(long)]
+        script: PathBuf,
+        /// Seed for rolls the script gives no dice for.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Play many random games and report win rates, lengths and dice.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A component file, or a built-in mode id.
+    pub mode: String,
+    #[arg(long, default_value_t = 1000)]
+    pub games: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A game longer than this many actions counts as unfinished.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_actions: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("unknown mode {0:?}: not a file, and not a built-in mode ({list})", list = builtin_ids())]
+    UnknownMode(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the script {path} is not valid: {source}")]
+    Script {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Simulate(#[from] simulate::SimulateError),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn builtin_ids() -> String {
+    builtin::MODES.map(|(id, _)| id).join(", ")
+}
+
+/// Runs a parsed command, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    match cli.command {
+        Command::Mode(command) => run_mode(command, out),
+    }
+}
+
+fn run_mode(command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        ModeCommand::List => {
+            let runtime = Runtime::new(Limits::default())?;
+            for (id, bytes) in builtin::MODES {
+                let mode = runtime.load(bytes)?;
+                writeln!(out, "{id:<10} {}  {}", mode.hash(), mode.info().name)?;
+            }
+        }
+        ModeCommand::Inspect { mode } => {
+            let mode = load(&mode)?;
+            let report = json!({ "version_hash": mode.hash(), "info": mode.info() });
+            serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        ModeCommand::Replay { mode, script, seed } => {
+            let mode = load(&mode)?;
+            let text = read(&script)?;
+            let parsed: Script =
+                serde_json::from_slice(&text).map_err(|source| CliError::Script {
+                    path: script.clone(),
+                    source,
+                })?;
+            replay::replay(&mode, &parsed, seed, out)?;
+        }
+        ModeCommand::Simulate(args) => {
+            let mode = load(&args.mode)?;
+            let options = simulate::Options {
+                games: args.games,
+                seed: args.seed,
+                max_actions: args.max_actions,
+                threads: args
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            };
+            let report = simulate::simulate(&mode, &options, &progress_bar(args.games))?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", report.render())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr; invisible when stderr is not a terminal.
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} games ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A mode from a component file, or a built-in by id.
+pub fn load(mode: &str) -> Result<Mode, CliError> {
+    let runtime = Runtime::new(Limits::default())?;
+    let path = Path::new(mode);
+    let bytes = if path.is_file() {
+        read(path)?
+    } else {
+        builtin::bytes(mode)
+            .ok_or_else(|| CliError::UnknownMode(mode.to_owned()))?
+            .to_vec()
+    };
+    Ok(runtime.load(&bytes)?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}

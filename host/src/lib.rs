@@ -1,0 +1,14 @@
+//! dashdice: the DashDice game backend.
+//!
+//! See ARCHITECTURE.md for the map. In short: [`runtime`] loads game modes (WebAssembly
+//! components) and runs them sandboxed; [`registry`] keeps the loaded modes by id
+//! and version; [`builtin`] embeds the four stock modes; [`cli`] is the
+//! `dashdice` command line, whose [`replay`] and [`simulate`] verbs drive modes
+//! for designers.
+
+pub mod builtin;
+pub mod cli;
+pub mod registry;
+pub mod replay;
+pub mod runtime;
+pub mod simulate;
