@@ -1,1 +1,38 @@
+//! Helpers shared by the end-to-end tests.
 
+use std::sync::{Arc, OnceLock};
+
+use dashdice::builtin;
+use dashdice::runtime::{Limits, Mode, Runtime};
+
+/// The hostile test component (see plugins/test-components/hostile).
+pub const HOSTILE: &[u8] = include_bytes!(env!("DASHDICE_TEST_HOSTILE"));
+/// A valid component that implements another world.
+pub const NOT_A_MODE: &[u8] = include_bytes!(env!("DASHDICE_TEST_NOT_A_MODE"));
+
+/// One runtime per test process, so each component compiles once.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new(Limits::default()).expect("runtime"))
+}
+
+/// A built-in mode loaded from its real component.
+pub fn builtin(id: &str) -> Arc<Mode> {
+    static MODES: OnceLock<Vec<(String, Arc<Mode>)>> = OnceLock::new();
+    let modes = MODES.get_or_init(|| {
+        builtin::MODES
+            .iter()
+            .map(|(id, bytes)| {
+                (
+                    (*id).to_owned(),
+                    Arc::new(runtime().load(bytes).expect("load")),
+                )
+            })
+            .collect()
+    });
+    modes
+        .iter()
+        .find(|(m, _)| m == id)
+        .map(|(_, m)| m.clone())
+        .expect("a built-in mode")
+}
