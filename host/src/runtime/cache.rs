@@ -32,14 +32,15 @@ impl ArtifactCache {
 
     pub fn get(&self, engine: &Engine, hash: ModeHash) -> Option<Component> {
         let path = self.path(hash);
-        if !path.exists() {
-            return None;
-        }
+        // Read, not mmap: a mapped file truncated by someone else would kill the
+        // host with SIGBUS; a read copy cannot change under us.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the cache directory is as trusted as the binary (documented on
         // `Runtime::with_artifact_dir`); files appear in it only through `put`,
         // by atomic rename, under a name that pins both engine and content.
+        // Wasmtime still checks the header, version and engine settings.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
             Ok(c) => Some(c),
             Err(e) => {
