@@ -113,7 +113,11 @@ pub fn no_options(options: &str) -> Result<(), ModeError> {
 }
 
 pub fn decode<R: Rules>(state: &[u8]) -> Result<R::State, ModeError> {
-    postcard::from_bytes(state).map_err(|e| ModeError::CorruptState(e.to_string()))
+    let state: R::State =
+        postcard::from_bytes(state).map_err(|e| ModeError::CorruptState(e.to_string()))?;
+    // Bytes that decode but point at seats that do not exist would panic later.
+    R::table(&state).check()?;
+    Ok(state)
 }
 
 fn encode<R: Rules>(state: &R::State) -> Result<Vec<u8>, ModeError> {

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::dice::TwoDice;
-use crate::types::{BankedReason, BustReason, EndReason, Event, MatchResult, PlayerId, Standing};
+use crate::types::{
+    BankedReason, BustReason, EndReason, Event, MatchResult, ModeError, PlayerId, Standing,
+};
 
 /// One player's place at the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,26 @@ impl Table {
             multiplier: 1,
             status: Status::Playing,
         }
+    }
+
+    /// Refuses a decoded table whose seat indices point past the seats (the
+    /// turn, the winner, the forfeiter), so corrupt state is an error rather
+    /// than a panic.
+    pub fn check(&self) -> Result<(), ModeError> {
+        let seats = self.seats.len();
+        let (winner, forfeited) = match self.status {
+            Status::Playing => (None, None),
+            Status::Finished {
+                winner, forfeited, ..
+            } => (winner, forfeited),
+        };
+        let bad = |seat: Option<usize>| seat.is_some_and(|s| s >= seats);
+        if bad(Some(self.turn)) || bad(winner) || bad(forfeited) {
+            return Err(ModeError::CorruptState(format!(
+                "seat index out of range for {seats} seats"
+            )));
+        }
+        Ok(())
     }
 
     pub fn is_over(&self) -> bool {
