@@ -17,7 +17,7 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("host/ sits in the workspace root");
-    for watched in ["wit", "plugins/sdk", "Cargo.lock"] {
+    for watched in ["wit", "plugins/sdk", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for mode in MODES {

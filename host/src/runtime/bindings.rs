@@ -10,9 +10,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-use dashdice::mode::types as wit;
+use self::dashdice::mode::types as wit;
 
-pub use exports::dashdice::mode::game::Guest as Game;
+pub use self::exports::dashdice::mode::game::Guest as Game;
 
 pub fn info(i: wit::ModeInfo) -> sdk::ModeInfo {
     sdk::ModeInfo {

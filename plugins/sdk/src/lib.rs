@@ -19,8 +19,10 @@
 
 pub mod dice;
 pub mod entropy;
+pub mod json;
 pub mod rules;
 pub mod table;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod types;
 
@@ -29,6 +31,7 @@ pub mod guest;
 
 pub use dice::TwoDice;
 pub use entropy::Entropy;
+pub use json::JsonObject;
 pub use rules::{Rules, no_options, standard_actions};
 pub use table::{Seat, Status, Table};
 pub use types::*;

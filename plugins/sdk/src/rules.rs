@@ -10,9 +10,9 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 use crate::entropy::Entropy;
+use crate::json::JsonObject;
 use crate::table::Table;
 use crate::types::{
     Action, ActionInfo, BustReason, Event, MatchConfig, ModeError, ModeInfo, Outcome,
@@ -64,10 +64,8 @@ pub trait Rules {
         Err(ModeError::UnknownAction(name.to_owned()))
     }
 
-    /// Fields this mode adds to the public view.
-    fn view_extra(_state: &Self::State) -> Map<String, Value> {
-        Map::new()
-    }
+    /// Adds this mode's own fields to the public view.
+    fn view_extra(_state: &Self::State, _view: &mut JsonObject) {}
 }
 
 /// The actions of a two-dice push-your-luck mode: roll, forfeit, timeout, and
@@ -95,20 +93,21 @@ pub fn standard_actions(bank: Option<&str>) -> Vec<ActionInfo> {
     actions
 }
 
-/// Accepts only empty options (`""` or `{}`): for modes that have none.
+/// Accepts only empty options (`""` or `{}`, whitespace aside): for modes
+/// that have none.
 pub fn no_options(options: &str) -> Result<(), ModeError> {
-    match options.trim() {
-        "" => Ok(()),
-        text => match serde_json::from_str::<Map<String, Value>>(text) {
-            Ok(map) if map.is_empty() => Ok(()),
-            Ok(map) => Err(ModeError::InvalidConfig(format!(
-                "this mode has no options, got {:?}",
-                map.keys().collect::<Vec<_>>()
-            ))),
-            Err(e) => Err(ModeError::InvalidConfig(format!(
-                "options must be a JSON object: {e}"
-            ))),
-        },
+    let inner = options.trim();
+    let empty = inner.is_empty()
+        || inner
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+            .is_some_and(|body| body.trim().is_empty());
+    if empty {
+        Ok(())
+    } else {
+        Err(ModeError::InvalidConfig(format!(
+            "this mode takes no options, got {inner}"
+        )))
     }
 }
 
@@ -215,7 +214,5 @@ pub fn apply<R: Rules>(state: &[u8], actor: &str, action: &Action) -> Result<Out
 /// `view` of the contract.
 pub fn view<R: Rules>(state: &[u8]) -> Result<String, ModeError> {
     let state = decode::<R>(state)?;
-    Ok(R::table(&state)
-        .view(R::ID, R::view_extra(&state))
-        .to_string())
+    Ok(R::table(&state).view(R::ID, |view| R::view_extra(&state, view)))
 }

@@ -7,9 +7,9 @@
 //! multiplier cleared) lives in one place.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use crate::dice::TwoDice;
+use crate::json::{JsonObject, escape_into};
 use crate::types::{
     BankedReason, BustReason, EndReason, Event, MatchResult, ModeError, PlayerId, Standing,
 };
@@ -267,32 +267,46 @@ impl Table {
         Some(standings)
     }
 
-    /// The public view every mode shares, with the mode's own fields added.
-    pub fn view(&self, mode: &str, extra: Map<String, Value>) -> Value {
+    /// The public view every mode shares; `extra` adds the mode's own fields.
+    pub fn view(&self, mode: &str, extra: impl FnOnce(&mut JsonObject)) -> String {
         let (status, winner, draw, end_reason) = match self.status {
             Status::Playing => ("playing", None, false, None),
             Status::Finished { reason, winner, .. } => (
                 "finished",
-                winner.map(|w| self.id(w)),
+                winner.map(|w| self.seats[w].id.as_str()),
                 winner.is_none(),
-                Some(reason),
+                Some(match reason {
+                    EndReason::Won => "won",
+                    EndReason::Completed => "completed",
+                    EndReason::Forfeit => "forfeit",
+                }),
             ),
         };
-        let mut view = json!({
-            "mode": mode,
-            "status": status,
-            "players": self.seats.iter().map(|s| json!({"id": s.id, "score": s.banked})).collect::<Vec<_>>(),
-            "turn": (!self.is_over()).then(|| self.on_turn()),
-            "turn_score": self.turn_score,
-            "multiplier": self.multiplier,
-            "winner": winner,
-            "draw": draw,
-            "end_reason": end_reason,
-        });
-        if let Value::Object(map) = &mut view {
-            map.extend(extra);
+        let mut players = String::with_capacity(32 * self.seats.len());
+        players.push('[');
+        for (i, seat) in self.seats.iter().enumerate() {
+            if i > 0 {
+                players.push(',');
+            }
+            players.push_str("{\"id\":");
+            escape_into(&mut players, &seat.id);
+            players.push_str(",\"score\":");
+            players.push_str(&seat.banked.to_string());
+            players.push('}');
         }
-        view
+        players.push(']');
+        let mut view = JsonObject::new();
+        view.str("mode", mode)
+            .str("status", status)
+            .raw("players", &players)
+            .opt_str("turn", (!self.is_over()).then(|| self.on_turn()))
+            .int("turn_score", self.turn_score)
+            .int("multiplier", self.multiplier)
+            .opt_str("winner", winner)
+            .bool("draw", draw)
+            .opt_str("end_reason", end_reason);
+        extra(&mut view);
+        view.finish()
     }
 }
 

@@ -15,11 +15,10 @@
 //! ends); this implements the rules as designed.
 
 use dashdice_mode_sdk::{
-    BankedReason, EndReason, Event, ModeError, ModeInfo, RollKind, Rules, Table, TwoDice,
-    export_mode, no_options, standard_actions,
+    BankedReason, EndReason, Event, JsonObject, ModeError, ModeInfo, RollKind, Rules, Table,
+    TwoDice, export_mode, no_options, standard_actions,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 pub struct TrueGrit;
 
@@ -141,8 +140,8 @@ impl Rules for TrueGrit {
         Ok(())
     }
 
-    fn view_extra(s: &State) -> Map<String, Value> {
-        Map::from_iter([("turns_done".to_owned(), Value::from(s.turns_done))])
+    fn view_extra(s: &State, view: &mut JsonObject) {
+        view.int("turns_done", s.turns_done);
     }
 }
 

@@ -13,10 +13,9 @@
 //! value, so P(double) = 3/8. Timer: 45 s.
 
 use dashdice_mode_sdk::{
-    BankedReason, BustReason, EndReason, Entropy, Event, ModeError, ModeInfo, RollKind, Rules,
-    Table, TwoDice, export_mode, no_options, standard_actions,
+    BankedReason, BustReason, EndReason, Entropy, Event, JsonObject, ModeError, ModeInfo, RollKind,
+    Rules, Table, TwoDice, export_mode, no_options, standard_actions,
 };
-use serde_json::{Map, Value};
 
 /// Where both players start.
 pub const START: i32 = 100;
@@ -118,8 +117,8 @@ impl Rules for ZeroHour {
         Ok(())
     }
 
-    fn view_extra(t: &Table) -> Map<String, Value> {
-        Map::from_iter([("level".to_owned(), Value::from(t.multiplier))])
+    fn view_extra(t: &Table, view: &mut JsonObject) {
+        view.int("level", t.multiplier);
     }
 }
 
