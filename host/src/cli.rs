@@ -96,6 +96,18 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
+impl CliError {
+    /// True when the reader of our output went away (`dashdice ... | head`):
+    /// not worth an error message.
+    pub fn is_broken_pipe(&self) -> bool {
+        let io = match self {
+            CliError::Io(e) | CliError::Replay(replay::ReplayError::Io(e)) => e,
+            _ => return false,
+        };
+        io.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
 fn builtin_ids() -> String {
     builtin::MODES.map(|(id, _)| id).join(", ")
 }

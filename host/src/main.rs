@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     match run(cli, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dashdice: {e}");
             ExitCode::FAILURE

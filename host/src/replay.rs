@@ -205,7 +205,8 @@ pub fn draw(rng: &mut ChaCha8Rng) -> Vec<u8> {
 }
 
 fn print(out: &mut dyn Write, line: &Line<'_>) -> Result<(), ReplayError> {
-    serde_json::to_writer(&mut *out, line)?;
-    writeln!(out)?;
+    // Serialize first, so a closed pipe is an I/O error and not a JSON one.
+    let text = serde_json::to_string(line)?;
+    writeln!(out, "{text}")?;
     Ok(())
 }
