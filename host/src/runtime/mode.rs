@@ -63,9 +63,14 @@ impl Mode {
 
     /// Starts a match on a fresh instance; returns the outcome and the view.
     pub fn start(&self, config: &MatchConfig, entropy: &[u8]) -> Result<Acted, CallError> {
+        let _span = self.span("start").entered();
         let mut instance = self.session()?;
-        let outcome = instance.start(config, entropy)?;
-        let view = instance.view(&outcome.state)?;
+        let outcome = instance
+            .start(config, entropy)
+            .inspect_err(|e| self.report(e))?;
+        let view = instance
+            .view(&outcome.state)
+            .inspect_err(|e| self.report(e))?;
         Ok(Acted {
             dice: None,
             outcome,
@@ -76,12 +81,27 @@ impl Mode {
     /// Performs one action on a fresh instance: throws the dice if needed,
     /// applies the action and renders the new view, all under one fuel budget.
     pub fn act(&self, state: &[u8], actor: &str, step: &Step) -> Result<Acted, CallError> {
-        self.session()?.act(state, actor, step)
+        let _span = self.span("act").entered();
+        self.session()?
+            .act(state, actor, step)
+            .inspect_err(|e| self.report(e))
     }
 
     /// Renders the public view on a fresh instance.
     pub fn view(&self, state: &[u8]) -> Result<String, CallError> {
-        self.session()?.view(state)
+        let _span = self.span("view").entered();
+        self.session()?.view(state).inspect_err(|e| self.report(e))
+    }
+
+    fn span(&self, call: &'static str) -> tracing::Span {
+        tracing::debug_span!("mode", mode = %self.info.id, version = %self.hash.short(), call)
+    }
+
+    /// Mode faults are the operator's business; refusals are the player's.
+    fn report(&self, error: &CallError) {
+        if error.is_mode_fault() {
+            tracing::warn!(mode = %self.info.id, version = %self.hash.short(), code = error.code(), %error, "mode fault");
+        }
     }
 
     /// A warm instance for one match. See the module docs for when to use it.

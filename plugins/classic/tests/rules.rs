@@ -9,18 +9,18 @@
 #![allow(clippy::unwrap_used)]
 
 use dashdice_mode_classic::Classic;
-use dashdice_mode_sdk::testing::Game;
+use dashdice_mode_sdk::testing::events::{banked, busted, multiplier, passed, rolled, turn_score};
+use dashdice_mode_sdk::testing::{
+    self, ALICE as A, BOB as B, Game, Step, ThrowCounts, TwoSeats, config, ensure, standing, table2,
+};
 use dashdice_mode_sdk::{
-    Action, BankedReason, BustReason, EndReason, Event, MatchConfig, MatchResult, ModeError,
-    Outcome, RollKind, Rules, Seat, Standing, Status, Table, rules,
+    Action, BankedReason, BustReason, EndReason, Event, MatchResult, ModeError, RollKind, Rules,
+    Status, Table, rules,
 };
 use proptest::prelude::*;
 
 type M = Classic;
 type G = Game<M>;
-
-const A: &str = "alice";
-const B: &str = "bob";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -28,149 +28,6 @@ const B: &str = "bob";
 
 fn new_game() -> G {
     G::start(&[A, B])
-}
-
-/// A playing table: alice in seat 0, bob in seat 1.
-fn table(banked: [i32; 2], turn: usize, turn_score: i32, multiplier: u32) -> Table {
-    Table {
-        seats: vec![
-            Seat {
-                id: A.into(),
-                banked: banked[0],
-            },
-            Seat {
-                id: B.into(),
-                banked: banked[1],
-            },
-        ],
-        turn,
-        turn_score,
-        multiplier,
-        status: Status::Playing,
-    }
-}
-
-fn events(g: &G) -> Vec<Event> {
-    g.last.as_ref().unwrap().events.clone()
-}
-
-fn outcome(g: &G) -> Outcome {
-    g.last.clone().unwrap()
-}
-
-/// Rolls and checks the turn score, the multiplier and who is on turn.
-#[track_caller]
-fn roll_expect(g: &mut G, d1: u8, d2: u8, turn_score: i32, multiplier: u32, on_turn: &str) {
-    g.roll(d1, d2).unwrap();
-    let t = g.table();
-    assert_eq!(t.turn_score, turn_score, "turn score after {d1}-{d2}");
-    assert_eq!(t.multiplier, multiplier, "multiplier after {d1}-{d2}");
-    assert_eq!(t.on_turn(), on_turn, "on turn after {d1}-{d2}");
-    assert_eq!(t.status, Status::Playing);
-}
-
-/// The action is refused with `expected`, and neither the state bytes nor the
-/// last outcome move.
-#[track_caller]
-fn refused(g: &mut G, actor: &str, action: Action, expected: ModeError) {
-    let state = g.state.clone();
-    let last = g.last.clone();
-    let err = g.act(actor, action.clone()).unwrap_err();
-    assert!(
-        same_error(&err, &expected),
-        "got {err:?}, want {expected:?}"
-    );
-    assert_eq!(
-        g.state, state,
-        "state bytes changed by a refused {action:?}"
-    );
-    assert_eq!(g.last, last);
-    // The raw driver agrees and hands back nothing.
-    let again = rules::apply::<M>(&state, actor, &action).unwrap_err();
-    assert_eq!(again, err);
-}
-
-/// Equal errors; for errors carrying a message only the kind is compared.
-fn same_error(a: &ModeError, b: &ModeError) -> bool {
-    match (a, b) {
-        (ModeError::NotYourTurn(x), ModeError::NotYourTurn(y))
-        | (ModeError::NotAPlayer(x), ModeError::NotAPlayer(y))
-        | (ModeError::UnknownAction(x), ModeError::UnknownAction(y)) => x == y,
-        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
-    }
-}
-
-fn standing(player: &str, score: i32, rank: u32, result: MatchResult) -> Standing {
-    Standing {
-        player: player.into(),
-        score,
-        rank,
-        result,
-    }
-}
-
-fn config(players: &[&str], first: Option<&str>, options: &str) -> MatchConfig {
-    MatchConfig {
-        players: players.iter().map(|p| (*p).to_owned()).collect(),
-        first_player: first.map(str::to_owned),
-        options: options.into(),
-    }
-}
-
-fn rolled(player: &str, d1: u8, d2: u8, kind: RollKind) -> Event {
-    Event::Rolled {
-        player: player.into(),
-        dice: vec![d1, d2],
-        kind,
-    }
-}
-
-fn turn_score(player: &str, delta: i32, total: i32) -> Event {
-    Event::TurnScoreChanged {
-        player: player.into(),
-        delta,
-        total,
-    }
-}
-
-fn passed(from: &str, to: &str) -> Event {
-    Event::TurnPassed {
-        from: from.into(),
-        to: to.into(),
-    }
-}
-
-fn multiplier(player: &str, multiplier: u32) -> Event {
-    Event::MultiplierChanged {
-        player: player.into(),
-        multiplier,
-    }
-}
-
-fn banked(player: &str, delta: i32, total: i32, reason: BankedReason) -> Event {
-    Event::BankedScoreChanged {
-        player: player.into(),
-        delta,
-        total,
-        reason,
-    }
-}
-
-fn busted(player: &str, lost: i32, reason: BustReason) -> Event {
-    Event::Busted {
-        player: player.into(),
-        lost,
-        reason,
-    }
-}
-
-fn won_by(g: &G) -> Option<String> {
-    match g.table().status {
-        Status::Finished {
-            winner: Some(w), ..
-        } => Some(g.table().seats[w].id.clone()),
-        _ => None,
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -201,7 +58,7 @@ fn start_both_players_at_zero() {
     assert_eq!(g.scores(), vec![0, 0]);
     assert_eq!((t.turn, t.turn_score, t.multiplier), (0, 0, 1));
     assert_eq!(t.status, Status::Playing);
-    let out = outcome(&g);
+    let out = g.outcome();
     assert_eq!(out.turn.as_deref(), Some(A));
     assert_eq!(out.standings, None);
     assert_eq!(out.events, vec![Event::TurnStarted { player: A.into() }]);
@@ -215,39 +72,12 @@ fn start_both_players_at_zero() {
 
 #[test]
 fn start_picks_the_first_player_from_entropy() {
-    let cfg = config(&[A, B], None, "");
-    let mut firsts = [0u32; 2];
-    for i in 0..=255u8 {
-        let entropy = [i; 32];
-        let out = rules::start::<M>(&cfg, &entropy).unwrap();
-        let first = out.turn.clone().unwrap();
-        assert_eq!(
-            out.events,
-            vec![Event::TurnStarted {
-                player: first.clone()
-            }]
-        );
-        firsts[usize::from(first == B)] += 1;
-        // The same entropy always picks the same player.
-        let again = rules::start::<M>(&cfg, &entropy).unwrap();
-        assert_eq!(again.turn.as_deref(), Some(first.as_str()));
-        assert_eq!(again.state, out.state);
-    }
-    // Both seats occur and neither dominates (256 fair coins: 5 sigma is 40).
-    assert!(
-        firsts.iter().all(|&n| (88..=168).contains(&n)),
-        "{firsts:?}"
-    );
+    testing::assert_first_player_from_entropy::<M>();
 }
 
 #[test]
 fn start_honours_first_player() {
-    for entropy in [[0u8; 32], [1; 32], [0xff; 32]] {
-        let out = rules::start::<M>(&config(&[A, B], Some(B), ""), &entropy).unwrap();
-        assert_eq!(out.turn.as_deref(), Some(B));
-        let out = rules::start::<M>(&config(&[A, B], Some(A), ""), &entropy).unwrap();
-        assert_eq!(out.turn.as_deref(), Some(A));
-    }
+    testing::assert_honours_first_player::<M>();
 }
 
 #[test]
@@ -259,24 +89,7 @@ fn start_accepts_empty_options() {
 
 #[test]
 fn start_rejects_invalid_configs() {
-    let bad = [
-        config(&[A], None, ""),
-        config(&[A, B, "carol"], None, ""),
-        config(&[], None, ""),
-        config(&[A, A], None, ""),
-        config(&[A, ""], None, ""),
-        config(&[A, B], Some("carol"), ""),
-        config(&[A, B], None, r#"{"target": 50}"#),
-        config(&[A, B], None, "[1]"),
-        config(&[A, B], None, "not json"),
-    ];
-    for cfg in bad {
-        let err = rules::start::<M>(&cfg, &[0; 32]).unwrap_err();
-        assert!(
-            matches!(err, ModeError::InvalidConfig(_)),
-            "{cfg:?}: {err:?}"
-        );
-    }
+    testing::assert_rejects_invalid_configs::<M>(&[r#"{"target": 50}"#]);
 }
 
 #[test]
@@ -292,22 +105,22 @@ fn start_needs_32_bytes_of_entropy_when_it_must_pick() {
 #[test]
 fn normal_roll_adds_the_sum() {
     let mut g = new_game();
-    roll_expect(&mut g, 3, 4, 7, 1, A);
+    g.roll_expect(3, 4, 7, 1, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![rolled(A, 3, 4, RollKind::Normal), turn_score(A, 7, 7)]
     );
-    roll_expect(&mut g, 6, 5, 18, 1, A);
-    roll_expect(&mut g, 2, 3, 23, 1, A);
+    g.roll_expect(6, 5, 18, 1, A);
+    g.roll_expect(2, 3, 23, 1, A);
     assert_eq!(g.scores(), vec![0, 0]);
 }
 
 #[test]
 fn normal_roll_is_doubled_while_the_multiplier_is_on() {
-    let mut g = G::from_state(&table([0, 0], 0, 10, 2));
-    roll_expect(&mut g, 3, 4, 24, 2, A);
+    let mut g = G::from_state(&table2([0, 0], 0, 10, 2));
+    g.roll_expect(3, 4, 24, 2, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![rolled(A, 3, 4, RollKind::Normal), turn_score(A, 14, 24)]
     );
 }
@@ -315,30 +128,30 @@ fn normal_roll_is_doubled_while_the_multiplier_is_on() {
 #[test]
 fn single_one_loses_the_turn_score_and_ends_the_turn() {
     for (d1, d2) in [(1, 5), (5, 1), (1, 2), (6, 1)] {
-        let mut g = G::from_state(&table([30, 12], 0, 17, 2));
+        let mut g = G::from_state(&table2([30, 12], 0, 17, 2));
         g.roll(d1, d2).unwrap();
         let t = g.table();
         assert_eq!(g.scores(), vec![30, 12], "banked untouched");
         assert_eq!((t.turn, t.turn_score, t.multiplier), (1, 0, 1));
         assert_eq!(t.status, Status::Playing);
         assert_eq!(
-            events(&g),
+            g.events(),
             vec![
                 rolled(A, d1, d2, RollKind::SingleOne),
                 busted(A, 17, BustReason::SingleOne),
                 passed(A, B),
             ]
         );
-        assert_eq!(outcome(&g).turn.as_deref(), Some(B));
+        assert_eq!(g.outcome().turn.as_deref(), Some(B));
     }
 }
 
 #[test]
 fn snake_eyes_adds_20_and_switches_the_multiplier_on() {
     let mut g = new_game();
-    roll_expect(&mut g, 1, 1, 20, 2, A);
+    g.roll_expect(1, 1, 20, 2, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             rolled(A, 1, 1, RollKind::SnakeEyes),
             turn_score(A, 20, 20),
@@ -346,15 +159,15 @@ fn snake_eyes_adds_20_and_switches_the_multiplier_on() {
         ]
     );
     // The turn continues, and the next normal roll is doubled.
-    roll_expect(&mut g, 2, 3, 30, 2, A);
+    g.roll_expect(2, 3, 30, 2, A);
 }
 
 #[test]
 fn snake_eyes_is_never_multiplied() {
-    let mut g = G::from_state(&table([0, 0], 0, 4, 2));
-    roll_expect(&mut g, 1, 1, 24, 2, A);
+    let mut g = G::from_state(&table2([0, 0], 0, 4, 2));
+    g.roll_expect(1, 1, 24, 2, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![rolled(A, 1, 1, RollKind::SnakeEyes), turn_score(A, 20, 24)]
     );
 }
@@ -362,14 +175,14 @@ fn snake_eyes_is_never_multiplied() {
 #[test]
 fn six_six_resets_the_banked_score_and_ends_the_turn() {
     for mult in [1, 2] {
-        let mut g = G::from_state(&table([64, 20], 0, 14, mult));
+        let mut g = G::from_state(&table2([64, 20], 0, 14, mult));
         g.roll(6, 6).unwrap();
         let t = g.table();
         assert_eq!(g.scores(), vec![0, 20]);
         assert_eq!((t.turn, t.turn_score, t.multiplier), (1, 0, 1));
         assert_eq!(t.status, Status::Playing);
         assert_eq!(
-            events(&g),
+            g.events(),
             vec![
                 rolled(A, 6, 6, RollKind::Double),
                 banked(A, -64, 0, BankedReason::Reset),
@@ -393,9 +206,9 @@ fn other_doubles_add_their_sum_and_switch_the_multiplier_on() {
     for n in 2..=5u8 {
         let mut g = new_game();
         let sum = 2 * i32::from(n);
-        roll_expect(&mut g, n, n, sum, 2, A);
+        g.roll_expect(n, n, sum, 2, A);
         assert_eq!(
-            events(&g),
+            g.events(),
             vec![
                 rolled(A, n, n, RollKind::Double),
                 turn_score(A, sum, sum),
@@ -408,25 +221,25 @@ fn other_doubles_add_their_sum_and_switch_the_multiplier_on() {
 #[test]
 fn a_double_itself_is_not_multiplied() {
     for n in 2..=5u8 {
-        let mut g = G::from_state(&table([0, 0], 0, 10, 2));
-        roll_expect(&mut g, n, n, 10 + 2 * i32::from(n), 2, A);
+        let mut g = G::from_state(&table2([0, 0], 0, 10, 2));
+        g.roll_expect(n, n, 10 + 2 * i32::from(n), 2, A);
     }
 }
 
 #[test]
 fn multiplier_does_not_stack() {
     let mut g = new_game();
-    roll_expect(&mut g, 2, 2, 4, 2, A);
-    roll_expect(&mut g, 3, 3, 10, 2, A);
+    g.roll_expect(2, 2, 4, 2, A);
+    g.roll_expect(3, 3, 10, 2, A);
     // No second MultiplierChanged: it stays ×2.
     assert!(
-        !events(&g)
+        !g.events()
             .iter()
             .any(|e| matches!(e, Event::MultiplierChanged { .. }))
     );
-    roll_expect(&mut g, 1, 1, 30, 2, A);
-    roll_expect(&mut g, 4, 4, 38, 2, A);
-    roll_expect(&mut g, 2, 3, 48, 2, A); // ×2, not ×4 or ×8
+    g.roll_expect(1, 1, 30, 2, A);
+    g.roll_expect(4, 4, 38, 2, A);
+    g.roll_expect(2, 3, 48, 2, A); // ×2, not ×4 or ×8
 }
 
 #[test]
@@ -448,46 +261,46 @@ fn multiplier_is_cleared_when_the_turn_passes() {
     ];
     for end in enders {
         let mut g = new_game();
-        roll_expect(&mut g, 3, 3, 6, 2, A);
+        g.roll_expect(3, 3, 6, 2, A);
         end(&mut g);
         let t = g.table();
         assert_eq!((t.on_turn(), t.turn_score, t.multiplier), (B, 0, 1));
-        roll_expect(&mut g, 3, 4, 7, 1, B); // not doubled
+        g.roll_expect(3, 4, 7, 1, B); // not doubled
     }
 }
 
 #[test]
 fn bank_adds_the_turn_score_and_ends_the_turn() {
-    let mut g = G::from_state(&table([40, 10], 0, 25, 2));
+    let mut g = G::from_state(&table2([40, 10], 0, 25, 2));
     g.bank().unwrap();
     let t = g.table();
     assert_eq!(g.scores(), vec![65, 10]);
     assert_eq!((t.turn, t.turn_score, t.multiplier), (1, 0, 1));
     assert_eq!(t.status, Status::Playing);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![banked(A, 25, 65, BankedReason::Bank), passed(A, B)]
     );
 }
 
 #[test]
 fn bank_to_exactly_100_wins() {
-    let mut g = G::from_state(&table([90, 10], 0, 10, 1));
+    let mut g = G::from_state(&table2([90, 10], 0, 10, 1));
     g.bank().unwrap();
     assert_eq!(g.scores(), vec![100, 10]);
-    assert_eq!(won_by(&g).as_deref(), Some(A));
+    assert_eq!(g.won_by().as_deref(), Some(A));
 }
 
 #[test]
 fn bank_overshooting_100_wins() {
-    let mut g = G::from_state(&table([10, 95], 1, 30, 2));
+    let mut g = G::from_state(&table2([10, 95], 1, 30, 2));
     g.bank().unwrap();
     assert_eq!(g.scores(), vec![10, 125]);
     let want = vec![
         standing(B, 125, 1, MatchResult::Win),
         standing(A, 10, 2, MatchResult::Loss),
     ];
-    let out = outcome(&g);
+    let out = g.outcome();
     assert_eq!(out.turn, None);
     assert_eq!(out.standings.as_ref(), Some(&want));
     assert_eq!(
@@ -518,7 +331,7 @@ fn bank_overshooting_100_wins() {
 
 #[test]
 fn bank_below_100_does_not_win() {
-    let mut g = G::from_state(&table([80, 0], 0, 19, 1));
+    let mut g = G::from_state(&table2([80, 0], 0, 19, 1));
     g.bank().unwrap();
     assert_eq!(g.scores(), vec![99, 0]);
     assert_eq!(g.table().status, Status::Playing);
@@ -528,26 +341,26 @@ fn bank_below_100_does_not_win() {
 #[test]
 fn a_roll_alone_never_wins() {
     // Banked plus turn score past 100, and a turn score past 100 on its own.
-    let mut g = G::from_state(&table([95, 0], 0, 0, 1));
-    roll_expect(&mut g, 6, 5, 11, 1, A);
-    let mut g = G::from_state(&table([0, 0], 0, 98, 2));
-    roll_expect(&mut g, 6, 5, 120, 2, A);
-    roll_expect(&mut g, 1, 1, 140, 2, A);
+    let mut g = G::from_state(&table2([95, 0], 0, 0, 1));
+    g.roll_expect(6, 5, 11, 1, A);
+    let mut g = G::from_state(&table2([0, 0], 0, 98, 2));
+    g.roll_expect(6, 5, 120, 2, A);
+    g.roll_expect(1, 1, 140, 2, A);
     assert_eq!(g.scores(), vec![0, 0]);
     // Only the bank wins.
     g.bank().unwrap();
-    assert_eq!(won_by(&g).as_deref(), Some(A));
+    assert_eq!(g.won_by().as_deref(), Some(A));
     assert_eq!(g.scores(), vec![140, 0]);
 }
 
 #[test]
 fn nothing_to_bank_at_turn_score_zero() {
     let mut g = new_game();
-    refused(&mut g, A, Action::Bank, ModeError::NothingToBank);
+    g.refused(A, Action::Bank, ModeError::NothingToBank);
     // Also right after the turn passed.
     g.roll(3, 4).unwrap();
     g.roll(1, 3).unwrap();
-    refused(&mut g, B, Action::Bank, ModeError::NothingToBank);
+    g.refused(B, Action::Bank, ModeError::NothingToBank);
 }
 
 // ---------------------------------------------------------------------------
@@ -558,18 +371,18 @@ fn nothing_to_bank_at_turn_score_zero() {
 /// 40 banked → 105, wins.
 #[test]
 fn worked_sequence() {
-    let mut g = G::from_state(&table([40, 30], 0, 0, 1));
-    roll_expect(&mut g, 3, 4, 7, 1, A);
-    roll_expect(&mut g, 2, 2, 11, 2, A);
-    roll_expect(&mut g, 3, 5, 27, 2, A);
-    roll_expect(&mut g, 1, 1, 47, 2, A);
-    roll_expect(&mut g, 4, 5, 65, 2, A);
+    let mut g = G::from_state(&table2([40, 30], 0, 0, 1));
+    g.roll_expect(3, 4, 7, 1, A);
+    g.roll_expect(2, 2, 11, 2, A);
+    g.roll_expect(3, 5, 27, 2, A);
+    g.roll_expect(1, 1, 47, 2, A);
+    g.roll_expect(4, 5, 65, 2, A);
     assert_eq!(g.scores(), vec![40, 30]);
     g.bank().unwrap();
     assert_eq!(g.scores(), vec![105, 30]);
-    assert_eq!(won_by(&g).as_deref(), Some(A));
+    assert_eq!(g.won_by().as_deref(), Some(A));
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             banked(A, 65, 105, BankedReason::Bank),
             Event::GameOver {
@@ -587,13 +400,13 @@ fn worked_sequence() {
 #[test]
 fn worked_sequence_from_the_start() {
     let mut g = new_game();
-    roll_expect(&mut g, 5, 5, 10, 2, A);
-    roll_expect(&mut g, 5, 5, 20, 2, A);
-    roll_expect(&mut g, 6, 4, 40, 2, A);
+    g.roll_expect(5, 5, 10, 2, A);
+    g.roll_expect(5, 5, 20, 2, A);
+    g.roll_expect(6, 4, 40, 2, A);
     g.bank().unwrap();
     assert_eq!(g.scores(), vec![40, 0]);
-    roll_expect(&mut g, 2, 6, 8, 1, B);
-    roll_expect(&mut g, 3, 1, 0, 1, A); // bob's single one
+    g.roll_expect(2, 6, 8, 1, B);
+    g.roll_expect(3, 1, 0, 1, A); // bob's single one
     for (d, ts, m) in [
         ((3, 4), 7, 1),
         ((2, 2), 11, 2),
@@ -601,11 +414,11 @@ fn worked_sequence_from_the_start() {
         ((1, 1), 47, 2),
         ((4, 5), 65, 2),
     ] {
-        roll_expect(&mut g, d.0, d.1, ts, m, A);
+        g.roll_expect(d.0, d.1, ts, m, A);
     }
     g.bank().unwrap();
     assert_eq!(g.scores(), vec![105, 0]);
-    assert_eq!(won_by(&g).as_deref(), Some(A));
+    assert_eq!(g.won_by().as_deref(), Some(A));
 }
 
 // ---------------------------------------------------------------------------
@@ -614,13 +427,13 @@ fn worked_sequence_from_the_start() {
 
 #[test]
 fn timeout_is_like_a_single_one() {
-    let mut g = G::from_state(&table([33, 44], 0, 21, 2));
+    let mut g = G::from_state(&table2([33, 44], 0, 21, 2));
     g.timeout().unwrap();
     let t = g.table();
     assert_eq!(g.scores(), vec![33, 44]);
     assert_eq!((t.turn, t.turn_score, t.multiplier), (1, 0, 1));
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             Event::TimedOut { player: A.into() },
             busted(A, 21, BustReason::Timeout),
@@ -636,18 +449,18 @@ fn timeout_is_like_a_single_one() {
 #[test]
 fn timeout_only_for_the_player_on_turn() {
     let mut g = new_game();
-    refused(&mut g, B, Action::Timeout, ModeError::NotYourTurn(A.into()));
+    g.refused(B, Action::Timeout, ModeError::NotYourTurn(A.into()));
 }
 
 #[test]
 fn forfeit_on_turn_makes_the_other_player_win() {
-    let mut g = G::from_state(&table([90, 5], 0, 30, 2));
+    let mut g = G::from_state(&table2([90, 5], 0, 30, 2));
     g.act(A, Action::Forfeit).unwrap();
     let want = vec![
         standing(B, 5, 1, MatchResult::Win),
         standing(A, 90, 2, MatchResult::Loss),
     ];
-    let out = outcome(&g);
+    let out = g.outcome();
     assert_eq!(out.turn, None);
     assert_eq!(out.standings.as_ref(), Some(&want));
     assert_eq!(
@@ -660,7 +473,7 @@ fn forfeit_on_turn_makes_the_other_player_win() {
             },
         ]
     );
-    assert_eq!(won_by(&g).as_deref(), Some(B));
+    assert_eq!(g.won_by().as_deref(), Some(B));
     assert_eq!(g.table().turn_score, 0);
 }
 
@@ -669,7 +482,7 @@ fn forfeit_is_allowed_when_not_on_turn() {
     let mut g = new_game();
     g.roll(3, 4).unwrap();
     g.act(B, Action::Forfeit).unwrap();
-    assert_eq!(won_by(&g).as_deref(), Some(A));
+    assert_eq!(g.won_by().as_deref(), Some(A));
     assert_eq!(
         g.table().status,
         Status::Finished {
@@ -689,42 +502,10 @@ fn forfeit_is_allowed_when_not_on_turn() {
 fn refused_actions_change_nothing_and_play_goes_on() {
     let mut g = new_game();
     g.roll(2, 2).unwrap();
-    let roll = |d: &[u8]| Action::Roll { dice: d.to_vec() };
-    refused(&mut g, B, roll(&[3, 4]), ModeError::NotYourTurn(A.into()));
-    refused(&mut g, B, Action::Bank, ModeError::NotYourTurn(A.into()));
-    refused(
-        &mut g,
-        "carol",
-        roll(&[3, 4]),
-        ModeError::NotAPlayer("carol".into()),
-    );
-    refused(
-        &mut g,
-        "carol",
-        Action::Forfeit,
-        ModeError::NotAPlayer("carol".into()),
-    );
-    for dice in [
-        &[0u8, 3][..],
-        &[7, 1],
-        &[3],
-        &[],
-        &[1, 2, 3],
-        &[6, 0],
-        &[255, 255],
-    ] {
-        refused(&mut g, A, roll(dice), ModeError::InvalidDice(String::new()));
-    }
-    let custom = Action::Custom {
-        name: "double-down".into(),
-        payload: String::new(),
-    };
-    refused(
-        &mut g,
-        A,
-        custom,
-        ModeError::UnknownAction("double-down".into()),
-    );
+    let roll = Action::Roll { dice: vec![3, 4] };
+    g.refused(B, roll, ModeError::NotYourTurn(A.into()));
+    g.refused(B, Action::Bank, ModeError::NotYourTurn(A.into()));
+    g.refuses_invalid_actions("double-down");
 
     // Play continues exactly as if nothing had been tried.
     let mut clean = new_game();
@@ -738,114 +519,34 @@ fn refused_actions_change_nothing_and_play_goes_on() {
 
 #[test]
 fn a_finished_game_refuses_everything() {
-    let mut g = G::from_state(&table([95, 0], 0, 10, 1));
+    let mut g = G::from_state(&table2([95, 0], 0, 10, 1));
     g.bank().unwrap();
-    assert!(g.table().is_over());
-    for (actor, action) in [
-        (A, Action::Roll { dice: vec![3, 4] }),
-        (B, Action::Roll { dice: vec![3, 4] }),
-        (A, Action::Bank),
-        (B, Action::Timeout),
-        (A, Action::Forfeit),
-        (B, Action::Forfeit),
-    ] {
-        refused(&mut g, actor, action, ModeError::GameOver);
-    }
-    assert_eq!(
-        rules::throw_dice::<M>(&g.state, &[0; 32]).unwrap_err(),
-        ModeError::GameOver
-    );
+    g.refuses_everything();
 }
 
 #[test]
 fn corrupt_state_is_an_error_not_a_panic() {
-    let g = G::from_state(&table([12, 34], 1, 5, 2));
-    let mut corrupt: Vec<Vec<u8>> = vec![vec![], vec![0xff; 8], vec![0x80; 64]];
-    // Every strict prefix of a valid state.
-    corrupt.extend((0..g.state.len()).map(|n| g.state[..n].to_vec()));
-    // Valid encodings of impossible tables: no such seat on turn, no seats,
-    // a winner that is not seated.
-    let mut bad_turn = table([0, 0], 2, 0, 1);
-    corrupt.push(G::from_state(&bad_turn).state);
-    bad_turn.seats.clear();
-    bad_turn.turn = 0;
-    corrupt.push(G::from_state(&bad_turn).state);
-    let mut bad_winner = table([0, 0], 0, 0, 1);
-    bad_winner.status = Status::Finished {
-        reason: EndReason::Won,
-        winner: Some(5),
-        forfeited: None,
-    };
-    corrupt.push(G::from_state(&bad_winner).state);
-
-    for bytes in &corrupt {
-        for actor in [A, B] {
-            for action in [
-                Action::Roll { dice: vec![3, 4] },
-                Action::Bank,
-                Action::Forfeit,
-            ] {
-                let err = rules::apply::<M>(bytes, actor, &action).unwrap_err();
-                assert!(
-                    matches!(err, ModeError::CorruptState(_)),
-                    "{bytes:?}: {err:?}"
-                );
-            }
-        }
-        assert!(matches!(
-            rules::view::<M>(bytes),
-            Err(ModeError::CorruptState(_))
-        ));
-        assert!(matches!(
-            rules::throw_dice::<M>(bytes, &[0; 32]),
-            Err(ModeError::CorruptState(_))
-        ));
-    }
+    testing::assert_corrupt_state_refused::<M>(&table2([12, 34], 1, 5, 2), |t| t);
 }
 
 // ---------------------------------------------------------------------------
 // Dice
 // ---------------------------------------------------------------------------
 
-fn entropy(i: u64) -> [u8; 32] {
-    let mut e = [0x5a; 32];
-    e[..8].copy_from_slice(&i.to_le_bytes());
-    e
-}
+/// The fill byte of this file's entropy series.
+const FILL: u8 = 0x5a;
 
 #[test]
 fn throw_dice_is_fair_doubles_one_in_six() {
     let g = new_game();
-    const N: u32 = 200_000;
-    let mut doubles = 0u32;
-    let mut faces = [0u32; 6];
-    for i in 0..N {
-        let dice = rules::throw_dice::<M>(&g.state, &entropy(u64::from(i))).unwrap();
-        assert!(
-            dice.len() == 2 && dice.iter().all(|d| (1..=6).contains(d)),
-            "{dice:?}"
-        );
-        doubles += u32::from(dice[0] == dice[1]);
-        for d in dice {
-            faces[usize::from(d - 1)] += 1;
-        }
-    }
     // Doubles: mean 33,333, sigma 167; faces: mean 66,667, sigma 167.
-    assert!((32_500..=34_170).contains(&doubles), "doubles {doubles}");
-    for f in faces {
-        assert!((65_830..=67_500).contains(&f), "faces {faces:?}");
-    }
+    ThrowCounts::throw::<M>(&g.state, FILL, 200_000).assert_fair(32_500..=34_170, 65_830..=67_500);
 }
 
 #[test]
 fn throw_dice_is_deterministic_and_needs_32_bytes() {
     let g = new_game();
-    let a = rules::throw_dice::<M>(&g.state, &entropy(7)).unwrap();
-    assert_eq!(rules::throw_dice::<M>(&g.state, &entropy(7)).unwrap(), a);
-    assert!(matches!(
-        rules::throw_dice::<M>(&g.state, &[0; 31]),
-        Err(ModeError::InvalidEntropy(_))
-    ));
+    testing::assert_throw_is_deterministic::<M>(&g.state, &testing::indexed_entropy(FILL, 7));
 }
 
 // ---------------------------------------------------------------------------
@@ -853,223 +554,64 @@ fn throw_dice_is_deterministic_and_needs_32_bytes() {
 // ---------------------------------------------------------------------------
 
 /// Classic as the spec states it, written without looking at the mode's code.
-#[derive(Clone, Debug, PartialEq)]
-struct Model {
-    ids: [String; 2],
-    banked: [i32; 2],
-    turn: usize,
-    turn_score: i32,
-    multiplier: u32,
-    over: bool,
-    winner: Option<usize>,
-}
+struct Model(TwoSeats);
 
-impl Model {
+impl testing::Model<M> for Model {
     fn new(first: usize) -> Self {
-        Model {
-            ids: [A.into(), B.into()],
-            banked: [0, 0],
-            turn: first,
-            turn_score: 0,
-            multiplier: 1,
-            over: false,
-            winner: None,
-        }
+        Model(TwoSeats::new(0, first))
     }
 
-    fn pass(&mut self) {
-        self.turn = 1 - self.turn;
-        self.turn_score = 0;
-        self.multiplier = 1;
+    fn seats(&self) -> &TwoSeats {
+        &self.0
     }
 
-    fn end(&mut self, winner: usize) {
-        self.over = true;
-        self.winner = Some(winner);
-        self.turn_score = 0;
-        self.multiplier = 1;
+    fn seats_mut(&mut self) -> &mut TwoSeats {
+        &mut self.0
     }
 
-    fn act(&mut self, actor: &str, action: &Action) -> Result<(), ModeError> {
-        if self.over {
-            return Err(ModeError::GameOver);
-        }
-        let seat = self
-            .ids
-            .iter()
-            .position(|id| id == actor)
-            .ok_or_else(|| ModeError::NotAPlayer(actor.into()))?;
-        if *action == Action::Forfeit {
-            self.end(1 - seat);
-            return Ok(());
-        }
-        if seat != self.turn {
-            return Err(ModeError::NotYourTurn(self.ids[self.turn].clone()));
-        }
-        match action {
-            Action::Roll { dice } => match dice[..] {
-                [a, b] if (1..=6).contains(&a) && (1..=6).contains(&b) => {
-                    let sum = i32::from(a + b);
-                    match (a, b) {
-                        (1, 1) => {
-                            self.turn_score += 20;
-                            self.multiplier = 2;
-                        }
-                        (6, 6) => {
-                            self.banked[seat] = 0;
-                            self.pass();
-                        }
-                        _ if a == b => {
-                            self.turn_score += sum;
-                            self.multiplier = 2;
-                        }
-                        _ if a == 1 || b == 1 => self.pass(),
-                        _ => self.turn_score += sum * self.multiplier as i32,
-                    }
-                }
-                _ => return Err(ModeError::InvalidDice(String::new())),
-            },
-            Action::Bank => {
-                if self.turn_score <= 0 {
-                    return Err(ModeError::NothingToBank);
-                }
-                self.banked[seat] += self.turn_score;
-                if self.banked[seat] >= 100 {
-                    self.end(seat);
-                } else {
-                    self.pass();
-                }
+    fn roll(&mut self, a: u8, b: u8) {
+        let s = &mut self.0;
+        let sum = i32::from(a + b);
+        match (a, b) {
+            (1, 1) => {
+                s.turn_score += 20;
+                s.multiplier = 2;
             }
-            Action::Timeout => self.pass(),
-            Action::Custom { name, .. } => return Err(ModeError::UnknownAction(name.clone())),
-            Action::Forfeit => unreachable!(),
+            (6, 6) => {
+                s.banked[s.turn] = 0;
+                s.pass();
+            }
+            _ if a == b => {
+                s.turn_score += sum;
+                s.multiplier = 2;
+            }
+            _ if a == 1 || b == 1 => s.pass(),
+            _ => s.turn_score += sum * s.multiplier as i32,
         }
-        Ok(())
     }
 
-    fn check(&self, t: &Table) -> Result<(), TestCaseError> {
-        let scores: Vec<i32> = t.seats.iter().map(|s| s.banked).collect();
-        prop_assert_eq!(&scores[..], &self.banked[..]);
-        prop_assert_eq!(t.is_over(), self.over);
-        if self.over {
-            let winner = match t.status {
-                Status::Finished { winner, .. } => winner,
-                Status::Playing => None,
-            };
-            prop_assert_eq!(winner, self.winner);
+    fn bank(&mut self) -> Result<(), ModeError> {
+        let s = &mut self.0;
+        if s.turn_score <= 0 {
+            return Err(ModeError::NothingToBank);
+        }
+        s.banked[s.turn] += s.turn_score;
+        if s.banked[s.turn] >= 100 {
+            s.win(s.turn);
         } else {
-            prop_assert_eq!(t.turn, self.turn);
+            s.pass();
         }
-        prop_assert_eq!(t.turn_score, self.turn_score);
-        prop_assert_eq!(t.multiplier, self.multiplier);
         Ok(())
     }
-}
 
-/// What every successful action must satisfy, whatever the mode.
-fn check_outcome(before: &Table, after: &Table, out: &Outcome) -> Result<(), TestCaseError> {
-    let over = after.is_over();
-    prop_assert_eq!(out.turn.is_none(), over);
-    prop_assert_eq!(out.standings.is_some(), over);
-    if let Some(turn) = &out.turn {
-        prop_assert_eq!(turn.as_str(), after.on_turn());
+    fn timeout(&mut self) {
+        self.0.pass();
     }
-    prop_assert_eq!(&out.standings, &after.standings());
-    let game_overs = out
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::GameOver { .. }))
-        .count();
-    prop_assert_eq!(game_overs, usize::from(over));
-    if let Some(standings) = &out.standings {
-        prop_assert_eq!(standings.len(), 2);
-        let wins = standings
-            .iter()
-            .filter(|s| s.result == MatchResult::Win)
-            .count();
-        let draws = standings
-            .iter()
-            .filter(|s| s.result == MatchResult::Draw)
-            .count();
-        prop_assert!(
-            (wins == 1 && draws == 0) || draws == standings.len(),
-            "{:?}",
-            standings
-        );
-        let Some(Event::GameOver { standings: s, .. }) = out.events.last() else {
-            return Err(TestCaseError::fail("GameOver is not the last event"));
-        };
-        prop_assert_eq!(s, standings);
-    }
-    // Every score change is announced, with running totals.
-    let mut banked: Vec<i32> = before.seats.iter().map(|s| s.banked).collect();
-    let mut turn_score = before.turn_score;
-    let mut passes = 0;
-    for e in &out.events {
-        match e {
-            Event::BankedScoreChanged {
-                player,
-                delta,
-                total,
-                ..
-            } => {
-                let seat = before.seat_of(player).unwrap();
-                banked[seat] += delta;
-                prop_assert_eq!(banked[seat], *total);
-            }
-            Event::TurnScoreChanged {
-                player,
-                delta,
-                total,
-            } => {
-                prop_assert_eq!(player.as_str(), before.on_turn());
-                turn_score += delta;
-                prop_assert_eq!(turn_score, *total);
-            }
-            Event::Busted { lost, .. } => prop_assert_eq!(*lost, turn_score),
-            Event::TurnPassed { from, to } => {
-                prop_assert_eq!(from.as_str(), before.on_turn());
-                prop_assert_eq!(to.as_str(), after.on_turn());
-                turn_score = 0;
-                passes += 1;
-            }
-            _ => {}
-        }
-    }
-    let after_banked: Vec<i32> = after.seats.iter().map(|s| s.banked).collect();
-    prop_assert_eq!(banked, after_banked);
-    prop_assert_eq!(passes, usize::from(!over && after.turn != before.turn));
-    if passes > 0 || over {
-        // The turn passed or the game ended: turn score and multiplier cleared.
-        prop_assert_eq!((after.turn_score, after.multiplier), (0, 1));
-    } else {
-        prop_assert_eq!(after.turn_score, turn_score);
-    }
-    prop_assert!(after.turn_score >= 0);
-    mode_invariants(after)
 }
 
 /// Classic scores are never negative.
-fn mode_invariants(t: &Table) -> Result<(), TestCaseError> {
-    prop_assert!(t.seats.iter().all(|s| s.banked >= 0), "{:?}", t);
-    Ok(())
-}
-
-#[derive(Clone, Debug)]
-enum Step {
-    /// The player on turn rolls the dice the mode throws from this entropy.
-    Throw([u8; 32]),
-    /// The player on turn rolls these (valid) dice.
-    Roll(u8, u8),
-    Bank,
-    Timeout,
-    Forfeit {
-        on_turn: bool,
-    },
-    /// The player not on turn tries to roll, bank or time out.
-    OutOfTurn(u8),
-    Stranger,
-    BadDice(Vec<u8>),
+fn mode_invariants(t: &Table) -> Result<(), String> {
+    ensure(t.seats.iter().all(|s| s.banked >= 0), || format!("{t:?}"))
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1091,93 +633,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// Plays `steps` from a start chosen by `start_entropy`, checking every outcome
-/// against the invariants and the spec model.
-fn play(start_entropy: &[u8; 32], steps: &[Step]) -> Result<(), TestCaseError> {
-    let out = rules::start::<M>(&config(&[A, B], None, ""), start_entropy).unwrap();
-    let first = usize::from(out.turn.as_deref() == Some(B));
-    let mut g = G::from_state(&rules::decode::<M>(&out.state).unwrap());
-    let mut model = Model::new(first);
-    for step in steps {
-        let before = g.table();
-        if before.is_over() {
-            break;
-        }
-        let on = before.on_turn().to_owned();
-        let off = before.seats[1 - before.turn].id.clone();
-        let (actor, action) = match step {
-            Step::Throw(entropy) => {
-                let dice = rules::throw_dice::<M>(&g.state, entropy).unwrap();
-                prop_assert!(dice.len() == 2 && dice.iter().all(|d| (1..=6).contains(d)));
-                (on, Action::Roll { dice })
-            }
-            Step::Roll(a, b) => (on, Action::Roll { dice: vec![*a, *b] }),
-            Step::Bank => (on, Action::Bank),
-            Step::Timeout => (on, Action::Timeout),
-            Step::Forfeit { on_turn: true } => (on, Action::Forfeit),
-            Step::Forfeit { on_turn: false } => (off, Action::Forfeit),
-            Step::OutOfTurn(k) => (
-                off,
-                match k {
-                    0 => Action::Roll { dice: vec![3, 4] },
-                    1 => Action::Bank,
-                    _ => Action::Timeout,
-                },
-            ),
-            Step::Stranger => ("mallory".to_owned(), Action::Roll { dice: vec![3, 4] }),
-            Step::BadDice(dice) => (on, Action::Roll { dice: dice.clone() }),
-        };
-        let state = g.state.clone();
-        let expected = model.act(&actor, &action);
-        match g.act(&actor, action.clone()) {
-            Ok(out) => {
-                let out = out.clone();
-                prop_assert!(
-                    expected.is_ok(),
-                    "{:?} accepted, model: {:?}",
-                    action,
-                    expected
-                );
-                check_outcome(&before, &g.table(), &out)?;
-            }
-            Err(err) => {
-                prop_assert_eq!(&g.state, &state, "error changed the state");
-                match &expected {
-                    Err(want) => prop_assert!(same_error(&err, want), "{:?} vs {:?}", err, want),
-                    Ok(()) => prop_assert!(false, "{:?} refused: {:?}", action, err),
-                }
-            }
-        }
-        model.check(&g.table())?;
-        // The shown scores are the banked ones.
-        let view = g.view();
-        for (i, seat) in g.table().seats.iter().enumerate() {
-            prop_assert_eq!(
-                &view["players"][i]["score"],
-                &serde_json::Value::from(seat.banked)
-            );
-        }
-    }
-    if g.table().is_over() {
-        let state = g.state.clone();
-        prop_assert_eq!(g.roll(3, 4).unwrap_err(), ModeError::GameOver);
-        prop_assert_eq!(&g.state, &state);
-    }
-    Ok(())
-}
-
-/// Per-roll entropy for long games, derived from one generated seed the way
-/// the host derives every roll from the match seed.
-fn roll_entropy(seed: &[u8; 32], roll: u64) -> [u8; 32] {
-    let mut e = *seed;
-    for (b, c) in e.iter_mut().zip(roll.to_le_bytes()) {
-        *b ^= c;
-    }
-    e
-}
-
-const MAX_ACTIONS: u32 = 10_000;
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1186,7 +641,8 @@ proptest! {
         start_entropy in any::<[u8; 32]>(),
         steps in prop::collection::vec(step(), 1..300),
     ) {
-        play(&start_entropy, &steps)?;
+        testing::play::<M, Model>(&start_entropy, &steps, mode_invariants)
+            .map_err(TestCaseError::fail)?;
     }
 
     /// With a sensible policy (roll until the turn score reaches a threshold,
@@ -1199,22 +655,8 @@ proptest! {
         threshold in 5i32..=60,
     ) {
         let mut g = if first_b { G::start(&[B, A]) } else { G::start(&[A, B]) };
-        let mut actions = 0u32;
-        let mut rolls = 0u64;
-        while !g.table().is_over() {
-            prop_assert!(actions < MAX_ACTIONS, "not over after {} actions", actions);
-            let before = g.table();
-            let out = if before.turn_score >= threshold {
-                g.bank().unwrap().clone()
-            } else {
-                let dice = rules::throw_dice::<M>(&g.state, &roll_entropy(&seed, rolls))
-                    .unwrap();
-                rolls += 1;
-                g.roll(dice[0], dice[1]).unwrap().clone()
-            };
-            check_outcome(&before, &g.table(), &out)?;
-            actions += 1;
-        }
+        g.play_out(&seed, |t| t.turn_score >= threshold, mode_invariants)
+            .map_err(TestCaseError::fail)?;
         let t = g.table();
         let Status::Finished { reason, winner: Some(w), forfeited: None } = t.status else {
             return Err(TestCaseError::fail(format!("{:?}", t.status)));

@@ -8,10 +8,13 @@
 // `#[test]` functions, not the helpers of an integration test).
 #![allow(clippy::unwrap_used)]
 
-use dashdice_mode_sdk::testing::Game;
+use dashdice_mode_sdk::testing::events::{banked, multiplier, passed, rolled, turn_score};
+use dashdice_mode_sdk::testing::{
+    self, ALICE as A, BOB as B, Game, Step, ThrowCounts, TwoSeats, config, ensure, standing, table2,
+};
 use dashdice_mode_sdk::{
-    Action, BankedReason, EndReason, Event, MatchConfig, MatchResult, ModeError, Outcome, RollKind,
-    Rules, Seat, Standing, Status, Table, rules,
+    Action, BankedReason, EndReason, Event, MatchResult, ModeError, RollKind, Rules, Status, Table,
+    rules,
 };
 use dashdice_mode_true_grit::{State, TrueGrit};
 use proptest::prelude::*;
@@ -19,35 +22,12 @@ use proptest::prelude::*;
 type M = TrueGrit;
 type G = Game<M>;
 
-const A: &str = "alice";
-const B: &str = "bob";
-
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
 fn new_game() -> G {
     G::start(&[A, B])
-}
-
-/// A playing table: alice in seat 0, bob in seat 1.
-fn table(banked: [i32; 2], turn: usize, turn_score: i32, multiplier: u32) -> Table {
-    Table {
-        seats: vec![
-            Seat {
-                id: A.into(),
-                banked: banked[0],
-            },
-            Seat {
-                id: B.into(),
-                banked: banked[1],
-            },
-        ],
-        turn,
-        turn_score,
-        multiplier,
-        status: Status::Playing,
-    }
 }
 
 /// A playing True Grit state with `turns_done` turns completed.
@@ -59,123 +39,8 @@ fn state(
     turns_done: u32,
 ) -> State {
     State {
-        table: table(banked, turn, turn_score, multiplier),
+        table: table2(banked, turn, turn_score, multiplier),
         turns_done,
-    }
-}
-
-fn events(g: &G) -> Vec<Event> {
-    g.last.as_ref().unwrap().events.clone()
-}
-
-fn outcome(g: &G) -> Outcome {
-    g.last.clone().unwrap()
-}
-
-/// Rolls and checks the turn score, the multiplier and who is on turn.
-#[track_caller]
-fn roll_expect(g: &mut G, d1: u8, d2: u8, turn_score: i32, multiplier: u32, on_turn: &str) {
-    g.roll(d1, d2).unwrap();
-    let t = g.table();
-    assert_eq!(t.turn_score, turn_score, "turn score after {d1}-{d2}");
-    assert_eq!(t.multiplier, multiplier, "multiplier after {d1}-{d2}");
-    assert_eq!(t.on_turn(), on_turn, "on turn after {d1}-{d2}");
-    assert_eq!(t.status, Status::Playing);
-}
-
-/// The action is refused with `expected`, and neither the state bytes nor the
-/// last outcome move.
-#[track_caller]
-fn refused(g: &mut G, actor: &str, action: Action, expected: ModeError) {
-    let state = g.state.clone();
-    let last = g.last.clone();
-    let err = g.act(actor, action.clone()).unwrap_err();
-    assert!(
-        same_error(&err, &expected),
-        "got {err:?}, want {expected:?}"
-    );
-    assert_eq!(
-        g.state, state,
-        "state bytes changed by a refused {action:?}"
-    );
-    assert_eq!(g.last, last);
-    // The raw driver agrees and hands back nothing.
-    let again = rules::apply::<M>(&state, actor, &action).unwrap_err();
-    assert_eq!(again, err);
-}
-
-/// Equal errors; for errors carrying a message only the kind is compared.
-fn same_error(a: &ModeError, b: &ModeError) -> bool {
-    match (a, b) {
-        (ModeError::NotYourTurn(x), ModeError::NotYourTurn(y))
-        | (ModeError::NotAPlayer(x), ModeError::NotAPlayer(y))
-        | (ModeError::UnknownAction(x), ModeError::UnknownAction(y)) => x == y,
-        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
-    }
-}
-
-fn standing(player: &str, score: i32, rank: u32, result: MatchResult) -> Standing {
-    Standing {
-        player: player.into(),
-        score,
-        rank,
-        result,
-    }
-}
-
-fn config(players: &[&str], first: Option<&str>, options: &str) -> MatchConfig {
-    MatchConfig {
-        players: players.iter().map(|p| (*p).to_owned()).collect(),
-        first_player: first.map(str::to_owned),
-        options: options.into(),
-    }
-}
-
-fn rolled(player: &str, d1: u8, d2: u8, kind: RollKind) -> Event {
-    Event::Rolled {
-        player: player.into(),
-        dice: vec![d1, d2],
-        kind,
-    }
-}
-
-fn turn_score(player: &str, delta: i32, total: i32) -> Event {
-    Event::TurnScoreChanged {
-        player: player.into(),
-        delta,
-        total,
-    }
-}
-
-fn passed(from: &str, to: &str) -> Event {
-    Event::TurnPassed {
-        from: from.into(),
-        to: to.into(),
-    }
-}
-
-fn multiplier(player: &str, multiplier: u32) -> Event {
-    Event::MultiplierChanged {
-        player: player.into(),
-        multiplier,
-    }
-}
-
-fn banked(player: &str, delta: i32, total: i32, reason: BankedReason) -> Event {
-    Event::BankedScoreChanged {
-        player: player.into(),
-        delta,
-        total,
-        reason,
-    }
-}
-
-fn won_by(g: &G) -> Option<String> {
-    match g.table().status {
-        Status::Finished {
-            winner: Some(w), ..
-        } => Some(g.table().seats[w].id.clone()),
-        _ => None,
     }
 }
 
@@ -203,7 +68,7 @@ fn assert_over(g: &G, reason: EndReason, winner: Option<&str>, scores: [i32; 2])
     assert_eq!(w.map(|w| t.seats[w].id.as_str()), winner);
     assert_eq!(g.scores(), scores.to_vec());
     assert_eq!((t.turn_score, t.multiplier), (0, 1));
-    let out = outcome(g);
+    let out = g.outcome();
     assert_eq!(out.turn, None);
     let standings = out.standings.clone().unwrap();
     assert_eq!(
@@ -259,7 +124,7 @@ fn start_both_players_at_zero_with_no_turn_done() {
     assert_eq!((t.turn, t.turn_score, t.multiplier), (0, 0, 1));
     assert_eq!(t.status, Status::Playing);
     assert_eq!(turns_done(&g), 0);
-    let out = outcome(&g);
+    let out = g.outcome();
     assert_eq!(out.turn.as_deref(), Some(A));
     assert_eq!(out.standings, None);
     let view = g.view();
@@ -269,36 +134,12 @@ fn start_both_players_at_zero_with_no_turn_done() {
 
 #[test]
 fn start_picks_the_first_player_from_entropy() {
-    let cfg = config(&[A, B], None, "");
-    let mut firsts = [0u32; 2];
-    for i in 0..=255u8 {
-        let out = rules::start::<M>(&cfg, &[i; 32]).unwrap();
-        let first = out.turn.clone().unwrap();
-        assert_eq!(
-            out.events,
-            vec![Event::TurnStarted {
-                player: first.clone()
-            }]
-        );
-        firsts[usize::from(first == B)] += 1;
-        let again = rules::start::<M>(&cfg, &[i; 32]).unwrap();
-        assert_eq!(again.state, out.state);
-    }
-    // Both seats occur and neither dominates (256 fair coins: 5 sigma is 40).
-    assert!(
-        firsts.iter().all(|&n| (88..=168).contains(&n)),
-        "{firsts:?}"
-    );
+    testing::assert_first_player_from_entropy::<M>();
 }
 
 #[test]
 fn start_honours_first_player() {
-    for entropy in [[0u8; 32], [1; 32], [0xff; 32]] {
-        let out = rules::start::<M>(&config(&[A, B], Some(B), ""), &entropy).unwrap();
-        assert_eq!(out.turn.as_deref(), Some(B));
-        let out = rules::start::<M>(&config(&[A, B], Some(A), ""), &entropy).unwrap();
-        assert_eq!(out.turn.as_deref(), Some(A));
-    }
+    testing::assert_honours_first_player::<M>();
 }
 
 #[test]
@@ -306,22 +147,7 @@ fn start_rejects_invalid_configs() {
     for options in ["", "{}"] {
         assert!(rules::start::<M>(&config(&[A, B], None, options), &[0; 32]).is_ok());
     }
-    let bad = [
-        config(&[A], None, ""),
-        config(&[A, B, "carol"], None, ""),
-        config(&[A, A], None, ""),
-        config(&[A, ""], None, ""),
-        config(&[A, B], Some("carol"), ""),
-        config(&[A, B], None, r#"{"turns": 3}"#),
-        config(&[A, B], None, "not json"),
-    ];
-    for cfg in bad {
-        let err = rules::start::<M>(&cfg, &[0; 32]).unwrap_err();
-        assert!(
-            matches!(err, ModeError::InvalidConfig(_)),
-            "{cfg:?}: {err:?}"
-        );
-    }
+    testing::assert_rejects_invalid_configs::<M>(&[r#"{"turns": 3}"#]);
     let err = rules::start::<M>(&config(&[A, B], None, ""), &[0; 16]).unwrap_err();
     assert!(matches!(err, ModeError::InvalidEntropy(_)), "{err:?}");
 }
@@ -330,40 +156,15 @@ fn start_rejects_invalid_configs() {
 // Dice: two fair dice
 // ---------------------------------------------------------------------------
 
-fn entropy(i: u64) -> [u8; 32] {
-    let mut e = [0xc3; 32];
-    e[..8].copy_from_slice(&i.to_le_bytes());
-    e
-}
+/// The fill byte of this file's entropy series.
+const FILL: u8 = 0xc3;
 
 #[test]
 fn throw_dice_is_fair_doubles_one_in_six() {
     let g = new_game();
-    const N: u32 = 120_000;
-    let mut doubles = 0u32;
-    let mut faces = [0u32; 6];
-    for i in 0..N {
-        let dice = rules::throw_dice::<M>(&g.state, &entropy(u64::from(i))).unwrap();
-        assert!(
-            dice.len() == 2 && dice.iter().all(|d| (1..=6).contains(d)),
-            "{dice:?}"
-        );
-        doubles += u32::from(dice[0] == dice[1]);
-        for d in dice {
-            faces[usize::from(d - 1)] += 1;
-        }
-    }
     // About 5 sigma. Doubles: mean 20,000, sigma 129; faces: mean 40,000, sigma 129.
-    assert!((19_355..=20_645).contains(&doubles), "doubles {doubles}");
-    for f in faces {
-        assert!((39_355..=40_645).contains(&f), "faces {faces:?}");
-    }
-    let a = rules::throw_dice::<M>(&g.state, &entropy(7)).unwrap();
-    assert_eq!(rules::throw_dice::<M>(&g.state, &entropy(7)).unwrap(), a);
-    assert!(matches!(
-        rules::throw_dice::<M>(&g.state, &[0; 31]),
-        Err(ModeError::InvalidEntropy(_))
-    ));
+    ThrowCounts::throw::<M>(&g.state, FILL, 120_000).assert_fair(19_355..=20_645, 39_355..=40_645);
+    testing::assert_throw_is_deterministic::<M>(&g.state, &testing::indexed_entropy(FILL, 7));
 }
 
 // ---------------------------------------------------------------------------
@@ -373,22 +174,22 @@ fn throw_dice_is_fair_doubles_one_in_six() {
 #[test]
 fn normal_roll_adds_the_sum() {
     let mut g = new_game();
-    roll_expect(&mut g, 3, 4, 7, 1, A);
+    g.roll_expect(3, 4, 7, 1, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![rolled(A, 3, 4, RollKind::Normal), turn_score(A, 7, 7)]
     );
-    roll_expect(&mut g, 6, 5, 18, 1, A);
+    g.roll_expect(6, 5, 18, 1, A);
     assert_eq!(g.scores(), vec![0, 0]);
 }
 
 #[test]
 fn normal_roll_is_doubled_once_any_double_was_rolled() {
     let mut g = new_game();
-    roll_expect(&mut g, 3, 3, 6, 2, A);
-    roll_expect(&mut g, 3, 4, 20, 2, A);
+    g.roll_expect(3, 3, 6, 2, A);
+    g.roll_expect(3, 4, 20, 2, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![rolled(A, 3, 4, RollKind::Normal), turn_score(A, 14, 20)]
     );
 }
@@ -396,16 +197,16 @@ fn normal_roll_is_doubled_once_any_double_was_rolled() {
 #[test]
 fn snake_eyes_adds_20_unmultiplied_and_sets_the_multiplier() {
     let mut g = new_game();
-    roll_expect(&mut g, 1, 1, 20, 2, A);
+    g.roll_expect(1, 1, 20, 2, A);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             rolled(A, 1, 1, RollKind::SnakeEyes),
             turn_score(A, 20, 20),
             multiplier(A, 2),
         ]
     );
-    roll_expect(&mut g, 1, 1, 40, 2, A);
+    g.roll_expect(1, 1, 40, 2, A);
 }
 
 #[test]
@@ -413,9 +214,9 @@ fn other_doubles_add_their_sum_unmultiplied_six_six_included() {
     for n in 2..=6u8 {
         let mut g = new_game();
         let sum = 2 * i32::from(n);
-        roll_expect(&mut g, n, n, sum, 2, A);
+        g.roll_expect(n, n, sum, 2, A);
         assert_eq!(
-            events(&g),
+            g.events(),
             vec![
                 rolled(A, n, n, RollKind::Double),
                 turn_score(A, sum, sum),
@@ -423,7 +224,7 @@ fn other_doubles_add_their_sum_unmultiplied_six_six_included() {
             ]
         );
         // A second double is not multiplied either.
-        roll_expect(&mut g, n, n, 2 * sum, 2, A);
+        g.roll_expect(n, n, 2 * sum, 2, A);
         assert_eq!(g.scores(), vec![0, 0]);
     }
 }
@@ -431,24 +232,24 @@ fn other_doubles_add_their_sum_unmultiplied_six_six_included() {
 #[test]
 fn multiplier_does_not_stack() {
     let mut g = new_game();
-    roll_expect(&mut g, 2, 2, 4, 2, A);
-    roll_expect(&mut g, 3, 3, 10, 2, A);
-    roll_expect(&mut g, 1, 1, 30, 2, A);
-    roll_expect(&mut g, 6, 6, 42, 2, A);
+    g.roll_expect(2, 2, 4, 2, A);
+    g.roll_expect(3, 3, 10, 2, A);
+    g.roll_expect(1, 1, 30, 2, A);
+    g.roll_expect(6, 6, 42, 2, A);
     assert!(
-        !events(&g)
+        !g.events()
             .iter()
             .any(|e| matches!(e, Event::MultiplierChanged { .. }))
     );
-    roll_expect(&mut g, 2, 3, 52, 2, A);
+    g.roll_expect(2, 3, 52, 2, A);
 }
 
 #[test]
 fn single_one_ends_the_turn_and_keeps_the_score() {
     for (d1, d2) in [(1, 5), (5, 1), (1, 2)] {
         let mut g = new_game();
-        roll_expect(&mut g, 2, 2, 4, 2, A);
-        roll_expect(&mut g, 3, 4, 18, 2, A);
+        g.roll_expect(2, 2, 4, 2, A);
+        g.roll_expect(3, 4, 18, 2, A);
         g.roll(d1, d2).unwrap();
         let t = g.table();
         assert_eq!(g.scores(), vec![18, 0]);
@@ -456,7 +257,7 @@ fn single_one_ends_the_turn_and_keeps_the_score() {
         assert_eq!(t.status, Status::Playing);
         assert_eq!(turns_done(&g), 1);
         assert_eq!(
-            events(&g),
+            g.events(),
             vec![
                 rolled(A, d1, d2, RollKind::SingleOne),
                 kept(A, 18),
@@ -464,7 +265,7 @@ fn single_one_ends_the_turn_and_keeps_the_score() {
             ]
         );
         // The multiplier does not carry over to the second player.
-        roll_expect(&mut g, 2, 3, 5, 1, B);
+        g.roll_expect(2, 3, 5, 1, B);
     }
 }
 
@@ -483,21 +284,21 @@ fn single_one_on_the_first_roll_keeps_zero() {
 #[test]
 fn the_first_player_never_wins_early() {
     let mut g = new_game();
-    roll_expect(&mut g, 6, 5, 11, 1, A);
-    roll_expect(&mut g, 6, 6, 23, 2, A);
-    roll_expect(&mut g, 6, 5, 45, 2, A);
+    g.roll_expect(6, 5, 11, 1, A);
+    g.roll_expect(6, 6, 23, 2, A);
+    g.roll_expect(6, 5, 45, 2, A);
     assert_eq!(turns_done(&g), 0);
 }
 
 #[test]
 fn the_second_player_wins_as_soon_as_the_turn_score_exceeds_the_first_total() {
     let mut g = G::from_state(&state([20, 0], 1, 0, 1, 1));
-    roll_expect(&mut g, 6, 5, 11, 1, B);
-    roll_expect(&mut g, 4, 5, 20, 1, B); // equal is not enough
+    g.roll_expect(6, 5, 11, 1, B);
+    g.roll_expect(4, 5, 20, 1, B); // equal is not enough
     g.roll(2, 3).unwrap();
     assert_over(&g, EndReason::Won, Some(B), [20, 25]);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             rolled(B, 2, 3, RollKind::Normal),
             turn_score(B, 5, 25),
@@ -529,12 +330,12 @@ fn after_both_turns_the_higher_total_wins() {
     g.roll(3, 4).unwrap();
     g.roll(2, 1).unwrap();
     assert_eq!(g.scores(), vec![7, 0]);
-    roll_expect(&mut g, 2, 3, 5, 1, B);
+    g.roll_expect(2, 3, 5, 1, B);
     g.roll(6, 1).unwrap();
     assert_over(&g, EndReason::Completed, Some(A), [7, 5]);
     assert_eq!(turns_done(&g), 2);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             rolled(B, 6, 1, RollKind::SingleOne),
             kept(B, 5),
@@ -562,9 +363,9 @@ fn equal_totals_are_a_draw() {
     assert_eq!(view["end_reason"], "completed");
     // 12-12, both reached by a double.
     let mut g = new_game();
-    roll_expect(&mut g, 6, 6, 12, 2, A);
+    g.roll_expect(6, 6, 12, 2, A);
     g.roll(1, 4).unwrap();
-    roll_expect(&mut g, 6, 6, 12, 2, B);
+    g.roll_expect(6, 6, 12, 2, B);
     g.roll(2, 1).unwrap();
     assert_over(&g, EndReason::Completed, None, [12, 12]);
 }
@@ -572,28 +373,13 @@ fn equal_totals_are_a_draw() {
 #[test]
 fn bank_is_not_allowed() {
     let mut g = new_game();
-    refused(
-        &mut g,
-        A,
-        Action::Bank,
-        ModeError::NotAllowed(String::new()),
-    );
+    g.refused(A, Action::Bank, ModeError::NotAllowed(String::new()));
     g.roll(3, 4).unwrap();
-    refused(
-        &mut g,
-        A,
-        Action::Bank,
-        ModeError::NotAllowed(String::new()),
-    );
+    g.refused(A, Action::Bank, ModeError::NotAllowed(String::new()));
     g.roll(1, 4).unwrap();
-    refused(
-        &mut g,
-        B,
-        Action::Bank,
-        ModeError::NotAllowed(String::new()),
-    );
+    g.refused(B, Action::Bank, ModeError::NotAllowed(String::new()));
     // Not on turn is refused for that reason first.
-    refused(&mut g, A, Action::Bank, ModeError::NotYourTurn(B.into()));
+    g.refused(A, Action::Bank, ModeError::NotYourTurn(B.into()));
 }
 
 // ---------------------------------------------------------------------------
@@ -605,12 +391,12 @@ fn bank_is_not_allowed() {
 #[test]
 fn worked_sequence() {
     let mut g = new_game();
-    roll_expect(&mut g, 3, 4, 7, 1, A);
-    roll_expect(&mut g, 2, 2, 11, 2, A);
-    roll_expect(&mut g, 3, 5, 27, 2, A);
-    roll_expect(&mut g, 1, 1, 47, 2, A);
-    roll_expect(&mut g, 6, 6, 59, 2, A);
-    roll_expect(&mut g, 2, 3, 69, 2, A);
+    g.roll_expect(3, 4, 7, 1, A);
+    g.roll_expect(2, 2, 11, 2, A);
+    g.roll_expect(3, 5, 27, 2, A);
+    g.roll_expect(1, 1, 47, 2, A);
+    g.roll_expect(6, 6, 59, 2, A);
+    g.roll_expect(2, 3, 69, 2, A);
     assert_eq!(g.scores(), vec![0, 0]);
     g.roll(1, 4).unwrap();
     let t = g.table();
@@ -618,7 +404,7 @@ fn worked_sequence() {
     assert_eq!((t.on_turn(), t.turn_score, t.multiplier), (B, 0, 1));
     assert_eq!(t.status, Status::Playing);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             rolled(A, 1, 4, RollKind::SingleOne),
             kept(A, 69),
@@ -630,11 +416,11 @@ fn worked_sequence() {
     // Bob reaching exactly 69 does not win; passing it does.
     let mut draw = G::from_state(&g.decoded());
     for (d, ts) in [((5, 6), 11), ((5, 6), 22), ((5, 6), 33), ((5, 6), 44)] {
-        roll_expect(&mut draw, d.0, d.1, ts, 1, B);
+        draw.roll_expect(d.0, d.1, ts, 1, B);
     }
-    roll_expect(&mut draw, 6, 4, 54, 1, B);
-    roll_expect(&mut draw, 6, 4, 64, 1, B);
-    roll_expect(&mut draw, 2, 3, 69, 1, B);
+    draw.roll_expect(6, 4, 54, 1, B);
+    draw.roll_expect(6, 4, 64, 1, B);
+    draw.roll_expect(2, 3, 69, 1, B);
     let mut win = G::from_state(&draw.decoded());
     draw.roll(1, 2).unwrap();
     assert_over(&draw, EndReason::Completed, None, [69, 69]);
@@ -649,24 +435,24 @@ fn worked_sequence() {
 #[test]
 fn timeout_ends_the_turn_and_keeps_the_score() {
     let mut g = new_game();
-    roll_expect(&mut g, 3, 3, 6, 2, A);
-    roll_expect(&mut g, 3, 4, 20, 2, A);
+    g.roll_expect(3, 3, 6, 2, A);
+    g.roll_expect(3, 4, 20, 2, A);
     g.timeout().unwrap();
     let t = g.table();
     assert_eq!(g.scores(), vec![20, 0]);
     assert_eq!((t.on_turn(), t.turn_score, t.multiplier), (B, 0, 1));
     assert_eq!(turns_done(&g), 1);
     assert_eq!(
-        events(&g),
+        g.events(),
         vec![
             Event::TimedOut { player: A.into() },
             kept(A, 20),
             passed(A, B),
         ]
     );
-    refused(&mut g, A, Action::Timeout, ModeError::NotYourTurn(B.into()));
+    g.refused(A, Action::Timeout, ModeError::NotYourTurn(B.into()));
     // The second player's timeout ends the game on totals.
-    roll_expect(&mut g, 6, 5, 11, 1, B);
+    g.roll_expect(6, 5, 11, 1, B);
     g.timeout().unwrap();
     assert_over(&g, EndReason::Completed, Some(A), [20, 11]);
 }
@@ -688,7 +474,7 @@ fn forfeit_makes_the_other_player_win() {
         standing(B, 0, 1, MatchResult::Win),
         standing(A, 50, 2, MatchResult::Loss),
     ];
-    let out = outcome(&g);
+    let out = g.outcome();
     assert_eq!(out.turn, None);
     assert_eq!(out.standings.as_ref(), Some(&standings));
     assert_eq!(
@@ -705,7 +491,7 @@ fn forfeit_makes_the_other_player_win() {
     let mut g = new_game();
     g.roll(3, 4).unwrap();
     g.act(A, Action::Forfeit).unwrap();
-    assert_eq!(won_by(&g).as_deref(), Some(B));
+    assert_eq!(g.won_by().as_deref(), Some(B));
     assert_eq!(
         g.table().status,
         Status::Finished {
@@ -724,35 +510,14 @@ fn forfeit_makes_the_other_player_win() {
 fn refused_actions_change_nothing_and_play_goes_on() {
     let mut g = new_game();
     g.roll(2, 2).unwrap();
-    let roll = |d: &[u8]| Action::Roll { dice: d.to_vec() };
-    refused(&mut g, B, roll(&[3, 4]), ModeError::NotYourTurn(A.into()));
-    refused(&mut g, B, Action::Timeout, ModeError::NotYourTurn(A.into()));
-    refused(
-        &mut g,
-        "carol",
-        roll(&[3, 4]),
-        ModeError::NotAPlayer("carol".into()),
+    g.refused(
+        B,
+        Action::Roll { dice: vec![3, 4] },
+        ModeError::NotYourTurn(A.into()),
     );
-    refused(
-        &mut g,
-        "carol",
-        Action::Forfeit,
-        ModeError::NotAPlayer("carol".into()),
-    );
-    for dice in [&[0u8, 3][..], &[7, 1], &[3], &[], &[1, 2, 3], &[6, 0]] {
-        refused(&mut g, A, roll(dice), ModeError::InvalidDice(String::new()));
-    }
-    refused(
-        &mut g,
-        A,
-        Action::Bank,
-        ModeError::NotAllowed(String::new()),
-    );
-    let custom = Action::Custom {
-        name: "grit".into(),
-        payload: String::new(),
-    };
-    refused(&mut g, A, custom, ModeError::UnknownAction("grit".into()));
+    g.refused(B, Action::Timeout, ModeError::NotYourTurn(A.into()));
+    g.refuses_invalid_actions("grit");
+    g.refused(A, Action::Bank, ModeError::NotAllowed(String::new()));
 
     let mut clean = new_game();
     clean.roll(2, 2).unwrap();
@@ -768,85 +533,15 @@ fn a_finished_game_refuses_everything() {
     let mut g = new_game();
     g.timeout().unwrap();
     g.roll(2, 3).unwrap();
-    assert!(g.table().is_over());
-    for (actor, action) in [
-        (A, Action::Roll { dice: vec![3, 4] }),
-        (B, Action::Roll { dice: vec![3, 4] }),
-        (A, Action::Bank),
-        (B, Action::Timeout),
-        (A, Action::Forfeit),
-        (B, Action::Forfeit),
-    ] {
-        refused(&mut g, actor, action, ModeError::GameOver);
-    }
-    assert_eq!(
-        rules::throw_dice::<M>(&g.state, &[0; 32]).unwrap_err(),
-        ModeError::GameOver
-    );
+    g.refuses_everything();
 }
 
 #[test]
 fn corrupt_state_is_an_error_not_a_panic() {
-    let g = G::from_state(&state([12, 0], 1, 5, 2, 1));
-    let mut corrupt: Vec<Vec<u8>> = vec![vec![], vec![0xff; 8], vec![0x80; 64]];
-    // Every strict prefix of a valid state.
-    corrupt.extend((0..g.state.len()).map(|n| g.state[..n].to_vec()));
-    // Valid encodings of impossible tables: no such seat on turn, no seats,
-    // a winner that is not seated.
-    let mut bad_turn = table([0, 0], 2, 0, 1);
-    corrupt.push(
-        G::from_state(&State {
-            table: bad_turn.clone(),
-            turns_done: 0,
-        })
-        .state,
-    );
-    bad_turn.seats.clear();
-    bad_turn.turn = 0;
-    corrupt.push(
-        G::from_state(&State {
-            table: bad_turn.clone(),
-            turns_done: 0,
-        })
-        .state,
-    );
-    let mut bad_winner = table([0, 0], 0, 0, 1);
-    bad_winner.status = Status::Finished {
-        reason: EndReason::Won,
-        winner: Some(5),
-        forfeited: None,
-    };
-    corrupt.push(
-        G::from_state(&State {
-            table: bad_winner,
-            turns_done: 2,
-        })
-        .state,
-    );
-
-    for bytes in &corrupt {
-        for actor in [A, B] {
-            for action in [
-                Action::Roll { dice: vec![3, 4] },
-                Action::Bank,
-                Action::Forfeit,
-            ] {
-                let err = rules::apply::<M>(bytes, actor, &action).unwrap_err();
-                assert!(
-                    matches!(err, ModeError::CorruptState(_)),
-                    "{bytes:?}: {err:?}"
-                );
-            }
-        }
-        assert!(matches!(
-            rules::view::<M>(bytes),
-            Err(ModeError::CorruptState(_))
-        ));
-        assert!(matches!(
-            rules::throw_dice::<M>(bytes, &[0; 32]),
-            Err(ModeError::CorruptState(_))
-        ));
-    }
+    testing::assert_corrupt_state_refused::<M>(&state([12, 0], 1, 5, 2, 1), |table| State {
+        turns_done: if table.is_over() { 2 } else { 0 },
+        table,
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -854,230 +549,92 @@ fn corrupt_state_is_an_error_not_a_panic() {
 // ---------------------------------------------------------------------------
 
 /// True Grit as the spec states it, written without looking at the mode's code.
-#[derive(Clone, Debug, PartialEq)]
 struct Model {
-    ids: [String; 2],
-    banked: [i32; 2],
-    turn: usize,
-    turn_score: i32,
-    multiplier: u32,
+    seats: TwoSeats,
     turns_done: u32,
-    /// `Some((reason, winner))` once over; winner `None` is a draw.
-    over: Option<(EndReason, Option<usize>)>,
 }
 
 impl Model {
-    fn new(first: usize) -> Self {
-        Model {
-            ids: [A.into(), B.into()],
-            banked: [0, 0],
-            turn: first,
-            turn_score: 0,
-            multiplier: 1,
-            turns_done: 0,
-            over: None,
-        }
-    }
-
-    fn end(&mut self, reason: EndReason, winner: Option<usize>) {
-        self.over = Some((reason, winner));
-        self.turn_score = 0;
-        self.multiplier = 1;
-    }
-
     /// The turn ends and the player keeps the turn score.
     fn end_turn(&mut self) {
-        self.banked[self.turn] += self.turn_score;
+        let s = &mut self.seats;
+        s.banked[s.turn] += s.turn_score;
         self.turns_done += 1;
         if self.turns_done == 2 {
-            let winner = match self.banked[0].cmp(&self.banked[1]) {
+            let winner = match s.banked[0].cmp(&s.banked[1]) {
                 std::cmp::Ordering::Greater => Some(0),
                 std::cmp::Ordering::Less => Some(1),
                 std::cmp::Ordering::Equal => None,
             };
-            self.end(EndReason::Completed, winner);
+            s.end(EndReason::Completed, winner);
         } else {
-            self.turn = 1 - self.turn;
-            self.turn_score = 0;
-            self.multiplier = 1;
+            s.pass();
         }
-    }
-
-    fn act(&mut self, actor: &str, action: &Action) -> Result<(), ModeError> {
-        if self.over.is_some() {
-            return Err(ModeError::GameOver);
-        }
-        let seat = self
-            .ids
-            .iter()
-            .position(|id| id == actor)
-            .ok_or_else(|| ModeError::NotAPlayer(actor.into()))?;
-        if *action == Action::Forfeit {
-            self.end(EndReason::Forfeit, Some(1 - seat));
-            return Ok(());
-        }
-        if seat != self.turn {
-            return Err(ModeError::NotYourTurn(self.ids[self.turn].clone()));
-        }
-        match action {
-            Action::Roll { dice } => match dice[..] {
-                [a, b] if (1..=6).contains(&a) && (1..=6).contains(&b) => {
-                    let sum = i32::from(a + b);
-                    match (a, b) {
-                        (1, 1) => {
-                            self.turn_score += 20;
-                            self.multiplier = 2;
-                        }
-                        _ if a == b => {
-                            self.turn_score += sum;
-                            self.multiplier = 2;
-                        }
-                        _ if a == 1 || b == 1 => {
-                            self.end_turn();
-                            return Ok(());
-                        }
-                        _ => self.turn_score += sum * self.multiplier as i32,
-                    }
-                    // The second player's turn: passing the first total wins.
-                    if self.turns_done == 1 && self.turn_score > self.banked[1 - seat] {
-                        self.banked[seat] += self.turn_score;
-                        self.end(EndReason::Won, Some(seat));
-                    }
-                }
-                _ => return Err(ModeError::InvalidDice(String::new())),
-            },
-            Action::Bank => return Err(ModeError::NotAllowed(String::new())),
-            Action::Timeout => self.end_turn(),
-            Action::Custom { name, .. } => return Err(ModeError::UnknownAction(name.clone())),
-            Action::Forfeit => unreachable!(),
-        }
-        Ok(())
-    }
-
-    fn check(&self, s: &State) -> Result<(), TestCaseError> {
-        let t = &s.table;
-        let scores: Vec<i32> = t.seats.iter().map(|s| s.banked).collect();
-        prop_assert_eq!(&scores[..], &self.banked[..]);
-        match (t.status, self.over) {
-            (Status::Playing, None) => {
-                prop_assert_eq!(t.turn, self.turn);
-                prop_assert_eq!(s.turns_done, self.turns_done);
-            }
-            (Status::Finished { reason, winner, .. }, Some(over)) => {
-                prop_assert_eq!((reason, winner), over)
-            }
-            (status, over) => prop_assert!(false, "{:?} vs model {:?}", status, over),
-        }
-        prop_assert_eq!(t.turn_score, self.turn_score);
-        prop_assert_eq!(t.multiplier, self.multiplier);
-        Ok(())
     }
 }
 
-/// What every successful action must satisfy, whatever the mode.
-fn check_outcome(before: &Table, after: &Table, out: &Outcome) -> Result<(), TestCaseError> {
-    let over = after.is_over();
-    prop_assert_eq!(out.turn.is_none(), over);
-    prop_assert_eq!(out.standings.is_some(), over);
-    if let Some(turn) = &out.turn {
-        prop_assert_eq!(turn.as_str(), after.on_turn());
-    }
-    prop_assert_eq!(&out.standings, &after.standings());
-    let game_overs = out
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::GameOver { .. }))
-        .count();
-    prop_assert_eq!(game_overs, usize::from(over));
-    if let Some(standings) = &out.standings {
-        prop_assert_eq!(standings.len(), 2);
-        let wins = standings
-            .iter()
-            .filter(|s| s.result == MatchResult::Win)
-            .count();
-        let draws = standings
-            .iter()
-            .filter(|s| s.result == MatchResult::Draw)
-            .count();
-        prop_assert!(
-            (wins == 1 && draws == 0) || draws == standings.len(),
-            "{:?}",
-            standings
-        );
-        let Some(Event::GameOver { standings: s, .. }) = out.events.last() else {
-            return Err(TestCaseError::fail("GameOver is not the last event"));
-        };
-        prop_assert_eq!(s, standings);
-    }
-    // Every score change is announced, with running totals.
-    let mut banked: Vec<i32> = before.seats.iter().map(|s| s.banked).collect();
-    let mut turn_score = before.turn_score;
-    let mut passes = 0;
-    for e in &out.events {
-        match e {
-            Event::BankedScoreChanged {
-                player,
-                delta,
-                total,
-                ..
-            } => {
-                let seat = before.seat_of(player).unwrap();
-                banked[seat] += delta;
-                prop_assert_eq!(banked[seat], *total);
-            }
-            Event::TurnScoreChanged {
-                player,
-                delta,
-                total,
-            } => {
-                prop_assert_eq!(player.as_str(), before.on_turn());
-                turn_score += delta;
-                prop_assert_eq!(turn_score, *total);
-            }
-            Event::Busted { lost, .. } => prop_assert_eq!(*lost, turn_score),
-            Event::TurnPassed { from, to } => {
-                prop_assert_eq!(from.as_str(), before.on_turn());
-                prop_assert_eq!(to.as_str(), after.on_turn());
-                turn_score = 0;
-                passes += 1;
-            }
-            _ => {}
+impl testing::Model<M> for Model {
+    fn new(first: usize) -> Self {
+        Model {
+            seats: TwoSeats::new(0, first),
+            turns_done: 0,
         }
     }
-    let after_banked: Vec<i32> = after.seats.iter().map(|s| s.banked).collect();
-    prop_assert_eq!(banked, after_banked);
-    prop_assert_eq!(passes, usize::from(!over && after.turn != before.turn));
-    if passes > 0 || over {
-        // The turn passed or the game ended: turn score and multiplier cleared.
-        prop_assert_eq!((after.turn_score, after.multiplier), (0, 1));
-    } else {
-        prop_assert_eq!(after.turn_score, turn_score);
+
+    fn seats(&self) -> &TwoSeats {
+        &self.seats
     }
-    prop_assert!(after.turn_score >= 0);
-    mode_invariants(after)
+
+    fn seats_mut(&mut self) -> &mut TwoSeats {
+        &mut self.seats
+    }
+
+    fn roll(&mut self, a: u8, b: u8) {
+        let s = &mut self.seats;
+        let seat = s.turn;
+        let sum = i32::from(a + b);
+        match (a, b) {
+            (1, 1) => {
+                s.turn_score += 20;
+                s.multiplier = 2;
+            }
+            _ if a == b => {
+                s.turn_score += sum;
+                s.multiplier = 2;
+            }
+            _ if a == 1 || b == 1 => {
+                self.end_turn();
+                return;
+            }
+            _ => s.turn_score += sum * s.multiplier as i32,
+        }
+        // The second player's turn: passing the first total wins.
+        if self.turns_done == 1 && s.turn_score > s.banked[1 - seat] {
+            s.banked[seat] += s.turn_score;
+            s.win(seat);
+        }
+    }
+
+    fn bank(&mut self) -> Result<(), ModeError> {
+        Err(ModeError::NotAllowed(String::new()))
+    }
+
+    fn timeout(&mut self) {
+        self.end_turn();
+    }
+
+    fn check(&self, state: &State) -> Result<(), String> {
+        self.seats.check(&state.table)?;
+        if self.seats.over.is_none() {
+            testing::ensure_eq(&state.turns_done, &self.turns_done, "turns done")?;
+        }
+        Ok(())
+    }
 }
 
 /// True Grit totals are never negative.
-fn mode_invariants(t: &Table) -> Result<(), TestCaseError> {
-    prop_assert!(t.seats.iter().all(|s| s.banked >= 0), "{:?}", t);
-    Ok(())
-}
-
-#[derive(Clone, Debug)]
-enum Step {
-    /// The player on turn rolls the dice the mode throws from this entropy.
-    Throw([u8; 32]),
-    /// The player on turn rolls these (valid) dice.
-    Roll(u8, u8),
-    Bank,
-    Timeout,
-    Forfeit {
-        on_turn: bool,
-    },
-    /// The player not on turn tries to roll, bank or time out.
-    OutOfTurn(u8),
-    Stranger,
-    BadDice(Vec<u8>),
+fn mode_invariants(t: &Table) -> Result<(), String> {
+    ensure(t.seats.iter().all(|s| s.banked >= 0), || format!("{t:?}"))
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1099,93 +656,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// Plays `steps` from a start chosen by `start_entropy`, checking every outcome
-/// against the invariants and the spec model.
-fn play(start_entropy: &[u8; 32], steps: &[Step]) -> Result<(), TestCaseError> {
-    let out = rules::start::<M>(&config(&[A, B], None, ""), start_entropy).unwrap();
-    let first = usize::from(out.turn.as_deref() == Some(B));
-    let mut g = G::from_state(&rules::decode::<M>(&out.state).unwrap());
-    let mut model = Model::new(first);
-    for step in steps {
-        let before = g.table();
-        if before.is_over() {
-            break;
-        }
-        let on = before.on_turn().to_owned();
-        let off = before.seats[1 - before.turn].id.clone();
-        let (actor, action) = match step {
-            Step::Throw(entropy) => {
-                let dice = rules::throw_dice::<M>(&g.state, entropy).unwrap();
-                prop_assert!(dice.len() == 2 && dice.iter().all(|d| (1..=6).contains(d)));
-                (on, Action::Roll { dice })
-            }
-            Step::Roll(a, b) => (on, Action::Roll { dice: vec![*a, *b] }),
-            Step::Bank => (on, Action::Bank),
-            Step::Timeout => (on, Action::Timeout),
-            Step::Forfeit { on_turn: true } => (on, Action::Forfeit),
-            Step::Forfeit { on_turn: false } => (off, Action::Forfeit),
-            Step::OutOfTurn(k) => (
-                off,
-                match k {
-                    0 => Action::Roll { dice: vec![3, 4] },
-                    1 => Action::Bank,
-                    _ => Action::Timeout,
-                },
-            ),
-            Step::Stranger => ("mallory".to_owned(), Action::Roll { dice: vec![3, 4] }),
-            Step::BadDice(dice) => (on, Action::Roll { dice: dice.clone() }),
-        };
-        let state = g.state.clone();
-        let expected = model.act(&actor, &action);
-        match g.act(&actor, action.clone()) {
-            Ok(out) => {
-                let out = out.clone();
-                prop_assert!(
-                    expected.is_ok(),
-                    "{:?} accepted, model: {:?}",
-                    action,
-                    expected
-                );
-                check_outcome(&before, &g.table(), &out)?;
-            }
-            Err(err) => {
-                prop_assert_eq!(&g.state, &state, "error changed the state");
-                match &expected {
-                    Err(want) => prop_assert!(same_error(&err, want), "{:?} vs {:?}", err, want),
-                    Ok(()) => prop_assert!(false, "{:?} refused: {:?}", action, err),
-                }
-            }
-        }
-        model.check(&g.decoded())?;
-        // The shown scores are the banked ones.
-        let view = g.view();
-        for (i, seat) in g.table().seats.iter().enumerate() {
-            prop_assert_eq!(
-                &view["players"][i]["score"],
-                &serde_json::Value::from(seat.banked)
-            );
-        }
-    }
-    if g.table().is_over() {
-        let state = g.state.clone();
-        prop_assert_eq!(g.roll(3, 4).unwrap_err(), ModeError::GameOver);
-        prop_assert_eq!(&g.state, &state);
-    }
-    Ok(())
-}
-
-/// Per-roll entropy for long games, derived from one generated seed the way
-/// the host derives every roll from the match seed.
-fn roll_entropy(seed: &[u8; 32], roll: u64) -> [u8; 32] {
-    let mut e = *seed;
-    for (b, c) in e.iter_mut().zip(roll.to_le_bytes()) {
-        *b ^= c;
-    }
-    e
-}
-
-const MAX_ACTIONS: u32 = 10_000;
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1194,7 +664,8 @@ proptest! {
         start_entropy in any::<[u8; 32]>(),
         steps in prop::collection::vec(step(), 1..300),
     ) {
-        play(&start_entropy, &steps)?;
+        testing::play::<M, Model>(&start_entropy, &steps, mode_invariants)
+            .map_err(TestCaseError::fail)?;
     }
 
     /// Players who only ever roll, with dice from the mode's own throw: every
@@ -1203,17 +674,7 @@ proptest! {
     #[test]
     fn games_end(seed in any::<[u8; 32]>(), first_b in any::<bool>()) {
         let mut g = if first_b { G::start(&[B, A]) } else { G::start(&[A, B]) };
-        let mut actions = 0u32;
-        let mut rolls = 0u64;
-        while !g.table().is_over() {
-            prop_assert!(actions < MAX_ACTIONS, "not over after {} actions", actions);
-            let before = g.table();
-            let dice = rules::throw_dice::<M>(&g.state, &roll_entropy(&seed, rolls)).unwrap();
-            rolls += 1;
-            let out = g.roll(dice[0], dice[1]).unwrap().clone();
-            check_outcome(&before, &g.table(), &out)?;
-            actions += 1;
-        }
+        g.play_out(&seed, |_| false, mode_invariants).map_err(TestCaseError::fail)?;
         let t = g.table();
         let (first, second) = (t.seats[0].banked, t.seats[1].banked);
         match t.status {
