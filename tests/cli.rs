@@ -375,3 +375,30 @@ fn unknown_modes_and_files_are_clear_errors() {
     assert!(err.to_string().contains("not WebAssembly"), "{err}");
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn the_artifact_dir_flag_keeps_compiled_modes() {
+    let dir = std::env::temp_dir().join(format!("dashdice-cli-artifacts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    let first =
+        dashdice(&["mode", "--artifact-dir", &dir_arg, "inspect", "classic"]).expect("inspect");
+    let cached: Vec<_> = std::fs::read_dir(&dir)
+        .expect("artifact dir created")
+        .flatten()
+        .flat_map(|engine| {
+            std::fs::read_dir(engine.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    let hash = ModeHash::of(dashdice::builtin::bytes("classic").expect("classic"));
+    assert_eq!(cached, [format!("{hash}.cwasm")]);
+    // The second run loads the artifact and says the same.
+    let second =
+        dashdice(&["mode", "inspect", "classic", "--artifact-dir", &dir_arg]).expect("inspect");
+    assert_eq!(first, second);
+    let _ = std::fs::remove_dir_all(&dir);
+}

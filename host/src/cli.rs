@@ -25,8 +25,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with game modes (WebAssembly components).
+    Mode(ModeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModeArgs {
+    /// Keep compiled components here, so the next run skips compiling. The
+    /// directory must be as trusted as this binary (artifacts are native code).
+    #[arg(long, env = "DASHDICE_ARTIFACT_DIR", global = true)]
+    pub artifact_dir: Option<PathBuf>,
     #[command(subcommand)]
-    Mode(ModeCommand),
+    pub command: ModeCommand,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,27 +124,32 @@ fn builtin_ids() -> String {
 /// Runs a parsed command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
-        Command::Mode(command) => run_mode(command, out),
+        Command::Mode(args) => {
+            let mut runtime = Runtime::new(Limits::default())?;
+            if let Some(dir) = args.artifact_dir {
+                runtime = runtime.with_artifact_dir(dir);
+            }
+            run_mode(&runtime, args.command, out)
+        }
     }
 }
 
-fn run_mode(command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
+fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
         ModeCommand::List => {
-            let runtime = Runtime::new(Limits::default())?;
             for (id, bytes) in builtin::MODES {
                 let mode = runtime.load(bytes)?;
                 writeln!(out, "{id:<10} {}  {}", mode.hash(), mode.info().name)?;
             }
         }
         ModeCommand::Inspect { mode } => {
-            let mode = load(&mode)?;
+            let mode = load(runtime, &mode)?;
             let report = json!({ "version_hash": mode.hash(), "info": mode.info() });
             serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         ModeCommand::Replay { mode, script, seed } => {
-            let mode = load(&mode)?;
+            let mode = load(runtime, &mode)?;
             let text = read(&script)?;
             let parsed: Script =
                 serde_json::from_slice(&text).map_err(|source| CliError::Script {
@@ -145,7 +159,7 @@ fn run_mode(command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
             replay::replay(&mode, &parsed, seed, out)?;
         }
         ModeCommand::Simulate(args) => {
-            let mode = load(&args.mode)?;
+            let mode = load(runtime, &args.mode)?;
             let options = simulate::Options {
                 games: args.games,
                 seed: args.seed,
@@ -178,8 +192,7 @@ fn progress_bar(len: u64) -> ProgressBar {
 }
 
 /// A mode from a component file, or a built-in by id.
-pub fn load(mode: &str) -> Result<Mode, CliError> {
-    let runtime = Runtime::new(Limits::default())?;
+pub fn load(runtime: &Runtime, mode: &str) -> Result<Mode, CliError> {
     let path = Path::new(mode);
     let bytes = if path.is_file() {
         read(path)?
