@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::builtin;
+use crate::fair_dice::{self, MatchRecord};
 use crate::replay::{self, Script};
 use crate::runtime::{Limits, LoadError, Mode, Runtime};
 use crate::simulate;
@@ -26,6 +27,23 @@ pub struct Cli {
 pub enum Command {
     /// Work with game modes (WebAssembly components).
     Mode(ModeArgs),
+    /// Audit matches.
+    #[command(subcommand)]
+    Match(MatchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatchCommand {
+    /// Check a finished match's record: the revealed seed matches its
+    /// commitment, every roll is what the seed and the mode give, and the
+    /// standings follow.
+    Verify {
+        /// The match record (JSON), as published when the match ended.
+        record: PathBuf,
+        /// The mode component, if the record's version is not a built-in one.
+        #[arg(long)]
+        mode: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +113,13 @@ pub enum CliError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("the match record {path} is not valid: {source}")]
+    Record {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("verification failed: {0}")]
+    Verify(#[from] fair_dice::VerifyError),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -130,6 +155,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 runtime = runtime.with_artifact_dir(dir);
             }
             run_mode(&runtime, args.command, out)
+        }
+        Command::Match(MatchCommand::Verify { record, mode }) => {
+            let text = read(&record)?;
+            let parsed: MatchRecord =
+                serde_json::from_slice(&text).map_err(|source| CliError::Record {
+                    path: record.clone(),
+                    source,
+                })?;
+            let runtime = Runtime::new(Limits::default())?;
+            let mode = load(&runtime, mode.as_deref().unwrap_or(&parsed.mode))?;
+            let verified = fair_dice::verify(&mode, &parsed)?;
+            writeln!(
+                out,
+                "verified: match {} ({} actions, {} rolls); every roll follows from the revealed seed",
+                verified.match_id, verified.actions, verified.rolls
+            )?;
+            Ok(())
         }
     }
 }

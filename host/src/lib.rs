@@ -8,6 +8,7 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod fair_dice;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
