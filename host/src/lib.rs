@@ -13,3 +13,4 @@ pub mod registry;
 pub mod replay;
 pub mod runtime;
 pub mod simulate;
+pub mod store;

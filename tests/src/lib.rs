@@ -36,3 +36,5 @@ pub fn builtin(id: &str) -> Arc<Mode> {
         .map(|(_, m)| m.clone())
         .expect("a built-in mode")
 }
+
+pub mod servers;
