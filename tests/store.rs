@@ -23,7 +23,7 @@ fn new_match(id: &str) -> StoredMatch {
         seed: "5e".repeat(32),
         seed_hash: "c0".repeat(32),
         deadline_ms: 1_000,
-        timeouts: 0,
+        timeouts: vec![0, 2],
         finished: false,
         created_ms: 42,
     }

@@ -9,6 +9,7 @@
 pub mod builtin;
 pub mod cli;
 pub mod fair_dice;
+pub mod matches;
 pub mod registry;
 pub mod replay;
 pub mod runtime;

@@ -109,8 +109,8 @@ pub struct StoredMatch {
     pub seed_hash: String,
     /// When the player on turn times out (ms since the epoch); 0 = no timer.
     pub deadline_ms: u64,
-    /// Consecutive timeouts of the player on turn.
-    pub timeouts: u32,
+    /// Consecutive timeouts of each player, in `players` order.
+    pub timeouts: Vec<u32>,
     pub finished: bool,
     pub created_ms: u64,
 }
@@ -146,7 +146,17 @@ impl StoredMatch {
             ("seed", text(&self.seed)),
             ("seed_hash", text(&self.seed_hash)),
             ("deadline_ms", text(&self.deadline_ms.to_string())),
-            ("timeouts", text(&self.timeouts.to_string())),
+            (
+                "timeouts",
+                text(
+                    &self
+                        .timeouts
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ),
             ("finished", text(if self.finished { "1" } else { "0" })),
             ("created_ms", text(&self.created_ms.to_string())),
         ]
@@ -191,8 +201,11 @@ impl StoredMatch {
             seed: string("seed", take("seed")?)?,
             seed_hash: string("seed_hash", take("seed_hash")?)?,
             deadline_ms: number("deadline_ms", take("deadline_ms")?)?,
-            timeouts: u32::try_from(number("timeouts", take("timeouts")?)?)
-                .map_err(|_| corrupt("timeouts"))?,
+            timeouts: string("timeouts", take("timeouts")?)?
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|n| n.parse().map_err(|_| corrupt("timeouts")))
+                .collect::<Result<_, _>>()?,
             finished: take("finished")? == b"1",
             created_ms: number("created_ms", take("created_ms")?)?,
         })
@@ -332,6 +345,19 @@ impl MatchStore {
             },
             _ => Committed::Missing,
         })
+    }
+
+    /// The reply already given for `request_id` on this match, if any.
+    pub async fn reply_for(
+        &self,
+        id: &str,
+        request_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .clone()
+            .hget(MatchKeys::new(id).requests(), request_id)
+            .await?)
     }
 
     /// Events with sequence numbers `after + 1 ..= last`, in order.

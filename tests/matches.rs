@@ -1,0 +1,326 @@
+//! The match host's logic on a real redis-server and the real components:
+//! whole games, races, idempotency, timers and bad input.
+
+use std::sync::Arc;
+
+use dashdice::fair_dice::verify;
+use dashdice::matches::{
+    ActRequest, ActionReply, CreateMatch, MatchError, MatchHost, PlayerAction, SequencedEvent,
+};
+use dashdice::registry::ModeRegistry;
+use dashdice::runtime::{Limits, Runtime};
+use dashdice::store::MatchStore;
+use dashdice_mode_sdk::{EndReason, Event, MatchResult, ModeError};
+use dashdice_tests::servers::RedisServer;
+
+async fn host(redis: &RedisServer) -> MatchHost {
+    let registry = ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+        .expect("built-in modes");
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    MatchHost::new(Arc::new(registry), store)
+}
+
+fn create(mode: &str) -> CreateMatch {
+    CreateMatch {
+        mode: mode.into(),
+        players: vec!["alice".into(), "bob".into()],
+        options: None,
+    }
+}
+
+fn act(id: &str, player: &str, rid: &str, action: PlayerAction) -> ActRequest {
+    ActRequest {
+        match_id: id.into(),
+        player: player.into(),
+        request_id: rid.into(),
+        action,
+    }
+}
+
+/// Plays to the end: roll until the turn score reaches 20, then bank (where
+/// the mode has banking). Returns every event in the order replies gave them.
+async fn play_out(host: &MatchHost, start: ActionReply) -> Vec<SequencedEvent> {
+    let id = start.snapshot.match_id.clone();
+    let can_bank = start.snapshot.mode != "true-grit";
+    let mut events = start.events;
+    let mut snapshot = start.snapshot;
+    let mut n = 0;
+    while let Some(player) = snapshot.turn.clone() {
+        n += 1;
+        assert!(n < 5_000, "the game ends");
+        let turn_score = snapshot.view["turn_score"].as_i64().expect("turn score");
+        let action = if can_bank && turn_score >= 20 {
+            PlayerAction::Bank
+        } else {
+            PlayerAction::Roll
+        };
+        let reply = host
+            .act(&act(&id, &player, &format!("r{n}"), action))
+            .await
+            .expect("a legal action");
+        events.extend(reply.events);
+        snapshot = reply.snapshot;
+    }
+    events
+}
+
+#[tokio::test]
+async fn a_full_game_of_every_mode_with_gap_free_events_and_a_verifiable_record() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    for mode in ["classic", "zero-hour", "last-line", "true-grit"] {
+        let start = host.create(&create(mode)).await.expect("create");
+        let id = start.snapshot.match_id.clone();
+        assert_eq!(
+            start.snapshot.seed, None,
+            "the seed stays secret while playing"
+        );
+        assert_eq!(start.snapshot.seed_hash.len(), 64);
+        let events = play_out(&host, start).await;
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=events.len() as u64).collect::<Vec<_>>(),
+            "{mode}: gap-free"
+        );
+        assert_eq!(host.events_since(&id, 0).await.expect("events"), events);
+        assert_eq!(
+            host.events_since(&id, 3).await.expect("events"),
+            events[3..]
+        );
+        assert!(matches!(
+            events.last().map(|e| &e.event),
+            Some(Event::GameOver { .. })
+        ));
+
+        let done = host.get(&id).await.expect("get");
+        assert!(done.finished && done.turn.is_none() && done.deadline_ms.is_none());
+        assert!(
+            done.seed.is_some(),
+            "{mode}: the seed is revealed at the end"
+        );
+        let record = host.record(&id).await.expect("record");
+        let mode_version = record.mode_version;
+        let registry = ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("rt"))
+            .expect("modes");
+        let verified = verify(
+            &registry.version(mode, mode_version).expect("version"),
+            &record,
+        )
+        .expect("the record verifies");
+        assert_eq!(verified.actions, record.actions.len());
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_request_id_returns_the_first_reply_and_applies_once() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    let start = host.create(&create("classic")).await.expect("create");
+    let id = start.snapshot.match_id.clone();
+    let player = start.snapshot.turn.clone().expect("turn");
+    let first = host
+        .act(&act(&id, &player, "once", PlayerAction::Roll))
+        .await
+        .expect("roll");
+    let again = host
+        .act(&act(&id, &player, "once", PlayerAction::Roll))
+        .await
+        .expect("the same request");
+    assert_eq!(first, again);
+    assert_eq!(host.get(&id).await.expect("get").seq, first.snapshot.seq);
+}
+
+#[tokio::test]
+async fn of_two_racing_banks_exactly_one_applies() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    for attempt in 0..10 {
+        let start = host.create(&create("classic")).await.expect("create");
+        let id = start.snapshot.match_id.clone();
+        let player = start.snapshot.turn.clone().expect("turn");
+        // Roll until there is something to bank and the turn is still ours.
+        let mut n = 0;
+        loop {
+            n += 1;
+            let reply = host
+                .act(&act(&id, &player, &format!("roll{n}"), PlayerAction::Roll))
+                .await
+                .expect("roll");
+            if reply.snapshot.turn.as_deref() != Some(player.as_str()) {
+                break;
+            }
+            if reply.snapshot.view["turn_score"].as_i64() > Some(0) {
+                let banks: Vec<_> = ["bank-a", "bank-b"]
+                    .into_iter()
+                    .map(|rid| {
+                        let host = host.clone();
+                        let request = act(&id, &player, rid, PlayerAction::Bank);
+                        tokio::spawn(async move { host.act(&request).await })
+                    })
+                    .collect();
+                let mut applied = 0;
+                for b in banks {
+                    match b.await.expect("task") {
+                        Ok(_) => applied += 1,
+                        Err(MatchError::Rejected(
+                            ModeError::NotYourTurn(_)
+                            | ModeError::NothingToBank
+                            | ModeError::GameOver,
+                        )) => {}
+                        Err(other) => panic!("attempt {attempt}: {other:?}"),
+                    }
+                }
+                assert_eq!(applied, 1, "attempt {attempt}");
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn timers_time_out_and_three_in_a_row_forfeit() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    let start = host.create(&create("zero-hour")).await.expect("create");
+    let id = start.snapshot.match_id.clone();
+    let first = start.snapshot.turn.clone().expect("turn");
+    let mut snapshot = start.snapshot;
+    // first, second, first, second, first: the first player's third timeout in a row.
+    for round in 0..5 {
+        let deadline = snapshot.deadline_ms.expect("a live timer");
+        // A stale deadline does nothing.
+        assert!(
+            host.fire_timeout(&id, deadline - 1)
+                .await
+                .expect("stale")
+                .is_none()
+        );
+        let fired = host
+            .fire_timeout(&id, deadline)
+            .await
+            .expect("fire")
+            .expect("due");
+        // Firing the same timer again (another worker) does nothing.
+        assert!(
+            host.fire_timeout(&id, deadline)
+                .await
+                .expect("again")
+                .is_none()
+        );
+        snapshot = fired.snapshot;
+        let kinds: Vec<&Event> = fired.events.iter().map(|e| &e.event).collect();
+        if round < 4 {
+            assert!(matches!(kinds[0], Event::TimedOut { .. }), "{kinds:?}");
+            assert!(!snapshot.finished);
+        } else {
+            assert!(
+                matches!(kinds[0], Event::Forfeited { player } if *player == first),
+                "{kinds:?}"
+            );
+            let Some(Event::GameOver { reason, standings }) = kinds.last() else {
+                panic!("{kinds:?}")
+            };
+            assert_eq!(*reason, EndReason::Forfeit);
+            assert_ne!(standings[0].player, first);
+            assert_eq!(standings[0].result, MatchResult::Win);
+        }
+    }
+    assert!(snapshot.finished);
+}
+
+#[tokio::test]
+async fn acting_resets_the_timeout_count() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    let start = host.create(&create("classic")).await.expect("create");
+    let id = start.snapshot.match_id.clone();
+    let mut snapshot = start.snapshot;
+    for round in 0..8 {
+        let player = snapshot.turn.clone().expect("turn");
+        snapshot = if round % 4 == 2 {
+            // Each player acts once in a while: their count starts over.
+            host.act(&act(&id, &player, &format!("r{round}"), PlayerAction::Roll))
+                .await
+                .expect("roll")
+                .snapshot
+        } else {
+            let deadline = snapshot.deadline_ms.expect("timer");
+            host.fire_timeout(&id, deadline)
+                .await
+                .expect("fire")
+                .expect("due")
+                .snapshot
+        };
+        assert!(
+            !snapshot.finished,
+            "round {round}: nobody had 3 timeouts in a row"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_typed_errors_and_change_nothing() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    assert!(matches!(
+        host.create(&create("snakes")).await,
+        Err(MatchError::UnknownMode(m)) if m == "snakes"
+    ));
+    let mut lonely = create("classic");
+    lonely.players.truncate(1);
+    let err = host.create(&lonely).await.expect_err("one player");
+    assert_eq!(err.code(), "invalid_config");
+
+    let start = host.create(&create("classic")).await.expect("create");
+    let id = start.snapshot.match_id.clone();
+    let on_turn = start.snapshot.turn.clone().expect("turn");
+    let other = if on_turn == "alice" { "bob" } else { "alice" };
+    let before = host.get(&id).await.expect("get");
+    for (request, code) in [
+        (
+            act("no-such-match", "alice", "x1", PlayerAction::Roll),
+            "unknown_match",
+        ),
+        (
+            act(&id, "mallory", "x2", PlayerAction::Roll),
+            "not_a_player",
+        ),
+        (act(&id, other, "x3", PlayerAction::Roll), "not_your_turn"),
+        (
+            act(&id, &on_turn, "x4", PlayerAction::Bank),
+            "nothing_to_bank",
+        ),
+        (
+            act(
+                &id,
+                &on_turn,
+                "x5",
+                PlayerAction::Custom {
+                    name: "teleport".into(),
+                    payload: String::new(),
+                },
+            ),
+            "unknown_action",
+        ),
+    ] {
+        let err = host.act(&request).await.expect_err("refused");
+        assert_eq!(err.code(), code, "{err}");
+    }
+    assert_eq!(host.get(&id).await.expect("get"), before, "nothing changed");
+    assert!(matches!(
+        host.events_since("no-such-match", 0).await,
+        Err(MatchError::UnknownMatch(_))
+    ));
+    assert!(host.record(&id).await.is_err(), "no record before the end");
+
+    // After the end every action is refused.
+    host.act(&act(&id, other, "leave", PlayerAction::Forfeit))
+        .await
+        .expect("forfeit");
+    let err = host
+        .act(&act(&id, &on_turn, "late", PlayerAction::Roll))
+        .await
+        .expect_err("over");
+    assert_eq!(err.code(), "game_over");
+}
