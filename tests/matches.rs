@@ -57,7 +57,8 @@ async fn play_out(host: &MatchHost, start: ActionReply) -> Vec<SequencedEvent> {
         let reply = host
             .act(&act(&id, &player, &format!("r{n}"), action))
             .await
-            .expect("a legal action");
+            .expect("a legal action")
+            .reply;
         events.extend(reply.events);
         snapshot = reply.snapshot;
     }
@@ -127,6 +128,8 @@ async fn a_repeated_request_id_returns_the_first_reply_and_applies_once() {
         .act(&act(&id, &player, "once", PlayerAction::Roll))
         .await
         .expect("the same request");
+    assert!(first.new && !again.new);
+    let (first, again) = (first.reply, again.reply);
     assert_eq!(first, again);
     assert_eq!(host.get(&id).await.expect("get").seq, first.snapshot.seq);
 }
@@ -146,7 +149,8 @@ async fn of_two_racing_banks_exactly_one_applies() {
             let reply = host
                 .act(&act(&id, &player, &format!("roll{n}"), PlayerAction::Roll))
                 .await
-                .expect("roll");
+                .expect("roll")
+                .reply;
             if reply.snapshot.turn.as_deref() != Some(player.as_str()) {
                 break;
             }
@@ -201,6 +205,8 @@ async fn timers_time_out_and_three_in_a_row_forfeit() {
             .await
             .expect("fire")
             .expect("due");
+        assert!(fired.new);
+        let fired = fired.reply;
         // Firing the same timer again (another worker) does nothing.
         assert!(
             host.fire_timeout(&id, deadline)
@@ -243,6 +249,7 @@ async fn acting_resets_the_timeout_count() {
             host.act(&act(&id, &player, &format!("r{round}"), PlayerAction::Roll))
                 .await
                 .expect("roll")
+                .reply
                 .snapshot
         } else {
             let deadline = snapshot.deadline_ms.expect("timer");
@@ -250,6 +257,7 @@ async fn acting_resets_the_timeout_count() {
                 .await
                 .expect("fire")
                 .expect("due")
+                .reply
                 .snapshot
         };
         assert!(

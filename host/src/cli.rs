@@ -30,6 +30,27 @@ pub enum Command {
     /// Audit matches.
     #[command(subcommand)]
     Match(MatchCommand),
+    /// Run a match host: serve match requests on NATS, state in Redis.
+    MatchHost(MatchHostArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatchHostArgs {
+    #[arg(
+        long,
+        env = "DASHDICE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    #[arg(
+        long,
+        env = "DASHDICE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+    /// Keep compiled components here between runs.
+    #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +149,8 @@ pub enum CliError {
     Simulate(#[from] simulate::SimulateError),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Service(String),
 }
 
 impl CliError {
@@ -156,6 +179,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
             run_mode(&runtime, args.command, out)
         }
+        Command::MatchHost(args) => run_match_host(args),
         Command::Match(MatchCommand::Verify { record, mode }) => {
             let text = read(&record)?;
             let parsed: MatchRecord =
@@ -220,6 +244,31 @@ fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Res
         }
     }
     Ok(())
+}
+
+fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
+    let mut runtime = Runtime::new(Limits::default())?;
+    if let Some(dir) = args.artifact_dir {
+        runtime = runtime.with_artifact_dir(dir);
+    }
+    let registry = std::sync::Arc::new(crate::registry::ModeRegistry::with_builtins(runtime)?);
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async move {
+        let store = crate::store::MatchStore::connect(&args.redis_url)
+            .await
+            .map_err(|e| CliError::Service(format!("redis at {}: {e}", args.redis_url)))?;
+        let nats = async_nats::connect(&args.nats_url)
+            .await
+            .map_err(|e| CliError::Service(format!("nats at {}: {e}", args.nats_url)))?;
+        tracing::info!(nats = %args.nats_url, redis = %args.redis_url, "match host serving");
+        let host = crate::matches::MatchHost::new(registry, store);
+        tokio::select! {
+            served = crate::match_service::run(nats, host) => {
+                served.map_err(|e| CliError::Service(e.to_string()))
+            }
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
 }
 
 /// A progress bar on stderr; invisible when stderr is not a terminal.

@@ -7,8 +7,10 @@
 //! for designers.
 
 pub mod builtin;
+pub mod bus;
 pub mod cli;
 pub mod fair_dice;
+pub mod match_service;
 pub mod matches;
 pub mod registry;
 pub mod replay;

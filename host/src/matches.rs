@@ -42,28 +42,96 @@ pub struct CreateMatch {
 
 /// What a player may ask for. Dice are never sent by clients; timeouts come
 /// only from the host's timers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlayerAction {
     Roll,
     Bank,
     Forfeit,
-    Custom {
-        name: String,
-        #[serde(default)]
-        payload: String,
-    },
+    Custom { name: String, payload: String },
 }
 
-/// Ask to act in a match.
+/// An action's reply, and whether this call applied it (`false`: the request
+/// id was applied before and this is the first reply again; publish nothing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub reply: ActionReply,
+    pub new: bool,
+}
+
+/// Ask to act in a match. On the wire it is flat:
+/// `{"match_id","player","request_id","action":"roll"|"bank"|"forfeit"|"custom","name"?,"payload"?}`;
+/// any other field (dice, say) is refused.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "ActWire", into = "ActWire")]
 pub struct ActRequest {
     pub match_id: String,
     pub player: String,
     /// The client's id for this request: the same id is applied at most once.
     pub request_id: String,
-    #[serde(flatten)]
     pub action: PlayerAction,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActWire {
+    match_id: String,
+    player: String,
+    request_id: String,
+    action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+}
+
+impl TryFrom<ActWire> for ActRequest {
+    type Error = String;
+    fn try_from(w: ActWire) -> Result<Self, String> {
+        let action = match (w.action.as_str(), w.name) {
+            ("roll", None) => PlayerAction::Roll,
+            ("bank", None) => PlayerAction::Bank,
+            ("forfeit", None) => PlayerAction::Forfeit,
+            ("custom", Some(name)) => PlayerAction::Custom {
+                name,
+                payload: w.payload.unwrap_or_default(),
+            },
+            ("custom", None) => return Err("a custom action needs a `name`".into()),
+            (other, None) => {
+                return Err(format!(
+                    "unknown action {other:?}: expected roll, bank, forfeit or custom"
+                ));
+            }
+            (_, Some(_)) => return Err("only custom actions take a `name`".into()),
+        };
+        if w.request_id.is_empty() || w.request_id.len() > 128 {
+            return Err("request_id must be 1 to 128 characters".into());
+        }
+        Ok(ActRequest {
+            match_id: w.match_id,
+            player: w.player,
+            request_id: w.request_id,
+            action,
+        })
+    }
+}
+
+impl From<ActRequest> for ActWire {
+    fn from(r: ActRequest) -> Self {
+        let (action, name, payload) = match r.action {
+            PlayerAction::Roll => ("roll", None, None),
+            PlayerAction::Bank => ("bank", None, None),
+            PlayerAction::Forfeit => ("forfeit", None, None),
+            PlayerAction::Custom { name, payload } => ("custom", Some(name), Some(payload)),
+        };
+        ActWire {
+            match_id: r.match_id,
+            player: r.player,
+            request_id: r.request_id,
+            action: action.to_owned(),
+            name,
+            payload,
+        }
+    }
 }
 
 /// An event with its place in the match's gap-free sequence.
@@ -164,6 +232,8 @@ pub struct MatchHost {
     store: MatchStore,
     /// How long a finished match stays readable.
     pub finished_ttl_secs: u64,
+    /// Overrides every mode's turn timer (development and tests).
+    pub turn_time_ms: Option<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -185,7 +255,17 @@ impl MatchHost {
             registry,
             store,
             finished_ttl_secs: 3600,
+            turn_time_ms: None,
         }
+    }
+
+    fn turn_time(&self, mode: &Mode) -> u64 {
+        self.turn_time_ms
+            .unwrap_or_else(|| u64::from(mode.info().turn_time_limit_ms))
+    }
+
+    pub fn store(&self) -> &MatchStore {
+        &self.store
     }
 
     fn mode_of(&self, m: &StoredMatch) -> Result<Arc<Mode>, MatchError> {
@@ -231,7 +311,7 @@ impl MatchHost {
             rolls: 0,
             seed: seed.reveal(),
             seed_hash: seed.commitment(),
-            deadline_ms: now + u64::from(mode.info().turn_time_limit_ms),
+            deadline_ms: now + self.turn_time(&mode),
             timeouts: vec![0; request.players.len()],
             finished: false,
             created_ms: now,
@@ -274,10 +354,13 @@ impl MatchHost {
     }
 
     /// A player's action, applied exactly once per request id.
-    pub async fn act(&self, request: &ActRequest) -> Result<ActionReply, MatchError> {
+    pub async fn act(&self, request: &ActRequest) -> Result<Applied, MatchError> {
         let id = &request.match_id;
         if let Some(first) = self.store.reply_for(id, &request.request_id).await? {
-            return Ok(serde_json::from_str(&first)?);
+            return Ok(Applied {
+                reply: serde_json::from_str(&first)?,
+                new: false,
+            });
         }
         let action = match &request.action {
             PlayerAction::Roll => None,
@@ -314,7 +397,7 @@ impl MatchHost {
         &self,
         match_id: &str,
         deadline_ms: u64,
-    ) -> Result<Option<ActionReply>, MatchError> {
+    ) -> Result<Option<Applied>, MatchError> {
         // The deadline names this firing: two workers firing the same timer
         // send the same request id, so at most one of them applies it.
         let request_id = format!("timeout@{deadline_ms}");
@@ -385,7 +468,7 @@ impl MatchHost {
         match_id: &str,
         request_id: Option<&str>,
         decide: impl Fn(&StoredMatch) -> Result<Option<(String, Option<Action>)>, MatchError>,
-    ) -> Result<Option<ActionReply>, MatchError> {
+    ) -> Result<Option<Applied>, MatchError> {
         for _ in 0..MAX_ATTEMPTS {
             let m = self.load(match_id).await?;
             let Some((actor, action)) = decide(&m)? else {
@@ -401,8 +484,13 @@ impl MatchHost {
             let acted = mode.act(&m.state, &actor, &step)?;
             let (commit, reply) = self.commit_for(&m, &mode, &actor, &action, acted, request_id)?;
             match self.store.commit(&commit).await? {
-                Committed::Ok { .. } => return Ok(Some(reply)),
-                Committed::Duplicate { reply } => return Ok(Some(serde_json::from_str(&reply)?)),
+                Committed::Ok { .. } => return Ok(Some(Applied { reply, new: true })),
+                Committed::Duplicate { reply } => {
+                    return Ok(Some(Applied {
+                        reply: serde_json::from_str(&reply)?,
+                        new: false,
+                    }));
+                }
                 Committed::Conflict { .. } => continue,
                 Committed::Missing => return Err(MatchError::UnknownMatch(match_id.to_owned())),
             }
@@ -445,7 +533,7 @@ impl MatchHost {
         after.deadline_ms = if after.finished {
             0
         } else {
-            now_ms() + u64::from(mode.info().turn_time_limit_ms)
+            now_ms() + self.turn_time(mode)
         };
         let (after, events) = number(after, acted.outcome.events);
         let reply = ActionReply {

@@ -97,3 +97,53 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private nats-server with JetStream, loopback only. Uses
+/// `$DASHDICE_NATS_SERVER` if set (.ci/prepare points it at a current server),
+/// else `nats-server` on the PATH.
+pub struct NatsServer {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+    pub monitor_port: u16,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let bin = binary(
+            "DASHDICE_NATS_SERVER",
+            "nats-server",
+            "apt-get install nats-server",
+        );
+        let port = free_port();
+        let monitor_port = free_port();
+        let dir = scratch_dir("nats", port);
+        let mut child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor_port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        wait_for_port(port, &mut child, "nats-server");
+        NatsServer {
+            child,
+            dir,
+            port,
+            monitor_port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -403,6 +403,13 @@ impl MatchStore {
         Ok(shards.into_iter().flatten().collect())
     }
 
+    /// Forgets a match's timer (for ids whose match is gone).
+    pub async fn clear_timer(&self, id: &str) -> Result<(), StoreError> {
+        let keys = MatchKeys::new(id);
+        let _: i64 = self.conn.clone().zrem(keys.timers(), id).await?;
+        Ok(())
+    }
+
     /// Approximate bytes Redis uses for one match's keys (MEMORY USAGE).
     pub async fn memory_usage(&self, id: &str) -> Result<u64, StoreError> {
         let keys = MatchKeys::new(id);

@@ -1,0 +1,107 @@
+//! The NATS side of dashdice: every subject name and the reply envelope.
+//!
+//! Architecture invariant: this is the only module that spells subject names.
+//! Roles ask it for subjects; clients (the gateway, tests, tools) use the same
+//! functions, so a subject cannot drift between publisher and subscriber.
+//!
+//! | subject | kind | who answers / listens | payload |
+//! |---|---|---|---|
+//! | `dd.match.create` | request/reply, queue group `match-host` | match hosts | [`CreateMatch`](crate::matches::CreateMatch) → [`ActionReply`](crate::matches::ActionReply) |
+//! | `dd.match.act` | request/reply, queue group `match-host` | match hosts | [`ActRequest`](crate::matches::ActRequest) → `ActionReply` |
+//! | `dd.match.get` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`Snapshot`](crate::matches::Snapshot) |
+//! | `dd.match.events` | request/reply, queue group `match-host` | match hosts | `{"match_id","after"}` → `[SequencedEvent]` |
+//! | `dd.match.record` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`MatchRecord`](crate::fair_dice::MatchRecord) (finished matches) |
+//! | `dd.match.<id>.events` | pub/sub | gateways, clients | one [`SequencedEvent`](crate::matches::SequencedEvent) per message, `seq` gap-free |
+//!
+//! Every reply is an envelope: `{"ok": <payload>}` or
+//! `{"error": {"code": "not_your_turn", "message": "..."}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// The NATS micro service name of the match host (`$SRV.PING.dashdice-match-host`).
+pub const MATCH_SERVICE: &str = "dashdice-match-host";
+/// The queue group match hosts share, so each request reaches one of them.
+pub const MATCH_QUEUE_GROUP: &str = "match-host";
+/// Prefix of the match host's request subjects.
+pub const MATCH_GROUP: &str = "dd.match";
+
+/// Request endpoints of the match host, relative to [`MATCH_GROUP`].
+pub mod endpoint {
+    pub const CREATE: &str = "create";
+    pub const ACT: &str = "act";
+    pub const GET: &str = "get";
+    pub const EVENTS: &str = "events";
+    pub const RECORD: &str = "record";
+}
+
+/// The full subject of a match-host endpoint, e.g. `dd.match.act`.
+pub fn match_request(endpoint: &str) -> String {
+    format!("{MATCH_GROUP}.{endpoint}")
+}
+
+/// Where a match's events are published.
+pub fn match_events(match_id: &str) -> String {
+    format!("{MATCH_GROUP}.{match_id}.events")
+}
+
+/// `{"match_id": ...}`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchIdRequest {
+    pub match_id: String,
+}
+
+/// `{"match_id": ..., "after": N}`: events with `seq > N`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsRequest {
+    pub match_id: String,
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// The error half of a reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Every reply: exactly one of `ok` and `error`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    Ok(T),
+    Error(ErrorBody),
+}
+
+impl<T> Reply<T> {
+    pub fn error(code: &str, message: impl ToString) -> Self {
+        Reply::Error(ErrorBody {
+            code: code.to_owned(),
+            message: message.to_string(),
+        })
+    }
+
+    pub fn into_result(self) -> Result<T, ErrorBody> {
+        match self {
+            Reply::Ok(t) => Ok(t),
+            Reply::Error(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_envelopes() {
+        assert_eq!(match_request(endpoint::ACT), "dd.match.act");
+        assert_eq!(match_events("abc"), "dd.match.abc.events");
+        let ok = serde_json::to_string(&Reply::Ok(1)).unwrap();
+        assert_eq!(ok, r#"{"ok":1}"#);
+        let err = serde_json::to_string(&Reply::<()>::error("x", "y")).unwrap();
+        assert_eq!(err, r#"{"error":{"code":"x","message":"y"}}"#);
+    }
+}

@@ -1,0 +1,208 @@
+//! The match-host role: serves [`MatchHost`] on NATS as a micro service
+//! (`$SRV.PING|INFO|STATS` work from the `nats` CLI), publishes each match's
+//! events, and fires due turn timers.
+//!
+//! Stateless: any number of these run side by side in one queue group; every
+//! match lives in Redis, so any instance serves any match, and a killed instance
+//! loses nothing that was committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::service::ServiceExt;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bus::{self, EventsRequest, MatchIdRequest, Reply, endpoint};
+use crate::matches::{ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost};
+
+/// How often due turn timers are looked for.
+pub const TIMER_TICK: Duration = Duration::from_millis(100);
+/// Largest request payload accepted.
+pub const MAX_REQUEST_BYTES: usize = 16 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+fn nats_error(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Nats(e.to_string())
+}
+
+/// Runs the match host on `client` until the connection closes.
+pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), ServiceError> {
+    let service = client
+        .service_builder()
+        .description("DashDice match host: creates matches and applies actions authoritatively")
+        .queue_group(bus::MATCH_QUEUE_GROUP)
+        .start(bus::MATCH_SERVICE, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(nats_error)?;
+    let group = service.group(bus::MATCH_GROUP);
+    let host = Arc::new(host);
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in [
+        endpoint::CREATE,
+        endpoint::ACT,
+        endpoint::GET,
+        endpoint::EVENTS,
+        endpoint::RECORD,
+    ] {
+        let mut requests = group.endpoint(name).await.map_err(nats_error)?;
+        let host = host.clone();
+        let client = client.clone();
+        tasks.spawn(async move {
+            while let Some(request) = requests.next().await {
+                let host = host.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let body = handle(name, &request.message.payload, &host, &client).await;
+                    if let Err(e) = request.respond(Ok(body)).await {
+                        tracing::warn!(endpoint = name, error = %e, "could not reply");
+                    }
+                });
+            }
+        });
+    }
+    tasks.spawn(timers(client.clone(), host.clone()));
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One request: decode, call the host, publish events, encode the reply.
+async fn handle(
+    name: &str,
+    payload: &[u8],
+    host: &MatchHost,
+    client: &async_nats::Client,
+) -> Bytes {
+    let span = tracing::debug_span!("match request", endpoint = name);
+    let _guard = span.enter();
+    if payload.len() > MAX_REQUEST_BYTES {
+        return encode(&Reply::<()>::error(
+            "too_large",
+            format!(
+                "requests are limited to {MAX_REQUEST_BYTES} bytes, got {}",
+                payload.len()
+            ),
+        ));
+    }
+    match name {
+        endpoint::CREATE => match decode::<CreateMatch>(payload) {
+            Ok(req) => {
+                let created = host
+                    .create(&req)
+                    .await
+                    .map(|reply| Applied { reply, new: true });
+                published(created, client).await
+            }
+            Err(e) => e,
+        },
+        endpoint::ACT => match decode::<ActRequest>(payload) {
+            Ok(req) => published(host.act(&req).await, client).await,
+            Err(e) => e,
+        },
+        endpoint::GET => match decode::<MatchIdRequest>(payload) {
+            Ok(req) => respond(host.get(&req.match_id).await),
+            Err(e) => e,
+        },
+        endpoint::EVENTS => match decode::<EventsRequest>(payload) {
+            Ok(req) => respond(host.events_since(&req.match_id, req.after).await),
+            Err(e) => e,
+        },
+        endpoint::RECORD => match decode::<MatchIdRequest>(payload) {
+            Ok(req) => respond(host.record(&req.match_id).await),
+            Err(e) => e,
+        },
+        other => encode(&Reply::<()>::error("unknown_endpoint", other)),
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Bytes> {
+    serde_json::from_slice(payload).map_err(|e| {
+        encode(&Reply::<()>::error(
+            "bad_request",
+            format!("malformed request: {e}"),
+        ))
+    })
+}
+
+fn encode<T: Serialize>(reply: &Reply<T>) -> Bytes {
+    serde_json::to_vec(reply)
+        .map(Bytes::from)
+        .unwrap_or_else(|e| {
+            Bytes::from(format!(
+                r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#
+            ))
+        })
+}
+
+fn respond<T: Serialize>(result: Result<T, MatchError>) -> Bytes {
+    match result {
+        Ok(t) => encode(&Reply::Ok(t)),
+        Err(e) => {
+            if matches!(e, MatchError::ModeFault(_) | MatchError::Store(_)) {
+                tracing::warn!(code = e.code(), error = %e, "match request failed");
+            }
+            encode(&Reply::<()>::error(e.code(), &e))
+        }
+    }
+}
+
+/// Publishes a newly applied action's events on the match's subject (a
+/// repeated request publishes nothing again), then replies.
+async fn published(result: Result<Applied, MatchError>, client: &async_nats::Client) -> Bytes {
+    if let Ok(Applied { reply, new: true }) = &result {
+        publish_events(client, reply).await;
+    }
+    respond(result.map(|applied| applied.reply))
+}
+
+async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {
+    let subject = bus::match_events(&reply.snapshot.match_id);
+    for event in &reply.events {
+        let Ok(body) = serde_json::to_vec(event) else {
+            continue;
+        };
+        if let Err(e) = client.publish(subject.clone(), body.into()).await {
+            // Committed events are never lost: clients catch up with
+            // `dd.match.events` from their last sequence number.
+            tracing::warn!(%subject, error = %e, "could not publish an event");
+        }
+    }
+}
+
+/// Fires due turn timers. Every host runs this; a timer fires once because
+/// firing is an idempotent, compare-and-set action.
+async fn timers(client: async_nats::Client, host: Arc<MatchHost>) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let due = match host.store().due_timers(now, 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read due timers");
+                continue;
+            }
+        };
+        for (match_id, deadline) in due {
+            match host.fire_timeout(&match_id, deadline).await {
+                Ok(Some(Applied { reply, new: true })) => publish_events(&client, &reply).await,
+                Ok(_) => {}
+                Err(MatchError::UnknownMatch(_)) => {
+                    let _ = host.store().clear_timer(&match_id).await;
+                }
+                Err(e) => tracing::warn!(%match_id, error = %e, "could not fire a turn timer"),
+            }
+        }
+    }
+}

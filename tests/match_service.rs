@@ -1,0 +1,313 @@
+//! The match host as a NATS micro service, on real nats-server and
+//! redis-server processes: whole games over NATS, published events, turn
+//! timers firing on their own, bad input, and the NATS service API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use dashdice::bus::{self, ErrorBody, Reply, endpoint};
+use dashdice::fair_dice::{MatchRecord, verify};
+use dashdice::match_service;
+use dashdice::matches::{ActionReply, MatchHost, SequencedEvent, Snapshot};
+use dashdice::registry::ModeRegistry;
+use dashdice::runtime::{Limits, Runtime};
+use dashdice::store::MatchStore;
+use dashdice_mode_sdk::{EndReason, Event};
+use dashdice_tests::servers::{NatsServer, RedisServer};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+struct System {
+    _nats: NatsServer,
+    _redis: RedisServer,
+    client: Client,
+    registry: Arc<ModeRegistry>,
+}
+
+/// Servers on free ports and `hosts` match-host instances in one queue group.
+async fn system(hosts: usize, turn_time_ms: Option<u64>) -> System {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let registry = Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    );
+    for _ in 0..hosts {
+        let client = async_nats::connect(nats.url()).await.expect("nats");
+        let store = MatchStore::connect(&redis.url()).await.expect("redis");
+        let mut host = MatchHost::new(registry.clone(), store);
+        host.turn_time_ms = turn_time_ms;
+        tokio::spawn(match_service::run(client, host));
+    }
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    // Wait until a host answers.
+    for _ in 0..100 {
+        if client
+            .request("$SRV.PING.dashdice-match-host", "".into())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    System {
+        _nats: nats,
+        _redis: redis,
+        client,
+        registry,
+    }
+}
+
+async fn call<T: DeserializeOwned>(
+    client: &Client,
+    name: &str,
+    body: Value,
+) -> Result<T, ErrorBody> {
+    call_raw(client, name, body.to_string().into_bytes()).await
+}
+
+async fn call_raw<T: DeserializeOwned>(
+    client: &Client,
+    name: &str,
+    body: Vec<u8>,
+) -> Result<T, ErrorBody> {
+    let message = client
+        .request(bus::match_request(name), body.into())
+        .await
+        .expect("a reply");
+    serde_json::from_slice::<Reply<T>>(&message.payload)
+        .expect("an envelope")
+        .into_result()
+}
+
+#[tokio::test]
+async fn a_full_game_of_every_mode_over_nats() {
+    let sys = system(2, None).await;
+    for mode in ["classic", "zero-hour", "last-line", "true-grit"] {
+        let created: ActionReply = call(
+            &sys.client,
+            endpoint::CREATE,
+            json!({"mode": mode, "players": ["alice", "bob"]}),
+        )
+        .await
+        .expect("create");
+        let id = created.snapshot.match_id.clone();
+        let mut published = sys
+            .client
+            .subscribe(bus::match_events(&id))
+            .await
+            .expect("subscribe");
+        sys.client.flush().await.expect("flush");
+        let mut snapshot = created.snapshot;
+        let mut replied: Vec<SequencedEvent> = created.events;
+        let mut n = 0;
+        while let Some(player) = snapshot.turn.clone() {
+            n += 1;
+            let bank = mode != "true-grit" && snapshot.view["turn_score"].as_i64() >= Some(20);
+            let action = if bank { "bank" } else { "roll" };
+            let reply: ActionReply = call(
+                &sys.client,
+                endpoint::ACT,
+                json!({"match_id": id, "player": player, "request_id": format!("r{n}"), "action": action}),
+            )
+            .await
+            .expect("act");
+            replied.extend(reply.events);
+            snapshot = reply.snapshot;
+        }
+        let last = replied.last().expect("events").seq;
+        assert_eq!(
+            replied.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>(),
+            "{mode}: replies are gap-free"
+        );
+        // Everything after the create reply was also published, in order.
+        let mut seen = Vec::new();
+        while seen.len() < (last - 1) as usize {
+            let message = tokio::time::timeout(Duration::from_secs(5), published.next())
+                .await
+                .expect("events keep coming")
+                .expect("subscription open");
+            let event: SequencedEvent = serde_json::from_slice(&message.payload).expect("event");
+            seen.push(event);
+        }
+        assert_eq!(seen, replied[1..], "{mode}: published = replied");
+        let all: Vec<SequencedEvent> = call(
+            &sys.client,
+            endpoint::EVENTS,
+            json!({"match_id": id, "after": 0}),
+        )
+        .await
+        .expect("events");
+        assert_eq!(all, replied);
+        let record: MatchRecord = call(&sys.client, endpoint::RECORD, json!({"match_id": id}))
+            .await
+            .expect("record");
+        let version = sys
+            .registry
+            .version(mode, record.mode_version)
+            .expect("version");
+        verify(&version, &record).expect("the match verifies");
+    }
+}
+
+#[tokio::test]
+async fn turn_timers_fire_by_themselves_and_three_in_a_row_forfeit() {
+    let sys = system(2, Some(150)).await;
+    let created: ActionReply = call(
+        &sys.client,
+        endpoint::CREATE,
+        json!({"mode": "last-line", "players": ["alice", "bob"]}),
+    )
+    .await
+    .expect("create");
+    let id = created.snapshot.match_id.clone();
+    let first = created.snapshot.turn.clone().expect("turn");
+    let mut published = sys
+        .client
+        .subscribe(bus::match_events(&id))
+        .await
+        .expect("subscribe");
+    let mut timeouts = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), published.next())
+            .await
+            .expect("timers fire without anyone acting")
+            .expect("subscription");
+        let event: SequencedEvent = serde_json::from_slice(&message.payload).expect("event");
+        match event.event {
+            Event::TimedOut { player } => timeouts.push(player),
+            Event::GameOver { reason, standings } => {
+                assert_eq!(reason, EndReason::Forfeit);
+                assert_ne!(standings[0].player, first);
+                break;
+            }
+            _ => {}
+        }
+    }
+    // first, second, first, second time out; the first player's third forfeits.
+    assert_eq!(timeouts.len(), 4, "{timeouts:?}");
+    assert_eq!(timeouts[0], first);
+    let done: Snapshot = call(&sys.client, endpoint::GET, json!({"match_id": id}))
+        .await
+        .expect("get");
+    assert!(done.finished);
+    let events: Vec<SequencedEvent> = call(&sys.client, endpoint::EVENTS, json!({"match_id": id}))
+        .await
+        .expect("events");
+    let forfeits = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Forfeited { .. }))
+        .count();
+    assert_eq!(forfeits, 1, "two hosts, one firing per timer");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_over_nats() {
+    let sys = system(1, None).await;
+    let err = call_raw::<Value>(&sys.client, endpoint::ACT, b"{not json".to_vec())
+        .await
+        .expect_err("malformed");
+    assert_eq!(err.code, "bad_request");
+    assert!(err.message.contains("malformed request"), "{}", err.message);
+    let err = call::<Value>(
+        &sys.client,
+        endpoint::CREATE,
+        json!({"mode": "chess", "players": ["a", "b"]}),
+    )
+    .await
+    .expect_err("unknown mode");
+    assert_eq!(err.code, "unknown_mode");
+    let err = call::<Value>(
+        &sys.client,
+        endpoint::ACT,
+        json!({"match_id": "nope", "player": "a", "request_id": "1", "action": "roll"}),
+    )
+    .await
+    .expect_err("unknown match");
+    assert_eq!(err.code, "unknown_match");
+    let err = call::<Value>(
+        &sys.client,
+        endpoint::ACT,
+        json!({"match_id": "nope", "player": "a", "request_id": "1", "action": "roll", "dice": [6, 6]}),
+    )
+    .await
+    .expect_err("clients cannot send dice");
+    assert_eq!(err.code, "bad_request");
+    let err = call_raw::<Value>(&sys.client, endpoint::GET, vec![b' '; 20_000])
+        .await
+        .expect_err("too large");
+    assert_eq!(err.code, "too_large");
+
+    let created: ActionReply = call(
+        &sys.client,
+        endpoint::CREATE,
+        json!({"mode": "classic", "players": ["a", "b"]}),
+    )
+    .await
+    .expect("create");
+    let id = created.snapshot.match_id;
+    let err = call::<Value>(
+        &sys.client,
+        endpoint::ACT,
+        json!({"match_id": id, "player": "mallory", "request_id": "1", "action": "roll"}),
+    )
+    .await
+    .expect_err("not a player");
+    assert_eq!(err.code, "not_a_player");
+    let err = call::<Value>(&sys.client, endpoint::RECORD, json!({"match_id": id}))
+        .await
+        .expect_err("still playing");
+    assert_eq!(err.code, "rejected");
+    let now: Snapshot = call(&sys.client, endpoint::GET, json!({"match_id": id}))
+        .await
+        .expect("get");
+    assert_eq!(now.seq, 1, "nothing was applied");
+}
+
+#[tokio::test]
+async fn the_nats_service_api_answers() {
+    let sys = system(2, None).await;
+    let info = sys
+        .client
+        .request("$SRV.INFO.dashdice-match-host", "".into())
+        .await
+        .expect("info");
+    let info: Value = serde_json::from_slice(&info.payload).expect("json");
+    assert_eq!(info["name"], "dashdice-match-host");
+    let subjects: Vec<&str> = info["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| e["subject"].as_str().expect("subject"))
+        .collect();
+    for name in ["create", "act", "get", "events", "record"] {
+        assert!(
+            subjects.contains(&bus::match_request(name).as_str()),
+            "{subjects:?}"
+        );
+    }
+    // Both instances answer PING.
+    let mut pings = sys.client.subscribe("test.pings").await.expect("inbox");
+    sys.client
+        .publish_with_reply("$SRV.PING.dashdice-match-host", "test.pings", "".into())
+        .await
+        .expect("ping");
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(5), pings.next())
+            .await
+            .expect("a pong")
+            .expect("subscription");
+    }
+    let _ = call::<Value>(&sys.client, endpoint::GET, json!({"match_id": "x"})).await;
+    let stats = sys
+        .client
+        .request("$SRV.STATS.dashdice-match-host", "".into())
+        .await
+        .expect("stats");
+    let stats: Value = serde_json::from_slice(&stats.payload).expect("json");
+    assert_eq!(stats["name"], "dashdice-match-host");
+}
