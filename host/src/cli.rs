@@ -169,6 +169,29 @@ fn builtin_ids() -> String {
     builtin::MODES.map(|(id, _)| id).join(", ")
 }
 
+/// The whole program: parse the arguments, run, report. `main.rs` is this
+/// one call, and so is the test suite's copy of the binary.
+pub fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    match run(cli, &mut stdout.lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dashdice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a parsed command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {

@@ -1,0 +1,155 @@
+//! A match host process killed in the middle of a stream of actions: another
+//! host serves the rest, no committed action is lost or applied twice, and the
+//! match completes with a gap-free event sequence that verifies.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use dashdice::bus::{self, Reply, endpoint};
+use dashdice::fair_dice::{MatchRecord, verify};
+use dashdice::matches::{ActionReply, SequencedEvent};
+use dashdice::registry::ModeRegistry;
+use dashdice::runtime::{Limits, Runtime};
+use dashdice_tests::servers::{NatsServer, RedisServer};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+fn spawn_host(nats: &NatsServer, redis: &RedisServer, artifacts: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
+        .args([
+            "match-host",
+            "--nats-url",
+            &nats.url(),
+            "--redis-url",
+            &redis.url(),
+        ])
+        .env("DASHDICE_ARTIFACT_DIR", artifacts)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn a match host")
+}
+
+/// Waits until `n` hosts answer a PING.
+async fn wait_for_hosts(client: &Client, n: usize) {
+    for _ in 0..200 {
+        let inbox = client.new_inbox();
+        let mut pongs = client.subscribe(inbox.clone()).await.expect("inbox");
+        client
+            .publish_with_reply(
+                format!("$SRV.PING.{}", bus::MATCH_SERVICE),
+                inbox,
+                "".into(),
+            )
+            .await
+            .expect("ping");
+        let mut seen = 0;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), pongs.next()).await
+        {
+            seen += 1;
+        }
+        if seen >= n {
+            return;
+        }
+    }
+    panic!("{n} match hosts did not come up");
+}
+
+/// A request that is retried, with the same body (so the same request id),
+/// until some host answers: what a client does when a host dies under it.
+async fn call<T: DeserializeOwned>(client: &Client, name: &str, body: &Value) -> T {
+    for _ in 0..50 {
+        let request = client.request(bus::match_request(name), body.to_string().into());
+        if let Ok(Ok(message)) = tokio::time::timeout(Duration::from_millis(750), request).await {
+            return serde_json::from_slice::<Reply<T>>(&message.payload)
+                .expect("an envelope")
+                .into_result()
+                .expect("the action succeeds");
+        }
+    }
+    panic!("no host answered {name}");
+}
+
+#[tokio::test]
+async fn a_killed_host_loses_nothing() {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let artifacts = std::env::temp_dir().join(format!("dashdice-failover-{}", std::process::id()));
+    let mut a = spawn_host(&nats, &redis, &artifacts);
+    let mut b = spawn_host(&nats, &redis, &artifacts);
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    wait_for_hosts(&client, 2).await;
+
+    let created: ActionReply = call(
+        &client,
+        endpoint::CREATE,
+        &json!({"mode": "classic", "players": ["alice", "bob"]}),
+    )
+    .await;
+    let id = created.snapshot.match_id.clone();
+    let mut snapshot = created.snapshot;
+    let mut replies: Vec<SequencedEvent> = created.events;
+    let mut n = 0;
+    let mut killed = false;
+    while let Some(player) = snapshot.turn.clone() {
+        n += 1;
+        assert!(n < 3_000, "the game ends");
+        let action = if snapshot.view["turn_score"].as_i64() >= Some(20) {
+            "bank"
+        } else {
+            "roll"
+        };
+        let body = json!({"match_id": id, "player": player, "request_id": format!("r{n}"), "action": action});
+        let reply: ActionReply = if n == 8 && !killed {
+            // Kill host A while this request is in flight.
+            let pending = {
+                let client = client.clone();
+                let body = body.clone();
+                tokio::spawn(
+                    async move { call::<ActionReply>(&client, endpoint::ACT, &body).await },
+                )
+            };
+            a.kill().expect("kill host A");
+            a.wait().expect("reap host A");
+            killed = true;
+            pending.await.expect("request task")
+        } else {
+            call(&client, endpoint::ACT, &body).await
+        };
+        replies.extend(reply.events);
+        snapshot = reply.snapshot;
+    }
+    assert!(killed && n > 8, "the kill happened mid-match ({n} actions)");
+
+    let events: Vec<SequencedEvent> = call(
+        &client,
+        endpoint::EVENTS,
+        &json!({"match_id": id, "after": 0}),
+    )
+    .await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    assert_eq!(events, replies, "every reply's events, once each");
+
+    let record: MatchRecord = call(&client, endpoint::RECORD, &json!({"match_id": id})).await;
+    assert_eq!(record.actions.len(), n, "each request applied exactly once");
+    let registry = Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    );
+    let mode = registry
+        .version("classic", record.mode_version)
+        .expect("version");
+    verify(&mode, &record).expect("the match verifies");
+
+    let _ = b.kill();
+    let _ = b.wait();
+    let _ = std::fs::remove_dir_all(&artifacts);
+}
