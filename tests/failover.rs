@@ -17,20 +17,32 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-fn spawn_host(nats: &NatsServer, redis: &RedisServer, artifacts: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
-        .args([
-            "match-host",
-            "--nats-url",
-            &nats.url(),
-            "--redis-url",
-            &redis.url(),
-        ])
-        .env("DASHDICE_ARTIFACT_DIR", artifacts)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn a match host")
+/// A `dashdice match-host` process, killed (SIGKILL) and reaped on drop.
+struct HostProcess(Child);
+
+impl HostProcess {
+    fn spawn(nats: &NatsServer, redis: &RedisServer, artifacts: &std::path::Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
+            .args(["match-host", "--nats-url", &nats.url()])
+            .args(["--redis-url", &redis.url()])
+            .env("DASHDICE_ARTIFACT_DIR", artifacts)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn a match host");
+        HostProcess(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Waits until `n` hosts answer a PING.
@@ -78,8 +90,8 @@ async fn a_killed_host_loses_nothing() {
     let nats = NatsServer::start();
     let redis = RedisServer::start();
     let artifacts = std::env::temp_dir().join(format!("dashdice-failover-{}", std::process::id()));
-    let mut a = spawn_host(&nats, &redis, &artifacts);
-    let mut b = spawn_host(&nats, &redis, &artifacts);
+    let mut a = HostProcess::spawn(&nats, &redis, &artifacts);
+    let _b = HostProcess::spawn(&nats, &redis, &artifacts);
     let client = async_nats::connect(nats.url()).await.expect("nats");
     wait_for_hosts(&client, 2).await;
 
@@ -112,8 +124,7 @@ async fn a_killed_host_loses_nothing() {
                     async move { call::<ActionReply>(&client, endpoint::ACT, &body).await },
                 )
             };
-            a.kill().expect("kill host A");
-            a.wait().expect("reap host A");
+            a.kill();
             killed = true;
             pending.await.expect("request task")
         } else {
@@ -149,7 +160,5 @@ async fn a_killed_host_loses_nothing() {
         .expect("version");
     verify(&mode, &record).expect("the match verifies");
 
-    let _ = b.kill();
-    let _ = b.wait();
     let _ = std::fs::remove_dir_all(&artifacts);
 }
