@@ -311,3 +311,47 @@ async fn the_nats_service_api_answers() {
     let stats: Value = serde_json::from_slice(&stats.payload).expect("json");
     assert_eq!(stats["name"], "dashdice-match-host");
 }
+
+#[tokio::test]
+async fn the_project_config_lets_only_match_hosts_publish_match_events() {
+    let nats = NatsServer::start_with_project_config();
+    let connect = |user: &'static str| {
+        let url = nats.url();
+        async move {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), format!("{user}-dev"))
+                .connect(url)
+                .await
+                .expect("connect")
+        }
+    };
+    let ops = connect("ops").await;
+    let mut watched = ops
+        .subscribe("dd.match.m1.events")
+        .await
+        .expect("ops may watch");
+    ops.flush().await.expect("flush");
+    let gateway = connect("gateway").await;
+    let host = connect("match-host").await;
+    // The gateway's forged event is refused by the server; the host's arrives.
+    gateway
+        .publish("dd.match.m1.events", "forged".into())
+        .await
+        .expect("the client sends it");
+    gateway.flush().await.expect("flush");
+    host.publish("dd.match.m1.events", "real".into())
+        .await
+        .expect("publish");
+    host.flush().await.expect("flush");
+    let first = tokio::time::timeout(Duration::from_secs(5), watched.next())
+        .await
+        .expect("an event")
+        .expect("subscription");
+    assert_eq!(&first.payload[..], b"real");
+    // A wrong password is refused outright.
+    assert!(
+        async_nats::ConnectOptions::with_user_and_password("gateway".into(), "guess".into())
+            .connect(nats.url())
+            .await
+            .is_err()
+    );
+}

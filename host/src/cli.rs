@@ -42,6 +42,11 @@ pub struct MatchHostArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// NATS user (see nats/nats-server.conf for the per-role users).
+    #[arg(long, env = "DASHDICE_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
     #[arg(
         long,
         env = "DASHDICE_REDIS_URL",
@@ -280,7 +285,12 @@ fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
         let store = crate::store::MatchStore::connect(&args.redis_url)
             .await
             .map_err(|e| CliError::Service(format!("redis at {}: {e}", args.redis_url)))?;
-        let nats = async_nats::connect(&args.nats_url)
+        let mut options = async_nats::ConnectOptions::new().name("dashdice-match-host");
+        if let (Some(user), Some(password)) = (args.nats_user, args.nats_password) {
+            options = options.user_and_password(user, password);
+        }
+        let nats = options
+            .connect(&args.nats_url)
             .await
             .map_err(|e| CliError::Service(format!("nats at {}: {e}", args.nats_url)))?;
         tracing::info!(nats = %args.nats_url, redis = %args.redis_url, "match host serving");

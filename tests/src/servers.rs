@@ -110,6 +110,12 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`start`](Self::start), with extra arguments (ports, address and
+    /// store directory given here win over a config file's).
+    pub fn start_with(extra: &[&str]) -> Self {
         let bin = binary(
             "DASHDICE_NATS_SERVER",
             "nats-server",
@@ -119,6 +125,7 @@ impl NatsServer {
         let monitor_port = free_port();
         let dir = scratch_dir("nats", port);
         let mut child = Command::new(bin)
+            .args(extra)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(["-m", &monitor_port.to_string(), "-js", "-sd"])
             .arg(&dir)
@@ -145,5 +152,14 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl NatsServer {
+    /// A private nats-server running the project's `nats/nats-server.conf`
+    /// (users and permissions), on free ports.
+    pub fn start_with_project_config() -> Self {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats/nats-server.conf");
+        Self::start_with(&["-c", config])
     }
 }
