@@ -42,13 +42,15 @@ async fn system(hosts: usize, turn_time_ms: Option<u64>) -> System {
         tokio::spawn(match_service::run(client, host));
     }
     let client = async_nats::connect(nats.url()).await.expect("nats");
-    // Wait until a host answers.
-    for _ in 0..100 {
-        if client
-            .request("$SRV.PING.dashdice-match-host", "".into())
-            .await
-            .is_ok()
-        {
+    // Wait until a host answers a real request (unknown match is an answer).
+    for _ in 0..250 {
+        let probe = client
+            .request(
+                bus::match_request(endpoint::GET),
+                r#"{"match_id":"probe"}"#.into(),
+            )
+            .await;
+        if probe.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -100,6 +102,11 @@ async fn a_full_game_of_every_mode_over_nats() {
             .subscribe(bus::match_events(&id))
             .await
             .expect("subscribe");
+        let mut ended = sys
+            .client
+            .subscribe(bus::MATCH_ENDED)
+            .await
+            .expect("subscribe");
         sys.client.flush().await.expect("flush");
         let mut snapshot = created.snapshot;
         let mut replied: Vec<SequencedEvent> = created.events;
@@ -135,6 +142,12 @@ async fn a_full_game_of_every_mode_over_nats() {
             seen.push(event);
         }
         assert_eq!(seen, replied[1..], "{mode}: published = replied");
+        let message = tokio::time::timeout(Duration::from_secs(5), ended.next())
+            .await
+            .expect("the end is announced")
+            .expect("subscription");
+        let announced: bus::MatchEnded = serde_json::from_slice(&message.payload).expect("ended");
+        assert_eq!(announced.match_id, id);
         let all: Vec<SequencedEvent> = call(
             &sys.client,
             endpoint::EVENTS,

@@ -12,6 +12,8 @@
 //! | `dd.match.events` | request/reply, queue group `match-host` | match hosts | `{"match_id","after"}` → `[SequencedEvent]` |
 //! | `dd.match.record` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`MatchRecord`](crate::fair_dice::MatchRecord) (finished matches) |
 //! | `dd.match.<id>.events` | pub/sub | gateways, clients | one [`SequencedEvent`](crate::matches::SequencedEvent) per message, `seq` gap-free |
+//! | `dd.match.ended` | pub/sub | matchmaker (ratings, rematch) | [`MatchEnded`] |
+//! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | persistence | the finished match's [`MatchRecord`](crate::fair_dice::MatchRecord), deduplicated by match id |
 //!
 //! Every reply is an envelope: `{"ok": <payload>}` or
 //! `{"error": {"code": "not_your_turn", "message": "..."}}`.
@@ -42,6 +44,27 @@ pub fn match_request(endpoint: &str) -> String {
 /// Where a match's events are published.
 pub fn match_events(match_id: &str) -> String {
     format!("{MATCH_GROUP}.{match_id}.events")
+}
+
+/// Where a finished match's final standings are announced.
+pub const MATCH_ENDED: &str = "dd.match.ended";
+/// The JetStream stream holding every finished match's record.
+pub const RECORD_STREAM: &str = "DASHDICE_MATCH_RECORDS";
+/// The subjects of [`RECORD_STREAM`].
+pub const RECORD_SUBJECTS: &str = "dd.match.*.record";
+
+/// Where a match's record is stored in [`RECORD_STREAM`].
+pub fn match_record(match_id: &str) -> String {
+    format!("{MATCH_GROUP}.{match_id}.record")
+}
+
+/// Announced on [`MATCH_ENDED`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchEnded {
+    pub match_id: String,
+    pub mode: String,
+    pub mode_version: String,
+    pub standings: Vec<dashdice_mode_sdk::Standing>,
 }
 
 /// `{"match_id": ...}`

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::bus::{self, EventsRequest, MatchIdRequest, Reply, endpoint};
 use crate::matches::{ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost};
@@ -35,6 +36,9 @@ fn nats_error(e: impl std::fmt::Display) -> ServiceError {
 
 /// Runs the match host on `client` until the connection closes.
 pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), ServiceError> {
+    // Before the service announces itself: everything it needs is ready
+    // when it first answers PING.
+    let records = RecordStream::open(&client).await?;
     let service = client
         .service_builder()
         .description("DashDice match host: creates matches and applies actions authoritatively")
@@ -55,12 +59,22 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
         let mut requests = group.endpoint(name).await.map_err(nats_error)?;
         let host = host.clone();
         let client = client.clone();
+        let records = records.clone();
         tasks.spawn(async move {
             while let Some(request) = requests.next().await {
                 let host = host.clone();
                 let client = client.clone();
+                let records = records.clone();
                 tokio::spawn(async move {
-                    let body = handle(name, &request.message.payload, &host, &client).await;
+                    let out = Outbox {
+                        client: &client,
+                        records: &records,
+                        host: &host,
+                    };
+                    let span = tracing::debug_span!("match request", endpoint = name);
+                    let body = handle(name, &request.message.payload, &host, &out)
+                        .instrument(span)
+                        .await;
                     if let Err(e) = request.respond(Ok(body)).await {
                         tracing::warn!(endpoint = name, error = %e, "could not reply");
                     }
@@ -68,20 +82,13 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
             }
         });
     }
-    tasks.spawn(timers(client.clone(), host.clone()));
+    tasks.spawn(timers(client.clone(), records.clone(), host.clone()));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
 /// One request: decode, call the host, publish events, encode the reply.
-async fn handle(
-    name: &str,
-    payload: &[u8],
-    host: &MatchHost,
-    client: &async_nats::Client,
-) -> Bytes {
-    let span = tracing::debug_span!("match request", endpoint = name);
-    let _guard = span.enter();
+async fn handle(name: &str, payload: &[u8], host: &MatchHost, out: &Outbox<'_>) -> Bytes {
     if payload.len() > MAX_REQUEST_BYTES {
         return encode(&Reply::<()>::error(
             "too_large",
@@ -98,12 +105,12 @@ async fn handle(
                     .create(&req)
                     .await
                     .map(|reply| Applied { reply, new: true });
-                published(created, client).await
+                out.published(created).await
             }
             Err(e) => e,
         },
         endpoint::ACT => match decode::<ActRequest>(payload) {
-            Ok(req) => published(host.act(&req).await, client).await,
+            Ok(req) => out.published(host.act(&req).await).await,
             Err(e) => e,
         },
         endpoint::GET => match decode::<MatchIdRequest>(payload) {
@@ -153,13 +160,98 @@ fn respond<T: Serialize>(result: Result<T, MatchError>) -> Bytes {
     }
 }
 
-/// Publishes a newly applied action's events on the match's subject (a
-/// repeated request publishes nothing again), then replies.
-async fn published(result: Result<Applied, MatchError>, client: &async_nats::Client) -> Bytes {
-    if let Ok(Applied { reply, new: true }) = &result {
-        publish_events(client, reply).await;
+/// The JetStream stream of finished matches' records.
+#[derive(Clone)]
+struct RecordStream(async_nats::jetstream::Context);
+
+impl RecordStream {
+    async fn open(client: &async_nats::Client) -> Result<Self, ServiceError> {
+        use async_nats::jetstream::stream::{Config, StorageType};
+        let js = async_nats::jetstream::new(client.clone());
+        js.get_or_create_stream(Config {
+            name: bus::RECORD_STREAM.to_owned(),
+            subjects: vec![bus::RECORD_SUBJECTS.to_owned()],
+            storage: StorageType::File,
+            // Publishing a record twice (a retry, a second host) is dropped.
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .await
+        .map_err(nats_error)?;
+        Ok(RecordStream(js))
     }
-    respond(result.map(|applied| applied.reply))
+
+    /// Stores a record, deduplicated by match id, waiting for the ack.
+    async fn store(&self, record: &crate::fair_dice::MatchRecord) -> Result<(), String> {
+        let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", record.match_id.as_str());
+        let mut last = String::new();
+        for _ in 0..3 {
+            let sent = self
+                .0
+                .publish_with_headers(
+                    bus::match_record(&record.match_id),
+                    headers.clone(),
+                    body.clone().into(),
+                )
+                .await;
+            match sent {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Where a request's side effects go: events, the end announcement, the record.
+struct Outbox<'a> {
+    client: &'a async_nats::Client,
+    records: &'a RecordStream,
+    host: &'a MatchHost,
+}
+
+impl Outbox<'_> {
+    /// Publishes a newly applied action's effects (a repeated request
+    /// publishes nothing again), then replies.
+    async fn published(&self, result: Result<Applied, MatchError>) -> Bytes {
+        if let Ok(Applied { reply, new: true }) = &result {
+            self.announce(reply).await;
+        }
+        respond(result.map(|applied| applied.reply))
+    }
+
+    /// Events on the match's subject; at the end, the standings and the record.
+    async fn announce(&self, reply: &ActionReply) {
+        publish_events(self.client, reply).await;
+        if !reply.snapshot.finished {
+            return;
+        }
+        let id = &reply.snapshot.match_id;
+        match self.host.record(id).await {
+            Ok(record) => {
+                let ended = bus::MatchEnded {
+                    match_id: id.clone(),
+                    mode: record.mode.clone(),
+                    mode_version: record.mode_version.to_string(),
+                    standings: record.standings.clone(),
+                };
+                if let Ok(body) = serde_json::to_vec(&ended) {
+                    let _ = self.client.publish(bus::MATCH_ENDED, body.into()).await;
+                }
+                if let Err(e) = self.records.store(&record).await {
+                    tracing::error!(match_id = %id, error = %e, "could not store the match record");
+                }
+            }
+            Err(e) => {
+                tracing::error!(match_id = %id, error = %e, "could not build the match record")
+            }
+        }
+    }
 }
 
 async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {
@@ -178,7 +270,12 @@ async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {
 
 /// Fires due turn timers. Every host runs this; a timer fires once because
 /// firing is an idempotent, compare-and-set action.
-async fn timers(client: async_nats::Client, host: Arc<MatchHost>) {
+async fn timers(client: async_nats::Client, records: RecordStream, host: Arc<MatchHost>) {
+    let out = Outbox {
+        client: &client,
+        records: &records,
+        host: &host,
+    };
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -196,7 +293,7 @@ async fn timers(client: async_nats::Client, host: Arc<MatchHost>) {
         };
         for (match_id, deadline) in due {
             match host.fire_timeout(&match_id, deadline).await {
-                Ok(Some(Applied { reply, new: true })) => publish_events(&client, &reply).await,
+                Ok(Some(Applied { reply, new: true })) => out.announce(&reply).await,
                 Ok(_) => {}
                 Err(MatchError::UnknownMatch(_)) => {
                     let _ = host.store().clear_timer(&match_id).await;
