@@ -239,19 +239,26 @@ async fn timers_time_out_and_three_in_a_row_forfeit() {
 async fn acting_resets_the_timeout_count() {
     let redis = RedisServer::start();
     let host = host(&redis).await;
+    // Classic: a roll never ends the game, so only timeouts could.
     let start = host.create(&create("classic")).await.expect("create");
     let id = start.snapshot.match_id.clone();
     let mut snapshot = start.snapshot;
-    for round in 0..8 {
+    let mut streak = std::collections::HashMap::<String, u32>::new();
+    let mut timeouts = 0;
+    for round in 0..16 {
         let player = snapshot.turn.clone().expect("turn");
-        snapshot = if round % 4 == 2 {
-            // Each player acts once in a while: their count starts over.
+        let count = streak.entry(player.clone()).or_default();
+        snapshot = if *count == 2 {
+            // Two timeouts in a row: acting now starts the count over.
+            *count = 0;
             host.act(&act(&id, &player, &format!("r{round}"), PlayerAction::Roll))
                 .await
                 .expect("roll")
                 .reply
                 .snapshot
         } else {
+            *count += 1;
+            timeouts += 1;
             let deadline = snapshot.deadline_ms.expect("timer");
             host.fire_timeout(&id, deadline)
                 .await
@@ -265,6 +272,32 @@ async fn acting_resets_the_timeout_count() {
             "round {round}: nobody had 3 timeouts in a row"
         );
     }
+    assert!(
+        timeouts >= 8,
+        "more than 3 timeouts per player overall: {timeouts}"
+    );
+}
+
+#[tokio::test]
+async fn two_actions_in_one_millisecond_still_get_distinct_timers() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    let start = host.create(&create("zero-hour")).await.expect("create");
+    let id = start.snapshot.match_id.clone();
+    let mut deadlines = vec![start.snapshot.deadline_ms.expect("timer")];
+    for _ in 0..5 {
+        let deadline = *deadlines.last().expect("one");
+        let fired = host
+            .fire_timeout(&id, deadline)
+            .await
+            .expect("fire")
+            .expect("due");
+        if fired.reply.snapshot.finished {
+            break;
+        }
+        deadlines.push(fired.reply.snapshot.deadline_ms.expect("timer"));
+    }
+    assert!(deadlines.windows(2).all(|w| w[0] < w[1]), "{deadlines:?}");
 }
 
 #[tokio::test]

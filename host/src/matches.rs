@@ -530,10 +530,13 @@ impl MatchHost {
                 0
             };
         }
+        // Deadlines only move forward, even for two actions in one
+        // millisecond: a deadline names its timer firing (`timeout@<ms>`), so
+        // two timers of one match must never share one.
         after.deadline_ms = if after.finished {
             0
         } else {
-            now_ms() + self.turn_time(mode)
+            (now_ms() + self.turn_time(mode)).max(before.deadline_ms + 1)
         };
         let (after, events) = number(after, acted.outcome.events);
         let reply = ActionReply {

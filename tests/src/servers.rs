@@ -42,18 +42,37 @@ fn scratch_dir(what: &str, port: u16) -> PathBuf {
     dir
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+/// Waits until `child` listens on `port`. False if it exited first, as it does
+/// when another test's server took the port in the moment between
+/// [`free_port`] and the bind (the caller then retries on a new port).
+fn wait_for_port(port: u16, child: &mut Child, what: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited during start-up: {status}");
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // The port answers; make sure it is our server that answers.
+            std::thread::sleep(Duration::from_millis(30));
+            return matches!(child.try_wait(), Ok(None));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{what} did not listen on port {port} within 10 s");
+}
+
+/// Starts a server on fresh ports until one comes up (see [`wait_for_port`]).
+fn start_server(what: &str, mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port);
+        if wait_for_port(port, &mut child, what) {
+            return (child, port);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{what} would not start (it exited during start-up five times)");
 }
 
 /// A private redis-server: no persistence, loopback only.
@@ -70,18 +89,18 @@ impl RedisServer {
             "redis-server",
             "apt-get install redis-server",
         );
-        let port = free_port();
-        let dir = scratch_dir("redis", port);
-        let mut child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn redis-server");
-        wait_for_port(port, &mut child, "redis-server");
+        let dir = scratch_dir("redis", free_port());
+        let (child, port) = start_server("redis-server", |port| {
+            Command::new(&bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server")
+        });
         RedisServer { child, dir, port }
     }
 
@@ -121,19 +140,20 @@ impl NatsServer {
             "nats-server",
             "apt-get install nats-server",
         );
-        let port = free_port();
-        let monitor_port = free_port();
-        let dir = scratch_dir("nats", port);
-        let mut child = Command::new(bin)
-            .args(extra)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-m", &monitor_port.to_string(), "-js", "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        wait_for_port(port, &mut child, "nats-server");
+        let mut monitor_port = 0;
+        let dir = scratch_dir("nats", free_port());
+        let (child, port) = start_server("nats-server", |port| {
+            monitor_port = free_port();
+            Command::new(&bin)
+                .args(extra)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-m", &monitor_port.to_string(), "-js", "-sd"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn nats-server")
+        });
         NatsServer {
             child,
             dir,
