@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 struct System {
     _nats: NatsServer,
-    _redis: RedisServer,
+    redis: RedisServer,
     client: Client,
     registry: Arc<ModeRegistry>,
 }
@@ -57,7 +57,7 @@ async fn system(hosts: usize, turn_time_ms: Option<u64>) -> System {
     }
     System {
         _nats: nats,
-        _redis: redis,
+        redis,
         client,
         registry,
     }
@@ -367,4 +367,29 @@ async fn the_project_config_lets_only_match_hosts_publish_match_events() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn the_bench_drives_matches_and_measures() {
+    let sys = system(1, None).await;
+    let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
+    let options = dashdice::bench::Options {
+        matches: 4,
+        duration: Duration::from_millis(1500),
+        mode: "classic".into(),
+        rate: Some(200.0),
+    };
+    let report = dashdice::bench::match_host(
+        sys.client.clone(),
+        store,
+        &options,
+        indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .expect("bench");
+    assert_eq!(report.errors, 0);
+    assert!(report.actions > 20, "{report:?}");
+    assert!(report.latency_us_p50 > 0 && report.latency_us_p50 <= report.latency_us_p99);
+    assert!(report.redis_bytes_per_live_match > 0, "{report:?}");
+    assert!(report.render().contains("offered 200 actions/s"));
 }

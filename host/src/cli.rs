@@ -32,6 +32,47 @@ pub enum Command {
     Match(MatchCommand),
     /// Run a match host: serve match requests on NATS, state in Redis.
     MatchHost(MatchHostArgs),
+    /// Measure a running system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Drive concurrent matches over NATS against the match hosts that answer
+    /// there (start one with `dashdice match-host`), and report actions/s,
+    /// latency and Redis bytes per live match.
+    MatchHost {
+        #[arg(long, default_value_t = 1000)]
+        matches: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value = "classic")]
+        mode: String,
+        /// Offered actions per second in total (open loop); without it every
+        /// match acts as soon as its reply arrives.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(
+            long,
+            env = "DASHDICE_NATS_URL",
+            default_value = "nats://127.0.0.1:4222"
+        )]
+        nats_url: String,
+        #[arg(long, env = "DASHDICE_NATS_USER")]
+        nats_user: Option<String>,
+        #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
+        nats_password: Option<String>,
+        #[arg(
+            long,
+            env = "DASHDICE_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379/"
+        )]
+        redis_url: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +249,49 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             run_mode(&runtime, args.command, out)
         }
         Command::MatchHost(args) => run_match_host(args),
+        Command::Bench(BenchCommand::MatchHost {
+            matches,
+            seconds,
+            mode,
+            rate,
+            nats_url,
+            nats_user,
+            nats_password,
+            redis_url,
+            json,
+        }) => {
+            let tokio = tokio::runtime::Runtime::new()?;
+            let report = tokio.block_on(async {
+                let store = crate::store::MatchStore::connect(&redis_url)
+                    .await
+                    .map_err(|e| CliError::Service(format!("redis at {redis_url}: {e}")))?;
+                let mut options = async_nats::ConnectOptions::new().name("dashdice-bench");
+                if let (Some(user), Some(password)) = (nats_user, nats_password) {
+                    options = options.user_and_password(user, password);
+                }
+                let client = options
+                    .connect(&nats_url)
+                    .await
+                    .map_err(|e| CliError::Service(format!("nats at {nats_url}: {e}")))?;
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                let options = crate::bench::Options {
+                    matches,
+                    duration: std::time::Duration::from_secs(seconds),
+                    mode,
+                    rate,
+                };
+                crate::bench::match_host(client, store, &options, bar)
+                    .await
+                    .map_err(|e| CliError::Service(e.to_string()))
+            })?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", report.render())?;
+            }
+            Ok(())
+        }
         Command::Match(MatchCommand::Verify { record, mode }) => {
             let text = read(&record)?;
             let parsed: MatchRecord =

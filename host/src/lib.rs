@@ -6,6 +6,7 @@
 //! `dashdice` command line, whose [`replay`] and [`simulate`] verbs drive modes
 //! for designers.
 
+pub mod bench;
 pub mod builtin;
 pub mod bus;
 pub mod cli;
