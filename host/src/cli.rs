@@ -54,29 +54,16 @@ pub enum BenchCommand {
         /// match acts as soon as its reply arrives.
         #[arg(long)]
         rate: Option<f64>,
-        #[arg(
-            long,
-            env = "DASHDICE_NATS_URL",
-            default_value = "nats://127.0.0.1:4222"
-        )]
-        nats_url: String,
-        #[arg(long, env = "DASHDICE_NATS_USER")]
-        nats_user: Option<String>,
-        #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
-        nats_password: Option<String>,
-        #[arg(
-            long,
-            env = "DASHDICE_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379/"
-        )]
-        redis_url: String,
+        #[command(flatten)]
+        connections: Connections,
         #[arg(long)]
         json: bool,
     },
 }
 
+/// Where a role finds NATS and Redis; every role takes the same flags.
 #[derive(Debug, Args)]
-pub struct MatchHostArgs {
+pub struct Connections {
     #[arg(
         long,
         env = "DASHDICE_NATS_URL",
@@ -94,6 +81,33 @@ pub struct MatchHostArgs {
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub redis_url: String,
+}
+
+impl Connections {
+    /// Connects to both, naming this client `name` to the NATS server.
+    async fn open(
+        &self,
+        name: &str,
+    ) -> Result<(async_nats::Client, crate::store::MatchStore), CliError> {
+        let store = crate::store::MatchStore::connect(&self.redis_url)
+            .await
+            .map_err(|e| CliError::Service(format!("redis at {}: {e}", self.redis_url)))?;
+        let mut options = async_nats::ConnectOptions::new().name(name);
+        if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        let nats = options
+            .connect(&self.nats_url)
+            .await
+            .map_err(|e| CliError::Service(format!("nats at {}: {e}", self.nats_url)))?;
+        Ok((nats, store))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MatchHostArgs {
+    #[command(flatten)]
+    pub connections: Connections,
     /// Keep compiled components here between runs.
     #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
     pub artifact_dir: Option<PathBuf>,
@@ -254,25 +268,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             seconds,
             mode,
             rate,
-            nats_url,
-            nats_user,
-            nats_password,
-            redis_url,
+            connections,
             json,
         }) => {
             let tokio = tokio::runtime::Runtime::new()?;
             let report = tokio.block_on(async {
-                let store = crate::store::MatchStore::connect(&redis_url)
-                    .await
-                    .map_err(|e| CliError::Service(format!("redis at {redis_url}: {e}")))?;
-                let mut options = async_nats::ConnectOptions::new().name("dashdice-bench");
-                if let (Some(user), Some(password)) = (nats_user, nats_password) {
-                    options = options.user_and_password(user, password);
-                }
-                let client = options
-                    .connect(&nats_url)
-                    .await
-                    .map_err(|e| CliError::Service(format!("nats at {nats_url}: {e}")))?;
+                let (client, store) = connections.open("dashdice-bench").await?;
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 let options = crate::bench::Options {
                     matches,
@@ -366,18 +367,9 @@ fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
     let registry = std::sync::Arc::new(crate::registry::ModeRegistry::with_builtins(runtime)?);
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
-        let store = crate::store::MatchStore::connect(&args.redis_url)
-            .await
-            .map_err(|e| CliError::Service(format!("redis at {}: {e}", args.redis_url)))?;
-        let mut options = async_nats::ConnectOptions::new().name("dashdice-match-host");
-        if let (Some(user), Some(password)) = (args.nats_user, args.nats_password) {
-            options = options.user_and_password(user, password);
-        }
-        let nats = options
-            .connect(&args.nats_url)
-            .await
-            .map_err(|e| CliError::Service(format!("nats at {}: {e}", args.nats_url)))?;
-        tracing::info!(nats = %args.nats_url, redis = %args.redis_url, "match host serving");
+        let c = &args.connections;
+        let (nats, store) = c.open("dashdice-match-host").await?;
+        tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "match host serving");
         let host = crate::matches::MatchHost::new(registry, store);
         tokio::select! {
             served = crate::match_service::run(nats, host) => {

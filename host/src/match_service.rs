@@ -72,7 +72,7 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
                         host: &host,
                     };
                     let span = tracing::debug_span!("match request", endpoint = name);
-                    let body = handle(name, &request.message.payload, &host, &out)
+                    let body = handle(name, &request.message.payload, &out)
                         .instrument(span)
                         .await;
                     if let Err(e) = request.respond(Ok(body)).await {
@@ -88,7 +88,8 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
 }
 
 /// One request: decode, call the host, publish events, encode the reply.
-async fn handle(name: &str, payload: &[u8], host: &MatchHost, out: &Outbox<'_>) -> Bytes {
+async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> Bytes {
+    let host = out.host;
     if payload.len() > MAX_REQUEST_BYTES {
         return encode(&Reply::<()>::error(
             "too_large",
@@ -280,10 +281,7 @@ async fn timers(client: async_nats::Client, records: RecordStream, host: Arc<Mat
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = crate::matches::now_ms();
         let due = match host.store().due_timers(now, 100).await {
             Ok(due) => due,
             Err(e) => {

@@ -236,7 +236,8 @@ pub struct MatchHost {
     pub turn_time_ms: Option<u64>,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the clock of turn deadlines.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
