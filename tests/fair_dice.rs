@@ -43,7 +43,11 @@ fn play(mode_id: &str, match_id: &str, seed: &Seed) -> MatchRecord {
         let action = recorded.unwrap_or_else(|| Action::Roll {
             dice: acted.dice.clone().expect("a roll shows dice"),
         });
-        actions.push(RecordedAction { actor, action });
+        actions.push(RecordedAction {
+            actor,
+            action,
+            at_ms: None,
+        });
         let view: serde_json::Value = serde_json::from_str(&acted.view).expect("view");
         turn_score = view["turn_score"].as_i64().expect("turn score");
         state = acted.outcome.state;
@@ -55,6 +59,8 @@ fn play(mode_id: &str, match_id: &str, seed: &Seed) -> MatchRecord {
         mode: mode_id.to_owned(),
         mode_version: mode.hash(),
         players,
+        options: String::new(),
+        created_ms: 0,
         seed_hash: seed.commitment(),
         seed: seed.reveal(),
         actions,

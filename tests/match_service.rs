@@ -164,7 +164,54 @@ async fn a_full_game_of_every_mode_over_nats() {
             .version(mode, record.mode_version)
             .expect("version");
         verify(&version, &record).expect("the match verifies");
+        // The final view, exactly as `get` answers it, verifies too, and it
+        // is the same record the last action's reply carried.
+        let final_view = sys
+            .client
+            .request(
+                bus::match_request(endpoint::GET),
+                json!({"match_id": id}).to_string().into(),
+            )
+            .await
+            .expect("get");
+        verify_file(&format!("{mode}-final"), &final_view.payload)
+            .expect("the final view verifies");
+        assert_eq!(snapshot.record().as_ref(), Some(&record));
+        let mut tampered: Value = serde_json::from_slice(&final_view.payload).expect("json");
+        let actions = tampered["ok"]["actions"].as_array_mut().expect("actions");
+        let roll = actions
+            .iter_mut()
+            .find(|a| a["action"] == "roll")
+            .expect("a roll");
+        roll["dice"] = if roll["dice"] == json!([6, 6]) {
+            json!([1, 2])
+        } else {
+            json!([6, 6])
+        };
+        let err = verify_file(&format!("{mode}-tampered"), tampered.to_string().as_bytes())
+            .expect_err("a tampered final view");
+        assert!(err.contains("the record shows dice"), "{err}");
     }
+}
+
+/// `dashdice match verify` on `json`, written to a file.
+fn verify_file(name: &str, json: &[u8]) -> Result<String, String> {
+    use clap::Parser;
+    let path = std::env::temp_dir().join(format!("dashdice-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, json).expect("write");
+    let cli = dashdice::cli::Cli::try_parse_from([
+        "dashdice",
+        "match",
+        "verify",
+        path.to_str().expect("utf-8"),
+    ])
+    .expect("parse");
+    let mut out = Vec::new();
+    let result = dashdice::cli::run(cli, &mut out);
+    let _ = std::fs::remove_file(&path);
+    result
+        .map(|()| String::from_utf8_lossy(&out).into_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use dashdice::fair_dice::verify;
 use dashdice::matches::{
-    ActRequest, ActionReply, CreateMatch, MatchError, MatchHost, PlayerAction, SequencedEvent,
+    ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost, PlayerAction,
+    SequencedEvent,
 };
 use dashdice::registry::ModeRegistry;
 use dashdice::runtime::{Limits, Runtime};
@@ -129,9 +130,43 @@ async fn a_repeated_request_id_returns_the_first_reply_and_applies_once() {
         .await
         .expect("the same request");
     assert!(first.new && !again.new);
-    let (first, again) = (first.reply, again.reply);
-    assert_eq!(first, again);
-    assert_eq!(host.get(&id).await.expect("get").seq, first.snapshot.seq);
+    assert_eq!(first.reply, again.reply);
+    assert_eq!(
+        host.get(&id).await.expect("get").seq,
+        first.reply.snapshot.seq
+    );
+
+    // Later, after other actions (and whoever's turn it is now), the same
+    // request still gets exactly its first reply, and nothing is applied.
+    let mut n = 0;
+    let mut last = first.reply.clone();
+    while last.snapshot.turn.as_deref() == Some(player.as_str()) && n < 3 {
+        n += 1;
+        last = host
+            .act(&act(&id, &player, &format!("later{n}"), PlayerAction::Roll))
+            .await
+            .expect("roll")
+            .reply;
+    }
+    let late = host
+        .act(&act(&id, &player, "once", PlayerAction::Roll))
+        .await
+        .expect("the same request, late");
+    assert!(!late.new);
+    assert_eq!(late.reply, first.reply);
+    assert_eq!(host.get(&id).await.expect("get").seq, last.snapshot.seq);
+    // The same request id from the other player is a different request.
+    let other = start
+        .snapshot
+        .players
+        .iter()
+        .find(|p| **p != player)
+        .expect("two players");
+    let theirs = host.act(&act(&id, other, "once", PlayerAction::Bank)).await;
+    assert!(
+        !matches!(theirs, Ok(Applied { new: false, .. })),
+        "{theirs:?}"
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::builtin;
-use crate::fair_dice::{self, MatchRecord};
+use crate::fair_dice;
 use crate::replay::{self, Script};
 use crate::runtime::{Limits, LoadError, Mode, Runtime};
 use crate::simulate;
@@ -119,7 +119,9 @@ pub enum MatchCommand {
     /// commitment, every roll is what the seed and the mode give, and the
     /// standings follow.
     Verify {
-        /// The match record (JSON), as published when the match ended.
+        /// The final view of the match (JSON, as `get` or the last action's
+        /// reply gives it, with or without the `{"ok": ...}` envelope), or its
+        /// match record as published when it ended.
         record: PathBuf,
         /// The mode component, if the record's version is not a built-in one.
         #[arg(long)]
@@ -194,11 +196,8 @@ pub enum CliError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("the match record {path} is not valid: {source}")]
-    Record {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    #[error("{path} is not a final match view or match record: {why}")]
+    Record { path: PathBuf, why: String },
     #[error("verification failed: {0}")]
     Verify(#[from] fair_dice::VerifyError),
     #[error(transparent)]
@@ -295,10 +294,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Match(MatchCommand::Verify { record, mode }) => {
             let text = read(&record)?;
-            let parsed: MatchRecord =
-                serde_json::from_slice(&text).map_err(|source| CliError::Record {
+            let parsed =
+                crate::matches::verifiable_record(&text).map_err(|why| CliError::Record {
                     path: record.clone(),
-                    source,
+                    why,
                 })?;
             let runtime = Runtime::new(Limits::default())?;
             let mode = load(&runtime, mode.as_deref().unwrap_or(&parsed.mode))?;

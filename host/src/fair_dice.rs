@@ -68,6 +68,11 @@ impl Seed {
         Seed(bytes)
     }
 
+    /// The seed's bytes, for storage (still secret: keep them so).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// The published commitment: SHA-256 of the seed, in hex.
     pub fn commitment(&self) -> String {
         hex(&Sha256::digest(self.0))
@@ -127,6 +132,13 @@ pub struct MatchRecord {
     pub mode: String,
     pub mode_version: ModeHash,
     pub players: Vec<String>,
+    /// The mode options the match was started with (a JSON object as text;
+    /// empty = the mode's defaults).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub options: String,
+    /// When the match was created (ms since the Unix epoch; 0 = not recorded).
+    #[serde(default)]
+    pub created_ms: u64,
     /// `SHA-256(seed)` as published when the match started.
     pub seed_hash: String,
     /// The seed, revealed when the match ended.
@@ -142,6 +154,9 @@ pub struct RecordedAction {
     pub actor: String,
     #[serde(flatten)]
     pub action: Action,
+    /// When the host applied it (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 /// Why a record does not check out. Each names the first thing that differs.
@@ -206,7 +221,7 @@ pub fn verify(mode: &Mode, record: &MatchRecord) -> Result<Verified, VerifyError
     let config = MatchConfig {
         players: record.players.clone(),
         first_player: None,
-        options: String::new(),
+        options: record.options.clone(),
     };
     let replay_error = |index: usize, actor: &str| {
         let actor = actor.to_owned();

@@ -16,6 +16,14 @@ impl ModeHash {
         ModeHash(Sha256::digest(bytes).into())
     }
 
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ModeHash(bytes)
+    }
+
+    pub fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
     /// The first 12 hex digits, for logs and people.
     pub fn short(&self) -> String {
         self.to_string()[..12].to_owned()

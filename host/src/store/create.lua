@@ -1,21 +1,14 @@
--- Creates a match, its first events and its turn timer, atomically.
--- KEYS: 1 match hash, 2 events list, 3 shard timers zset
--- ARGV: 1 match id, 2 deadline ms (0 = none), 3 n field pairs, then 2n field
---       names and values, then the initial events (JSON), in sequence order.
+-- Creates a match and arms its turn timer, atomically.
+-- KEYS: 1 match hash, 2 shard timers zset
+-- ARGV: 1 match id, 2 meta, 3 progress, 4 state, 5 deadline ms (0 = none)
+-- Returns 'ok', or 'exists' (and changes nothing).
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 'exists'
 end
-local n = tonumber(ARGV[3])
-local fields = {}
-for i = 4, 3 + 2 * n do
-  fields[#fields + 1] = ARGV[i]
-end
-redis.call('HSET', KEYS[1], 'version', 1, unpack(fields))
-for i = 4 + 2 * n, #ARGV do
-  redis.call('RPUSH', KEYS[2], ARGV[i])
-end
-local deadline = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'v', 1, 'meta', ARGV[2], 'progress', ARGV[3],
+  'state', ARGV[4], 'log', '', 'seen', '')
+local deadline = tonumber(ARGV[5])
 if deadline > 0 then
-  redis.call('ZADD', KEYS[3], deadline, ARGV[1])
+  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
 end
 return 'ok'

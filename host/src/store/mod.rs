@@ -1,40 +1,57 @@
 //! Live match state in Redis.
 //!
 //! Architecture invariant: this is the only module that knows Redis. It stores
-//! bytes and strings it is given (mode state, views, serialized events) and
-//! never interprets them; match logic never sees a key or a command.
+//! the byte strings it is given (the match's metadata, progress, mode state and
+//! log entries, encoded by [`crate::matches`]) and never interprets them; match
+//! logic never sees a key or a command.
 //!
 //! ## Layout
 //!
 //! Every match belongs to one of [`SHARDS`] shards, `s` = first byte of
-//! SHA-256(match id) mod 64. All of a match's keys and its shard's timer set
-//! carry the hash tag `{s}`, so in a Redis Cluster they sit in one slot and the
-//! Lua scripts below may touch them together.
+//! SHA-256(match id) mod 64. A match's hash and its shard's timer set carry the
+//! hash tag `{s}`, so in a Redis Cluster they sit in one slot and the Lua
+//! scripts below may touch them together.
 //!
 //! | key | type | holds | ttl |
 //! |---|---|---|---|
-//! | `dd:{s}:match:<id>` | hash | `version` (CAS counter) and the match fields ([`StoredMatch`]) | none while live; the grace period once finished |
-//! | `dd:{s}:events:<id>` | list | event *n* (JSON) at index *n*-1: the sequence is gap-free by construction | same |
-//! | `dd:{s}:requests:<id>` | hash | request id → the reply first given (idempotency) | same |
-//! | `dd:{s}:actions:<id>` | list | every applied action (JSON), for the match record | same |
-//! | `dd:{s}:timers` | zset | match id scored by its turn deadline (ms) | none |
+//! | `dd:{s}:match:<id>` | hash | the match, fields below | none while live; the grace period once finished |
+//! | `dd:{s}:timers` | zset | match id scored by its turn deadline (ms since the epoch) | none |
+//!
+//! | field | written | holds |
+//! |---|---|---|
+//! | `v` | every commit | the version, for compare-and-set (integer, from 1) |
+//! | `meta` | at creation | what never changes: mode and version, players, options, secret seed, start time |
+//! | `progress` | every commit | sequence number, rolls, turn, deadline, timeout streaks, result |
+//! | `state` | every commit | the mode's state bytes |
+//! | `log` | appended per action | every applied action (actor, action with its dice, time, deadline) |
+//! | `seen` | appended per action | 8 bytes per applied action: the fingerprint of its request |
+//!
+//! Nothing else is kept: events, replies and views are *derived*. A mode is
+//! deterministic, so replaying the log from the seed reproduces every event
+//! and every earlier reply exactly; that keeps a live match at a few hundred
+//! bytes (see the README's benchmark) where storing them took ~30 KB.
 //!
 //! ## Concurrency
 //!
-//! Every write is one Lua script: [`MatchStore::create`] refuses an existing id;
-//! [`MatchStore::commit`] is compare-and-set on `version`, returns the first
-//! reply for a repeated request id, appends the events and the action, moves the
-//! timer and sets the expiry, all or nothing. WATCH/MULTI is deliberately not
-//! used: on a shared multiplexed connection it silently loses updates.
+//! Every write is one Lua script: [`MatchStore::create`] refuses an existing
+//! id; [`MatchStore::commit`] answers a request fingerprint seen before with the
+//! index of the action it applied, else compare-and-sets `v`, appends to `log`
+//! and `seen`, moves the timer and sets the expiry, all or nothing. Reads for an
+//! action ([`MatchStore::load`]) are one script too, so an action costs two
+//! round trips. WATCH/MULTI is deliberately not used: on a shared multiplexed
+//! connection it silently loses updates.
 
-use std::fmt;
-
+use redis::Script;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
 use sha2::{Digest, Sha256};
 
 /// Timer and key shards (hash tags).
 pub const SHARDS: u8 = 64;
+
+/// Identifies one request to a match: a player's request id, hashed. Eight
+/// bytes keep the idempotency record small; a collision needs ~2³² requests to
+/// one match.
+pub type Fingerprint = [u8; 8];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,8 +59,6 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("a match with id {0} already exists")]
     Exists(String),
-    #[error("match {id} is stored with a malformed field `{field}`")]
-    Corrupt { id: String, field: &'static str },
 }
 
 /// Where a match's keys live.
@@ -62,22 +77,10 @@ impl MatchKeys {
         }
     }
 
-    fn key(&self, kind: &str) -> String {
-        format!("dd:{{{:02}}}:{kind}:{}", self.shard, self.id)
+    pub fn match_hash(&self) -> String {
+        format!("dd:{{{:02}}}:match:{}", self.shard, self.id)
     }
 
-    pub fn match_hash(&self) -> String {
-        self.key("match")
-    }
-    pub fn events(&self) -> String {
-        self.key("events")
-    }
-    pub fn requests(&self) -> String {
-        self.key("requests")
-    }
-    pub fn actions(&self) -> String {
-        self.key("actions")
-    }
     pub fn timers(&self) -> String {
         timers_key(self.shard)
     }
@@ -87,148 +90,50 @@ fn timers_key(shard: u8) -> String {
     format!("dd:{{{shard:02}}}:timers")
 }
 
-/// A match as stored. `state` and `view` are the mode's; the store does not
-/// read them.
-#[derive(Clone, PartialEq, Eq)]
+/// A match as stored, minus its log.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMatch {
     pub id: String,
     pub version: u64,
-    pub mode: String,
-    pub mode_version: String,
-    pub players: Vec<String>,
+    pub meta: Vec<u8>,
+    pub progress: Vec<u8>,
     pub state: Vec<u8>,
-    pub view: String,
-    /// Who is on turn; `None` once finished.
-    pub turn: Option<String>,
-    /// The sequence number of the last event.
-    pub seq: u64,
-    /// Rolls so far (the index of the next roll's entropy).
-    pub rolls: u64,
-    /// The secret seed (hex); revealed only when the match ends.
-    pub seed: String,
-    pub seed_hash: String,
-    /// When the player on turn times out (ms since the epoch); 0 = no timer.
-    pub deadline_ms: u64,
-    /// Consecutive timeouts of each player, in `players` order.
-    pub timeouts: Vec<u32>,
-    pub finished: bool,
-    pub created_ms: u64,
 }
 
-impl fmt::Debug for StoredMatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredMatch")
-            .field("id", &self.id)
-            .field("version", &self.version)
-            .field("mode", &self.mode)
-            .field("turn", &self.turn)
-            .field("seq", &self.seq)
-            .field("rolls", &self.rolls)
-            .field("seed", &"<secret>")
-            .field("finished", &self.finished)
-            .finish_non_exhaustive()
-    }
+/// A match loaded to apply a request to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub stored: StoredMatch,
+    /// The index of the action this request already applied, if it did.
+    pub applied_before: Option<u64>,
 }
 
-impl StoredMatch {
-    /// The hash fields, except `version` (the scripts own it).
-    fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let text = |s: &str| s.as_bytes().to_vec();
-        vec![
-            ("mode", text(&self.mode)),
-            ("mode_version", text(&self.mode_version)),
-            ("players", text(&self.players.join("\n"))),
-            ("state", self.state.clone()),
-            ("view", text(&self.view)),
-            ("turn", text(self.turn.as_deref().unwrap_or(""))),
-            ("seq", text(&self.seq.to_string())),
-            ("rolls", text(&self.rolls.to_string())),
-            ("seed", text(&self.seed)),
-            ("seed_hash", text(&self.seed_hash)),
-            ("deadline_ms", text(&self.deadline_ms.to_string())),
-            (
-                "timeouts",
-                text(
-                    &self
-                        .timeouts
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-            ),
-            ("finished", text(if self.finished { "1" } else { "0" })),
-            ("created_ms", text(&self.created_ms.to_string())),
-        ]
-    }
-
-    fn from_fields(
-        id: &str,
-        mut map: std::collections::HashMap<String, Vec<u8>>,
-    ) -> Result<Self, StoreError> {
-        let mut take = |field: &'static str| {
-            map.remove(field).ok_or(StoreError::Corrupt {
-                id: id.to_owned(),
-                field,
-            })
-        };
-        let corrupt = |field: &'static str| StoreError::Corrupt {
-            id: id.to_owned(),
-            field,
-        };
-        let string = |field: &'static str, bytes: Vec<u8>| {
-            String::from_utf8(bytes).map_err(|_| corrupt(field))
-        };
-        let number = |field: &'static str, bytes: Vec<u8>| -> Result<u64, StoreError> {
-            std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| corrupt(field))
-        };
-        let players = string("players", take("players")?)?;
-        let turn = string("turn", take("turn")?)?;
-        Ok(StoredMatch {
-            id: id.to_owned(),
-            version: number("version", take("version")?)?,
-            mode: string("mode", take("mode")?)?,
-            mode_version: string("mode_version", take("mode_version")?)?,
-            players: players.split('\n').map(str::to_owned).collect(),
-            state: take("state")?,
-            view: string("view", take("view")?)?,
-            turn: (!turn.is_empty()).then_some(turn),
-            seq: number("seq", take("seq")?)?,
-            rolls: number("rolls", take("rolls")?)?,
-            seed: string("seed", take("seed")?)?,
-            seed_hash: string("seed_hash", take("seed_hash")?)?,
-            deadline_ms: number("deadline_ms", take("deadline_ms")?)?,
-            timeouts: string("timeouts", take("timeouts")?)?
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|n| n.parse().map_err(|_| corrupt("timeouts")))
-                .collect::<Result<_, _>>()?,
-            finished: take("finished")? == b"1",
-            created_ms: number("created_ms", take("created_ms")?)?,
-        })
-    }
-}
-
-/// One action's result, to be stored if the match is still at
-/// `expected_version`.
+/// A new match.
 #[derive(Clone, Debug)]
-pub struct Commit {
+pub struct NewMatch<'a> {
+    pub id: &'a str,
+    pub meta: &'a [u8],
+    pub progress: &'a [u8],
+    pub state: &'a [u8],
+    /// The first turn's deadline (ms since the epoch); 0 = no timer.
+    pub deadline_ms: u64,
+}
+
+/// One applied action, to be stored if the match is still at
+/// `expected_version` and the request is new.
+#[derive(Clone, Debug)]
+pub struct Commit<'a> {
+    pub id: &'a str,
     pub expected_version: u64,
-    /// The client's request id, for idempotency.
-    pub request_id: Option<String>,
-    /// What to answer if the same request id comes again.
-    pub reply: String,
-    /// The match after the action (its `version` is ignored).
-    pub after: StoredMatch,
-    /// The new events (JSON), numbered `after.seq - events.len() + 1 ..= after.seq`.
-    pub events: Vec<String>,
-    /// The applied action for the match record (JSON).
-    pub action: Option<String>,
-    /// Once finished, how long the keys stay for late readers.
-    pub finished_ttl_secs: u64,
+    pub request: Fingerprint,
+    pub progress: &'a [u8],
+    pub state: &'a [u8],
+    /// Appended to the log as is: the caller frames its entries.
+    pub log_entry: &'a [u8],
+    /// The next turn's deadline; 0 = none (the match is over).
+    pub deadline_ms: u64,
+    /// `Some(ttl)`: the match is over; its key expires after `ttl` seconds.
+    pub expire_after_secs: Option<u64>,
 }
 
 /// What a commit did.
@@ -236,8 +141,9 @@ pub struct Commit {
 pub enum Committed {
     /// Stored; the match is now at this version.
     Ok { version: u64 },
-    /// The request id was seen before: here is the first reply, nothing changed.
-    Duplicate { reply: String },
+    /// The request was applied before, as the action at this index; nothing
+    /// changed.
+    Duplicate { index: u64 },
     /// Someone else changed the match first; it is now at this version.
     Conflict { version: u64 },
     /// No such match (never created, or expired).
@@ -249,8 +155,22 @@ pub enum Committed {
 pub struct MatchStore {
     conn: ConnectionManager,
     create: Script,
+    load: Script,
     commit: Script,
 }
+
+/// What `load.lua` returns: version, meta, progress, state, earlier index.
+type LoadReply = Option<(u64, Vec<u8>, Vec<u8>, Vec<u8>, i64)>;
+/// `HMGET v meta progress state log`.
+type HistoryFields = (
+    Option<u64>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
+
+const SEEN_AT: &str = include_str!("seen.lua");
 
 impl MatchStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -259,124 +179,105 @@ impl MatchStore {
         Ok(MatchStore {
             conn,
             create: Script::new(include_str!("create.lua")),
-            commit: Script::new(include_str!("commit.lua")),
+            load: Script::new(&format!("{SEEN_AT}{}", include_str!("load.lua"))),
+            commit: Script::new(&format!("{SEEN_AT}{}", include_str!("commit.lua"))),
         })
     }
 
-    /// Stores a new match with its first events. Fails if the id exists.
-    pub async fn create(&self, m: &StoredMatch, events: &[String]) -> Result<(), StoreError> {
-        let keys = MatchKeys::new(&m.id);
-        let fields = m.fields();
-        let mut call = self.create.prepare_invoke();
-        call.key(keys.match_hash())
-            .key(keys.events())
+    /// Stores a new match at version 1. Fails if the id exists.
+    pub async fn create(&self, m: &NewMatch<'_>) -> Result<(), StoreError> {
+        let keys = MatchKeys::new(m.id);
+        let status: String = self
+            .create
+            .key(keys.match_hash())
             .key(keys.timers())
-            .arg(&m.id)
+            .arg(m.id)
+            .arg(m.meta)
+            .arg(m.progress)
+            .arg(m.state)
             .arg(m.deadline_ms)
-            .arg(fields.len());
-        for (name, value) in &fields {
-            call.arg(*name).arg(value.as_slice());
-        }
-        for e in events {
-            call.arg(e);
-        }
-        let status: String = call.invoke_async(&mut self.conn.clone()).await?;
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         match status.as_str() {
             "ok" => Ok(()),
-            _ => Err(StoreError::Exists(m.id.clone())),
+            _ => Err(StoreError::Exists(m.id.to_owned())),
         }
     }
 
-    /// The match, or `None` if there is no such match.
-    pub async fn load(&self, id: &str) -> Result<Option<StoredMatch>, StoreError> {
+    /// The match, and whether `request` was applied to it before; `None` if
+    /// there is no such match.
+    pub async fn load(
+        &self,
+        id: &str,
+        request: Option<Fingerprint>,
+    ) -> Result<Option<Loaded>, StoreError> {
         let keys = MatchKeys::new(id);
-        let map: std::collections::HashMap<String, Vec<u8>> =
-            self.conn.clone().hgetall(keys.match_hash()).await?;
-        if map.is_empty() {
+        let found: LoadReply = self
+            .load
+            .key(keys.match_hash())
+            .arg(request.as_ref().map_or(&[][..], |fp| &fp[..]))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(
+            found.map(|(version, meta, progress, state, earlier)| Loaded {
+                stored: StoredMatch {
+                    id: id.to_owned(),
+                    version,
+                    meta,
+                    progress,
+                    state,
+                },
+                applied_before: u64::try_from(earlier).ok(),
+            }),
+        )
+    }
+
+    /// The match and its whole log, or `None` if there is no such match.
+    pub async fn history(&self, id: &str) -> Result<Option<(StoredMatch, Vec<u8>)>, StoreError> {
+        let keys = MatchKeys::new(id);
+        let fields: HistoryFields = redis::cmd("HMGET")
+            .arg(keys.match_hash())
+            .arg(&["v", "meta", "progress", "state", "log"])
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let (Some(version), meta, progress, state, log) = fields else {
             return Ok(None);
-        }
-        StoredMatch::from_fields(id, map).map(Some)
+        };
+        Ok(Some((
+            StoredMatch {
+                id: id.to_owned(),
+                version,
+                meta: meta.unwrap_or_default(),
+                progress: progress.unwrap_or_default(),
+                state: state.unwrap_or_default(),
+            },
+            log.unwrap_or_default(),
+        )))
     }
 
     /// Applies `commit` atomically (see the module docs).
-    pub async fn commit(&self, commit: &Commit) -> Result<Committed, StoreError> {
-        let m = &commit.after;
-        let keys = MatchKeys::new(&m.id);
-        let fields = m.fields();
-        let ttl = if m.finished {
-            commit.finished_ttl_secs.max(1)
-        } else {
-            0
-        };
-        let mut call = self.commit.prepare_invoke();
-        call.key(keys.match_hash())
-            .key(keys.events())
-            .key(keys.requests())
-            .key(keys.actions())
+    pub async fn commit(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
+        let keys = MatchKeys::new(c.id);
+        let (status, detail): (String, u64) = self
+            .commit
+            .key(keys.match_hash())
             .key(keys.timers())
-            .arg(&m.id)
-            .arg(commit.expected_version)
-            .arg(commit.request_id.as_deref().unwrap_or(""))
-            .arg(&commit.reply)
-            .arg(commit.action.as_deref().unwrap_or(""))
-            .arg(if m.finished { 0 } else { m.deadline_ms })
-            .arg(ttl)
-            .arg(fields.len());
-        for (name, value) in &fields {
-            call.arg(*name).arg(value.as_slice());
-        }
-        for e in &commit.events {
-            call.arg(e);
-        }
-        let (status, detail): (String, String) = call.invoke_async(&mut self.conn.clone()).await?;
-        let version = || {
-            detail.parse::<u64>().map_err(|_| StoreError::Corrupt {
-                id: m.id.clone(),
-                field: "version",
-            })
-        };
+            .arg(c.id)
+            .arg(c.expected_version)
+            .arg(&c.request[..])
+            .arg(c.progress)
+            .arg(c.state)
+            .arg(c.log_entry)
+            .arg(c.deadline_ms)
+            .arg(c.expire_after_secs.map_or(0, |ttl| ttl.max(1)))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         Ok(match status.as_str() {
-            "ok" => Committed::Ok {
-                version: version()?,
-            },
-            "duplicate" => Committed::Duplicate { reply: detail },
-            "conflict" => Committed::Conflict {
-                version: version()?,
-            },
+            "ok" => Committed::Ok { version: detail },
+            "duplicate" => Committed::Duplicate { index: detail },
+            "conflict" => Committed::Conflict { version: detail },
             _ => Committed::Missing,
         })
-    }
-
-    /// The reply already given for `request_id` on this match, if any.
-    pub async fn reply_for(
-        &self,
-        id: &str,
-        request_id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .clone()
-            .hget(MatchKeys::new(id).requests(), request_id)
-            .await?)
-    }
-
-    /// Events with sequence numbers `after + 1 ..= last`, in order.
-    pub async fn events_since(&self, id: &str, after: u64) -> Result<Vec<String>, StoreError> {
-        let start = isize::try_from(after).unwrap_or(isize::MAX);
-        Ok(self
-            .conn
-            .clone()
-            .lrange(MatchKeys::new(id).events(), start, -1)
-            .await?)
-    }
-
-    /// Every applied action so far (JSON), for the match record.
-    pub async fn actions(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .conn
-            .clone()
-            .lrange(MatchKeys::new(id).actions(), 0, -1)
-            .await?)
     }
 
     /// Matches whose turn deadline is at or before `now_ms`, up to `limit` per
@@ -406,27 +307,34 @@ impl MatchStore {
     /// Forgets a match's timer (for ids whose match is gone).
     pub async fn clear_timer(&self, id: &str) -> Result<(), StoreError> {
         let keys = MatchKeys::new(id);
-        let _: i64 = self.conn.clone().zrem(keys.timers(), id).await?;
+        let _: i64 = redis::cmd("ZREM")
+            .arg(keys.timers())
+            .arg(id)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 
-    /// Approximate bytes Redis uses for one match's keys (MEMORY USAGE).
+    /// Bytes Redis uses for one match: MEMORY USAGE of its hash plus its
+    /// entry in the shard's timer set (estimated as the set's usage divided
+    /// by its size).
     pub async fn memory_usage(&self, id: &str) -> Result<u64, StoreError> {
         let keys = MatchKeys::new(id);
-        let mut total = 0;
-        for key in [
-            keys.match_hash(),
-            keys.events(),
-            keys.requests(),
-            keys.actions(),
-        ] {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(key)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            total += bytes.unwrap_or(0);
-        }
-        Ok(total)
+        let mut pipe = redis::pipe();
+        pipe.cmd("MEMORY")
+            .arg("USAGE")
+            .arg(keys.match_hash())
+            .arg("SAMPLES")
+            .arg(0)
+            .cmd("MEMORY")
+            .arg("USAGE")
+            .arg(keys.timers())
+            .arg("SAMPLES")
+            .arg(0)
+            .cmd("ZCARD")
+            .arg(keys.timers());
+        let (hash, timers, members): (Option<u64>, Option<u64>, u64) =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(hash.unwrap_or(0) + timers.unwrap_or(0) / members.max(1))
     }
 }

@@ -1,0 +1,584 @@
+//! Running matches authoritatively: create, act, read, time out.
+//!
+//! Architecture invariant: this module knows the rules of *hosting* (who may
+//! act, where dice come from, timers, idempotency, retries) but nothing of NATS
+//! or of Redis commands. It talks to modes through [`crate::runtime`], to the
+//! store through [`crate::store::MatchStore`], and returns typed results; the
+//! bus layer turns them into messages.
+//!
+//! One action, two Redis round trips: load the match (which also says if this
+//! request was applied before) → check the actor → derive the roll's entropy
+//! from the match seed → call the mode on a fresh instance → commit with
+//! compare-and-set on the version (retrying from a fresh load on conflict) →
+//! return the new events, numbered gap-free.
+//!
+//! Nothing derived is stored: a request applied before gets its first reply
+//! rebuilt by replaying the log (modes are deterministic), and so do the
+//! events a reconnecting client missed. See [`stored`] for the encoding.
+
+mod stored;
+mod wire;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashdice_mode_sdk::{Action, MatchConfig, ModeError};
+use serde_json::Value;
+
+use crate::fair_dice::{MatchRecord, Purpose, Seed, SeedError};
+use crate::registry::ModeRegistry;
+use crate::runtime::{Acted, CallError, Mode, Step};
+use crate::store::{Commit, Committed, Fingerprint, MatchStore, NewMatch, StoreError, StoredMatch};
+
+pub use stored::Corrupt;
+pub use wire::{
+    ActRequest, ActionReply, Applied, CreateMatch, PlayerAction, SequencedEvent, Snapshot,
+    verifiable_record,
+};
+
+use stored::{LogEntry, Logged, Meta, Progress, decode, decode_log, encode};
+
+/// Consecutive timeouts that forfeit the match.
+pub const TIMEOUTS_TO_FORFEIT: u32 = 3;
+/// How often an action is retried after losing a compare-and-set race.
+const MAX_ATTEMPTS: usize = 16;
+
+/// Why a request failed. The match is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    #[error("unknown mode {0:?}")]
+    UnknownMode(String),
+    #[error("no match {0:?}")]
+    UnknownMatch(String),
+    #[error("{player} is not a player in match {match_id}")]
+    NotAPlayer { player: String, match_id: String },
+    #[error(transparent)]
+    Rejected(ModeError),
+    #[error("the match kept changing while this action was applied; try again")]
+    Contention,
+    #[error("the mode failed: {0}")]
+    ModeFault(CallError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("randomness: {0}")]
+    Seed(#[from] SeedError),
+    #[error("stored match data could not be read: {0}")]
+    Corrupt(#[from] Corrupt),
+    #[error("a view could not be read: {0}")]
+    View(#[from] serde_json::Error),
+}
+
+impl MatchError {
+    /// A stable, machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MatchError::UnknownMode(_) => "unknown_mode",
+            MatchError::UnknownMatch(_) => "unknown_match",
+            MatchError::NotAPlayer { .. } => "not_a_player",
+            MatchError::Rejected(ModeError::NotYourTurn(_)) => "not_your_turn",
+            MatchError::Rejected(ModeError::GameOver) => "game_over",
+            MatchError::Rejected(ModeError::NothingToBank) => "nothing_to_bank",
+            MatchError::Rejected(ModeError::UnknownAction(_)) => "unknown_action",
+            MatchError::Rejected(ModeError::InvalidConfig(_)) => "invalid_config",
+            MatchError::Rejected(_) => "rejected",
+            MatchError::Contention => "conflict",
+            MatchError::ModeFault(_) => "mode_fault",
+            MatchError::Store(_) => "unavailable",
+            MatchError::Seed(_) => "unavailable",
+            MatchError::Corrupt(_) | MatchError::View(_) => "internal",
+        }
+    }
+}
+
+impl From<CallError> for MatchError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Rejected(e) => MatchError::Rejected(e),
+            fault => MatchError::ModeFault(fault),
+        }
+    }
+}
+
+/// The largest number of players in one match.
+pub const MAX_PLAYERS: usize = 16;
+/// The longest player id.
+pub const MAX_PLAYER_ID: usize = 128;
+
+/// The match host's logic, shared by every worker; it keeps no match in memory.
+#[derive(Clone)]
+pub struct MatchHost {
+    registry: Arc<ModeRegistry>,
+    store: MatchStore,
+    /// How long a finished match stays readable.
+    pub finished_ttl_secs: u64,
+    /// Overrides every mode's turn timer (development and tests).
+    pub turn_time_ms: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch: the clock of turn deadlines.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_match_id() -> Result<String, SeedError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| SeedError::Os(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A stored match, decoded.
+struct Live {
+    id: String,
+    version: u64,
+    meta: Meta,
+    progress: Progress,
+    state: Vec<u8>,
+}
+
+impl Live {
+    fn decode(stored: StoredMatch) -> Result<Self, MatchError> {
+        Ok(Live {
+            meta: decode(&stored.id, "meta", &stored.meta)?,
+            progress: decode(&stored.id, "progress", &stored.progress)?,
+            id: stored.id,
+            version: stored.version,
+            state: stored.state,
+        })
+    }
+}
+
+/// What `decide` chose: who acts, and what (`None` = roll).
+type Decision = (u8, Option<Action>);
+
+impl MatchHost {
+    pub fn new(registry: Arc<ModeRegistry>, store: MatchStore) -> Self {
+        MatchHost {
+            registry,
+            store,
+            finished_ttl_secs: 3600,
+            turn_time_ms: None,
+        }
+    }
+
+    fn turn_time(&self, mode: &Mode) -> u64 {
+        self.turn_time_ms
+            .unwrap_or_else(|| u64::from(mode.info().turn_time_limit_ms))
+    }
+
+    pub fn store(&self) -> &MatchStore {
+        &self.store
+    }
+
+    fn mode_of(&self, meta: &Meta) -> Result<Arc<Mode>, MatchError> {
+        self.registry
+            .version(&meta.mode, meta.mode_hash())
+            .ok_or_else(|| MatchError::UnknownMode(format!("{}@{}", meta.mode, meta.mode_hash())))
+    }
+
+    /// Starts a match on the mode's current version; returns its snapshot and
+    /// first events.
+    pub async fn create(&self, request: &CreateMatch) -> Result<ActionReply, MatchError> {
+        let mode = self
+            .registry
+            .current(&request.mode)
+            .ok_or_else(|| MatchError::UnknownMode(request.mode.clone()))?;
+        check_players(&request.players)?;
+        let match_id = new_match_id()?;
+        let seed = Seed::generate()?;
+        let options = match &request.options {
+            None | Some(Value::Null) => String::new(),
+            Some(o @ Value::Object(_)) => o.to_string(),
+            Some(_) => {
+                return Err(MatchError::Rejected(ModeError::InvalidConfig(
+                    "options must be a JSON object".into(),
+                )));
+            }
+        };
+        let now = now_ms();
+        let meta = Meta {
+            mode: mode.info().id.clone(),
+            mode_version: mode.hash().to_bytes(),
+            players: request.players.clone(),
+            options,
+            seed: seed.to_bytes(),
+            created_ms: now,
+        };
+        let started = mode.start(&config(&meta), &seed.entropy(&match_id, Purpose::Start))?;
+        let state = started.outcome.state.clone();
+        let (progress, events) = stored::begin(&meta, started.outcome, now + self.turn_time(&mode));
+        self.store
+            .create(&NewMatch {
+                id: &match_id,
+                meta: &encode(&meta),
+                progress: &encode(&progress),
+                state: &state,
+                deadline_ms: progress.deadline_ms,
+            })
+            .await?;
+        Ok(ActionReply {
+            events,
+            snapshot: snapshot(&match_id, &meta, &progress, &started.view, None)?,
+        })
+    }
+
+    /// The match's public state.
+    pub async fn get(&self, match_id: &str) -> Result<Snapshot, MatchError> {
+        let (live, log) = self.history(match_id).await?;
+        let mode = self.mode_of(&live.meta)?;
+        let view = mode.view(&live.state)?;
+        let log = live.progress.finished().then_some(&log[..]);
+        snapshot(&live.id, &live.meta, &live.progress, &view, log)
+    }
+
+    /// Events after sequence number `after`, for clients catching up. Rebuilt
+    /// by replaying the match, unless the client is up to date.
+    pub async fn events_since(
+        &self,
+        match_id: &str,
+        after: u64,
+    ) -> Result<Vec<SequencedEvent>, MatchError> {
+        let (live, log) = self.history(match_id).await?;
+        if live.progress.seq <= after {
+            return Ok(Vec::new());
+        }
+        let mut missed = Vec::new();
+        self.replay(&live, &log, |step| {
+            missed.extend(step.events.iter().filter(|e| e.seq > after).cloned());
+            ControlFlow::Continue(())
+        })?;
+        Ok(missed)
+    }
+
+    /// A player's action, applied exactly once per request id.
+    pub async fn act(&self, request: &ActRequest) -> Result<Applied, MatchError> {
+        let id = &request.match_id;
+        let action = match &request.action {
+            PlayerAction::Roll => None,
+            PlayerAction::Bank => Some(Action::Bank),
+            PlayerAction::Forfeit => Some(Action::Forfeit),
+            PlayerAction::Custom { name, payload } => Some(Action::Custom {
+                name: name.clone(),
+                payload: payload.clone(),
+            }),
+        };
+        let fingerprint = stored::player_request(&request.player, &request.request_id);
+        let applied = self
+            .apply_with_retry(id, fingerprint, |meta, progress| {
+                let Some(seat) = meta.seat_of(&request.player) else {
+                    return Err(MatchError::NotAPlayer {
+                        player: request.player.clone(),
+                        match_id: id.clone(),
+                    });
+                };
+                if progress.finished() {
+                    return Err(MatchError::Rejected(ModeError::GameOver));
+                }
+                Ok(Some((seat, action.clone())))
+            })
+            .await?;
+        // `decide` above always asks for an action.
+        applied.ok_or(MatchError::Contention)
+    }
+
+    /// Fires the turn timer of `match_id` if it is still due at `deadline_ms`:
+    /// applies `timeout` for the player on turn, or `forfeit` on their third
+    /// timeout in a row. Returns `None` if the timer was stale (the player
+    /// acted, or another worker fired it first).
+    pub async fn fire_timeout(
+        &self,
+        match_id: &str,
+        deadline_ms: u64,
+    ) -> Result<Option<Applied>, MatchError> {
+        let fired = self
+            .apply_with_retry(
+                match_id,
+                stored::timer_request(deadline_ms),
+                |_, progress| {
+                    let Some(seat) = progress.turn else {
+                        return Ok(None);
+                    };
+                    if progress.finished() || progress.deadline_ms != deadline_ms {
+                        return Ok(None);
+                    }
+                    let strikes = progress
+                        .timeouts
+                        .get(usize::from(seat))
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    let action = if strikes >= TIMEOUTS_TO_FORFEIT {
+                        Action::Forfeit
+                    } else {
+                        Action::Timeout
+                    };
+                    Ok(Some((seat, Some(action))))
+                },
+            )
+            .await?;
+        // A repeated firing is another host's: it announced it already.
+        Ok(fired.filter(|applied| applied.new))
+    }
+
+    /// The audit record of a finished match.
+    pub async fn record(&self, match_id: &str) -> Result<MatchRecord, MatchError> {
+        let snapshot = self.get(match_id).await?;
+        snapshot.record().ok_or_else(|| {
+            MatchError::Rejected(ModeError::NotAllowed(
+                "the record (and the seed) are published when the match ends".into(),
+            ))
+        })
+    }
+
+    async fn history(&self, match_id: &str) -> Result<(Live, Vec<u8>), MatchError> {
+        let (stored, log) = self
+            .store
+            .history(match_id)
+            .await?
+            .ok_or_else(|| MatchError::UnknownMatch(match_id.to_owned()))?;
+        Ok((Live::decode(stored)?, log))
+    }
+
+    /// Load → decide → call the mode → compare-and-set, retried on conflict.
+    /// `decide` returns the actor's seat and the action (`None` = roll), or
+    /// `None` to do nothing (then so does this). A request applied before gets
+    /// its first reply.
+    async fn apply_with_retry(
+        &self,
+        match_id: &str,
+        request: Fingerprint,
+        decide: impl Fn(&Meta, &Progress) -> Result<Option<Decision>, MatchError>,
+    ) -> Result<Option<Applied>, MatchError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self
+                .store
+                .load(match_id, Some(request))
+                .await?
+                .ok_or_else(|| MatchError::UnknownMatch(match_id.to_owned()))?;
+            if let Some(index) = loaded.applied_before {
+                return self.earlier_reply(match_id, index).await.map(Some);
+            }
+            let live = Live::decode(loaded.stored)?;
+            let Some((seat, action)) = decide(&live.meta, &live.progress)? else {
+                return Ok(None);
+            };
+            let mode = self.mode_of(&live.meta)?;
+            let step = match &action {
+                None => Step::Roll {
+                    entropy: live
+                        .meta
+                        .seed()
+                        .entropy(match_id, Purpose::Roll(live.progress.rolls)),
+                },
+                Some(a) => Step::Apply(a.clone()),
+            };
+            let acted = mode.act(&live.state, live.meta.player(seat), &step)?;
+            let applied = match (&action, &acted.dice) {
+                (Some(a), _) => a.clone(),
+                (None, dice) => Action::Roll {
+                    dice: dice.clone().unwrap_or_default(),
+                },
+            };
+            let now = now_ms();
+            // Deadlines only move forward, even for two actions in one
+            // millisecond: a deadline names its timer firing, so two timers of
+            // one match must never share one.
+            let deadline = (now + self.turn_time(&mode)).max(live.progress.deadline_ms + 1);
+            let entry = LogEntry {
+                seat,
+                action: Logged::from(&applied),
+                at_ms: now.saturating_sub(live.meta.created_ms),
+                deadline_ms: deadline.saturating_sub(live.meta.created_ms),
+            };
+            let Acted { outcome, view, .. } = acted;
+            let state = outcome.state.clone();
+            let (progress, events) = stored::advance(&live.meta, &live.progress, &entry, outcome);
+            let committed = self
+                .store
+                .commit(&Commit {
+                    id: match_id,
+                    expected_version: live.version,
+                    request,
+                    progress: &encode(&progress),
+                    state: &state,
+                    log_entry: &encode(&entry),
+                    deadline_ms: progress.deadline_ms,
+                    expire_after_secs: progress.finished().then_some(self.finished_ttl_secs),
+                })
+                .await?;
+            match committed {
+                Committed::Ok { .. } => {
+                    let snapshot = if progress.finished() {
+                        // The final view carries the whole log for verifiers.
+                        let (_, log) = self.history(match_id).await?;
+                        snapshot(match_id, &live.meta, &progress, &view, Some(&log))?
+                    } else {
+                        snapshot(match_id, &live.meta, &progress, &view, None)?
+                    };
+                    return Ok(Some(Applied {
+                        reply: ActionReply { events, snapshot },
+                        new: true,
+                    }));
+                }
+                Committed::Duplicate { index } => {
+                    return self.earlier_reply(match_id, index).await.map(Some);
+                }
+                Committed::Conflict { .. } => continue,
+                Committed::Missing => return Err(MatchError::UnknownMatch(match_id.to_owned())),
+            }
+        }
+        Err(MatchError::Contention)
+    }
+
+    /// The reply the action at `index` got when it was applied, rebuilt by
+    /// replaying the match up to it.
+    async fn earlier_reply(&self, match_id: &str, index: u64) -> Result<Applied, MatchError> {
+        let (live, log) = self.history(match_id).await?;
+        let mut reply = None;
+        self.replay(&live, &log, |step| {
+            if step.index != Some(index) {
+                return ControlFlow::Continue(());
+            }
+            let log = step.progress.finished().then_some(&log[..]);
+            reply = Some(
+                snapshot(match_id, &live.meta, step.progress, step.view, log).map(|snapshot| {
+                    ActionReply {
+                        events: step.events.to_vec(),
+                        snapshot,
+                    }
+                }),
+            );
+            ControlFlow::Break(())
+        })?;
+        match reply {
+            Some(reply) => Ok(Applied {
+                reply: reply?,
+                new: false,
+            }),
+            None => Err(MatchError::Corrupt(Corrupt {
+                match_id: match_id.to_owned(),
+                field: "seen",
+                detail: format!("names action {index}, which the log does not have"),
+            })),
+        }
+    }
+
+    /// Replays a match from its seed through its log on fresh instances,
+    /// showing `visit` the start and then each action, until it breaks.
+    fn replay(
+        &self,
+        live: &Live,
+        log: &[u8],
+        mut visit: impl FnMut(Replayed<'_>) -> ControlFlow<()>,
+    ) -> Result<(), MatchError> {
+        let meta = &live.meta;
+        let mode = self.mode_of(meta)?;
+        let started = mode.start(
+            &config(meta),
+            &meta.seed().entropy(&live.id, Purpose::Start),
+        )?;
+        let mut state = started.outcome.state.clone();
+        let (mut progress, events) = stored::begin(meta, started.outcome, 0);
+        let step = Replayed {
+            index: None,
+            progress: &progress,
+            events: &events,
+            view: &started.view,
+        };
+        if visit(step).is_break() {
+            return Ok(());
+        }
+        for (index, entry) in decode_log(&live.id, log)?.into_iter().enumerate() {
+            let action = Action::from(&entry.action);
+            let acted = mode.act(&state, meta.player(entry.seat), &Step::Apply(action))?;
+            state = acted.outcome.state.clone();
+            let (next, events) = stored::advance(meta, &progress, &entry, acted.outcome);
+            progress = next;
+            let step = Replayed {
+                index: Some(index as u64),
+                progress: &progress,
+                events: &events,
+                view: &acted.view,
+            };
+            if visit(step).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One step of a replay: the start (`index` None) or the action at `index`.
+struct Replayed<'a> {
+    index: Option<u64>,
+    progress: &'a Progress,
+    events: &'a [SequencedEvent],
+    view: &'a str,
+}
+
+fn check_players(players: &[String]) -> Result<(), MatchError> {
+    let invalid = |why: String| Err(MatchError::Rejected(ModeError::InvalidConfig(why)));
+    if players.is_empty() || players.len() > MAX_PLAYERS {
+        return invalid(format!("a match has 1 to {MAX_PLAYERS} players"));
+    }
+    for (i, p) in players.iter().enumerate() {
+        if p.is_empty() || p.len() > MAX_PLAYER_ID {
+            return invalid(format!("player ids are 1 to {MAX_PLAYER_ID} bytes"));
+        }
+        if players[..i].contains(p) {
+            return invalid(format!("player {p:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn config(meta: &Meta) -> MatchConfig {
+    MatchConfig {
+        players: meta.players.clone(),
+        first_player: None,
+        options: meta.options.clone(),
+    }
+}
+
+/// The public state; `log` (the whole log) is given once the match is over,
+/// when the snapshot reveals the seed and carries the record.
+fn snapshot(
+    match_id: &str,
+    meta: &Meta,
+    progress: &Progress,
+    view: &str,
+    log: Option<&[u8]>,
+) -> Result<Snapshot, MatchError> {
+    let finished = progress.finished();
+    let actions = match log.filter(|_| finished) {
+        Some(log) => Some(
+            decode_log(match_id, log)?
+                .iter()
+                .map(|entry| entry.recorded(meta))
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(Snapshot {
+        match_id: match_id.to_owned(),
+        mode: meta.mode.clone(),
+        mode_version: meta.mode_hash().to_string(),
+        players: meta.players.clone(),
+        options: (!meta.options.is_empty())
+            .then(|| serde_json::from_str(&meta.options))
+            .transpose()?,
+        seq: progress.seq,
+        turn: progress.turn.map(|seat| meta.player(seat).to_owned()),
+        deadline_ms: (!finished && progress.deadline_ms > 0).then_some(progress.deadline_ms),
+        seed_hash: meta.seed().commitment(),
+        seed: finished.then(|| meta.seed().reveal()),
+        finished,
+        created_ms: meta.created_ms,
+        view: serde_json::from_str(view)?,
+        standings: progress.standings.clone(),
+        actions,
+    })
+}
