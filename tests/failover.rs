@@ -162,3 +162,82 @@ async fn a_killed_host_loses_nothing() {
 
     let _ = std::fs::remove_dir_all(&artifacts);
 }
+
+#[tokio::test]
+async fn a_record_its_host_left_behind_is_stored_by_another() {
+    use dashdice::match_service;
+    use dashdice::matches::{ActRequest, CreateMatch, MatchHost, PlayerAction};
+    use dashdice::store::MatchStore;
+
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let registry = Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    );
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    // A host that commits the final action and dies before it stores the
+    // record: the hosting logic without the service around it.
+    let dying = MatchHost::new(registry.clone(), store.clone());
+    let created = dying
+        .create(&CreateMatch {
+            mode: "classic".into(),
+            players: vec!["alice".into(), "bob".into()],
+            options: None,
+        })
+        .await
+        .expect("create");
+    let id = created.snapshot.match_id.clone();
+    let player = created.snapshot.turn.clone().expect("turn");
+    let last = dying
+        .act(&ActRequest {
+            match_id: id.clone(),
+            player,
+            request_id: "leave".into(),
+            action: PlayerAction::Forfeit,
+        })
+        .await
+        .expect("forfeit");
+    assert!(last.reply.snapshot.finished);
+    let unrecorded = store.unrecorded(u64::MAX / 2, 10).await.expect("list");
+    assert_eq!(unrecorded, std::slice::from_ref(&id));
+
+    // A healthy host comes up and sweeps.
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    tokio::spawn(match_service::run(
+        client.clone(),
+        MatchHost::new(registry.clone(), store.clone()),
+    ));
+    let js = async_nats::jetstream::new(client);
+    let mut stored = None;
+    for _ in 0..150 {
+        if let Ok(stream) = js.get_stream(bus::RECORD_STREAM).await
+            && let Ok(message) = stream
+                .get_last_raw_message_by_subject(&bus::match_record(&id))
+                .await
+        {
+            stored = Some(message);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = stored.expect("the record reaches the stream");
+    let record: MatchRecord = serde_json::from_slice(&stored.payload).expect("record");
+    assert_eq!(Some(record.clone()), last.reply.snapshot.record());
+    let mode = registry
+        .version("classic", record.mode_version)
+        .expect("version");
+    verify(&mode, &record).expect("the swept record verifies");
+    for _ in 0..50 {
+        if store
+            .unrecorded(u64::MAX / 2, 10)
+            .await
+            .expect("list")
+            .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the sweep did not note the record as stored");
+}

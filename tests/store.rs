@@ -47,6 +47,7 @@ fn next<'a>(id: &'a str, version: u64, request: &str, entry: &'a [u8]) -> Commit
         log_entry: entry,
         deadline_ms: 1_000 + version,
         expire_after_secs: None,
+        now_ms: 10_000 + version,
     }
 }
 
@@ -329,6 +330,27 @@ async fn timers_follow_the_match_and_finished_matches_expire() {
         .await
         .expect("ttl");
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
+    // A finished match awaits its record until told it is stored.
+    assert!(
+        store
+            .unrecorded(10_001, 10)
+            .await
+            .expect("unrecorded")
+            .is_empty()
+    );
+    assert_eq!(
+        store.unrecorded(10_002, 10).await.expect("unrecorded"),
+        ["m-6"]
+    );
+    store.recorded("m-6").await.expect("recorded");
+    assert!(
+        store
+            .unrecorded(u64::MAX / 2, 10)
+            .await
+            .expect("unrecorded")
+            .is_empty()
+    );
+    assert_eq!(store.live_matches().await.expect("live"), 1, "m-7 only");
     let live: i64 = raw
         .ttl(MatchKeys::new("m-7").match_hash())
         .await

@@ -17,7 +17,14 @@
 //!
 //! Every reply is an envelope: `{"ok": <payload>}` or
 //! `{"error": {"code": "not_your_turn", "message": "..."}}`.
+//!
+//! Requests and published events may carry W3C trace context in the NATS
+//! headers `traceparent` and `tracestate` ([`trace_headers`],
+//! [`trace_context`]), so one trace follows a request from role to role.
 
+use async_nats::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde::{Deserialize, Serialize};
 
 /// The NATS micro service name of the match host (`$SRV.PING.dashdice-match-host`).
@@ -111,6 +118,42 @@ impl<T> Reply<T> {
             Reply::Ok(t) => Ok(t),
             Reply::Error(e) => Err(e),
         }
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+/// NATS headers carrying `cx`'s trace context (W3C `traceparent`), for a
+/// request or a publish made on its behalf.
+pub fn trace_headers(cx: &opentelemetry::Context) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(&mut headers));
+    headers
+}
+
+/// The trace context a message carries (an empty context if none).
+pub fn trace_context(headers: Option<&HeaderMap>) -> opentelemetry::Context {
+    match headers {
+        Some(headers) => TraceContextPropagator::new().extract(&HeaderExtractor(headers)),
+        None => opentelemetry::Context::new(),
     }
 }
 

@@ -111,6 +111,9 @@ pub struct MatchHostArgs {
     /// Keep compiled components here between runs.
     #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
     pub artifact_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,14 +235,10 @@ fn builtin_ids() -> String {
 /// one call, and so is the test suite's copy of the binary.
 pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if !cli.command.is_service() {
+        crate::telemetry::init_logs();
+    }
     let stdout = std::io::stdout();
     match run(cli, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -248,6 +247,13 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("dashdice: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Command {
+    /// Long-running roles set up their own telemetry (traces and metrics).
+    fn is_service(&self) -> bool {
+        matches!(self, Command::MatchHost(_))
     }
 }
 
@@ -366,6 +372,10 @@ fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
     let registry = std::sync::Arc::new(crate::registry::ModeRegistry::with_builtins(runtime)?);
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
+        let _telemetry = crate::telemetry::init("dashdice-match-host");
+        if let Some(addr) = args.metrics_addr {
+            crate::telemetry::serve_metrics(addr).map_err(|e| CliError::Service(e.to_string()))?;
+        }
         let c = &args.connections;
         let (nats, store) = c.open("dashdice-match-host").await?;
         tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "match host serving");

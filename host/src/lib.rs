@@ -18,3 +18,4 @@ pub mod replay;
 pub mod runtime;
 pub mod simulate;
 pub mod store;
+pub mod telemetry;

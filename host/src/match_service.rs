@@ -7,7 +7,7 @@
 //! loses nothing that was committed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
@@ -15,12 +15,19 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::bus::{self, EventsRequest, MatchIdRequest, Reply, endpoint};
 use crate::matches::{ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost};
+use crate::telemetry::names;
 
 /// How often due turn timers are looked for.
 pub const TIMER_TICK: Duration = Duration::from_millis(100);
+/// How often the live-match gauge is refreshed and unrecorded matches swept.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// A finished match whose record is still not stored this long after it
+/// ended is taken to have lost its host, and any host stores the record.
+pub const RECORD_GRACE: Duration = Duration::from_secs(5);
 /// Largest request payload accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 << 10;
 
@@ -71,10 +78,18 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
                         records: &records,
                         host: &host,
                     };
-                    let span = tracing::debug_span!("match request", endpoint = name);
-                    let body = handle(name, &request.message.payload, &out)
-                        .instrument(span)
+                    let started = Instant::now();
+                    let span = tracing::info_span!("match request", endpoint = name, outcome = tracing::field::Empty);
+                    // Joins the caller's trace, if the request carries one.
+                    let _ = span.set_parent(bus::trace_context(request.message.headers.as_ref()));
+                    let (body, outcome) = handle(name, &request.message.payload, &out)
+                        .instrument(span.clone())
                         .await;
+                    span.record("outcome", outcome);
+                    metrics::counter!(names::MATCH_REQUESTS, "endpoint" => name, "outcome" => outcome)
+                        .increment(1);
+                    metrics::histogram!(names::MATCH_REQUEST_SECONDS, "endpoint" => name)
+                        .record(started.elapsed().as_secs_f64());
                     if let Err(e) = request.respond(Ok(body)).await {
                         tracing::warn!(endpoint = name, error = %e, "could not reply");
                     }
@@ -83,21 +98,23 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
         });
     }
     tasks.spawn(timers(client.clone(), records.clone(), host.clone()));
+    tasks.spawn(housekeeping(records.clone(), host.clone()));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
 /// One request: decode, call the host, publish events, encode the reply.
-async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> Bytes {
+/// Returns the reply and its outcome (`ok` or the error code).
+async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> (Bytes, &'static str) {
     let host = out.host;
     if payload.len() > MAX_REQUEST_BYTES {
-        return encode(&Reply::<()>::error(
+        return refuse(
             "too_large",
             format!(
                 "requests are limited to {MAX_REQUEST_BYTES} bytes, got {}",
                 payload.len()
             ),
-        ));
+        );
     }
     match name {
         endpoint::CREATE => match decode::<CreateMatch>(payload) {
@@ -106,6 +123,10 @@ async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> Bytes {
                     .create(&req)
                     .await
                     .map(|reply| Applied { reply, new: true });
+                if let Ok(created) = &created {
+                    metrics::counter!(names::MATCHES_CREATED, "mode" => created.reply.snapshot.mode.clone())
+                        .increment(1);
+                }
                 out.published(created).await
             }
             Err(e) => e,
@@ -126,17 +147,17 @@ async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> Bytes {
             Ok(req) => respond(host.record(&req.match_id).await),
             Err(e) => e,
         },
-        other => encode(&Reply::<()>::error("unknown_endpoint", other)),
+        other => refuse("unknown_endpoint", other),
     }
 }
 
-fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Bytes> {
-    serde_json::from_slice(payload).map_err(|e| {
-        encode(&Reply::<()>::error(
-            "bad_request",
-            format!("malformed request: {e}"),
-        ))
-    })
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, (Bytes, &'static str)> {
+    serde_json::from_slice(payload)
+        .map_err(|e| refuse("bad_request", format!("malformed request: {e}")))
+}
+
+fn refuse(code: &'static str, message: impl ToString) -> (Bytes, &'static str) {
+    (encode(&Reply::<()>::error(code, message)), code)
 }
 
 fn encode<T: Serialize>(reply: &Reply<T>) -> Bytes {
@@ -149,14 +170,17 @@ fn encode<T: Serialize>(reply: &Reply<T>) -> Bytes {
         })
 }
 
-fn respond<T: Serialize>(result: Result<T, MatchError>) -> Bytes {
+fn respond<T: Serialize>(result: Result<T, MatchError>) -> (Bytes, &'static str) {
     match result {
-        Ok(t) => encode(&Reply::Ok(t)),
+        Ok(t) => (encode(&Reply::Ok(t)), "ok"),
         Err(e) => {
-            if matches!(e, MatchError::ModeFault(_) | MatchError::Store(_)) {
+            if matches!(
+                e,
+                MatchError::ModeFault(_) | MatchError::Store(_) | MatchError::Corrupt(_)
+            ) {
                 tracing::warn!(code = e.code(), error = %e, "match request failed");
             }
-            encode(&Reply::<()>::error(e.code(), &e))
+            refuse(e.code(), &e)
         }
     }
 }
@@ -219,7 +243,7 @@ struct Outbox<'a> {
 impl Outbox<'_> {
     /// Publishes a newly applied action's effects (a repeated request
     /// publishes nothing again), then replies.
-    async fn published(&self, result: Result<Applied, MatchError>) -> Bytes {
+    async fn published(&self, result: Result<Applied, MatchError>) -> (Bytes, &'static str) {
         if let Ok(Applied { reply, new: true }) = &result {
             self.announce(reply).await;
         }
@@ -232,24 +256,37 @@ impl Outbox<'_> {
         if !reply.snapshot.finished {
             return;
         }
-        let id = &reply.snapshot.match_id;
-        match self.host.record(id).await {
-            Ok(record) => {
-                let ended = bus::MatchEnded {
-                    match_id: id.clone(),
-                    mode: record.mode.clone(),
-                    mode_version: record.mode_version.to_string(),
-                    standings: record.standings.clone(),
-                };
-                if let Ok(body) = serde_json::to_vec(&ended) {
-                    let _ = self.client.publish(bus::MATCH_ENDED, body.into()).await;
-                }
-                if let Err(e) = self.records.store(&record).await {
-                    tracing::error!(match_id = %id, error = %e, "could not store the match record");
+        metrics::counter!(names::MATCHES_FINISHED, "mode" => reply.snapshot.mode.clone())
+            .increment(1);
+        let Some(record) = reply.snapshot.record() else {
+            tracing::error!(match_id = %reply.snapshot.match_id, "a finished match's view lacks its record");
+            return;
+        };
+        let ended = bus::MatchEnded {
+            match_id: record.match_id.clone(),
+            mode: record.mode.clone(),
+            mode_version: record.mode_version.to_string(),
+            standings: record.standings.clone(),
+        };
+        if let Ok(body) = serde_json::to_vec(&ended) {
+            let _ = self.client.publish(bus::MATCH_ENDED, body.into()).await;
+        }
+        self.store_record(&record).await;
+    }
+
+    /// Stores a finished match's record in JetStream and notes it in Redis;
+    /// if that fails, the housekeeping sweep of any host tries again.
+    async fn store_record(&self, record: &crate::fair_dice::MatchRecord) {
+        let id = &record.match_id;
+        match self.records.store(record).await {
+            Ok(()) => {
+                if let Err(e) = self.host.store().recorded(id).await {
+                    tracing::warn!(match_id = %id, error = %e, "record stored, but not noted (it will be stored again, deduplicated)");
                 }
             }
             Err(e) => {
-                tracing::error!(match_id = %id, error = %e, "could not build the match record")
+                metrics::counter!(names::RECORDS_PENDING).increment(1);
+                tracing::error!(match_id = %id, error = %e, "could not store the match record; the sweep will retry");
             }
         }
     }
@@ -257,11 +294,16 @@ impl Outbox<'_> {
 
 async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {
     let subject = bus::match_events(&reply.snapshot.match_id);
+    // Events carry the trace of the request that caused them.
+    let headers = bus::trace_headers(&tracing::Span::current().context());
     for event in &reply.events {
         let Ok(body) = serde_json::to_vec(event) else {
             continue;
         };
-        if let Err(e) = client.publish(subject.clone(), body.into()).await {
+        if let Err(e) = client
+            .publish_with_headers(subject.clone(), headers.clone(), body.into())
+            .await
+        {
             // Committed events are never lost: clients catch up with
             // `dd.match.events` from their last sequence number.
             tracing::warn!(%subject, error = %e, "could not publish an event");
@@ -290,13 +332,63 @@ async fn timers(client: async_nats::Client, records: RecordStream, host: Arc<Mat
             }
         };
         for (match_id, deadline) in due {
-            match host.fire_timeout(&match_id, deadline).await {
-                Ok(Some(Applied { reply, new: true })) => out.announce(&reply).await,
+            let span = tracing::info_span!("turn timer", %match_id);
+            match host
+                .fire_timeout(&match_id, deadline)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(Some(Applied { reply, new: true })) => {
+                    let forfeit = reply
+                        .events
+                        .iter()
+                        .any(|e| matches!(e.event, dashdice_mode_sdk::Event::Forfeited { .. }));
+                    let action = if forfeit { "forfeit" } else { "timeout" };
+                    metrics::counter!(names::TIMERS_FIRED, "action" => action).increment(1);
+                    out.announce(&reply).instrument(span).await
+                }
                 Ok(_) => {}
                 Err(MatchError::UnknownMatch(_)) => {
                     let _ = host.store().clear_timer(&match_id).await;
                 }
                 Err(e) => tracing::warn!(%match_id, error = %e, "could not fire a turn timer"),
+            }
+        }
+    }
+}
+
+/// Once a second: refreshes the live-match gauge, and stores the records of
+/// finished matches whose host died before storing them.
+async fn housekeeping(records: RecordStream, host: Arc<MatchHost>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match host.store().live_matches().await {
+            Ok(live) => metrics::gauge!(names::MATCHES_LIVE).set(live as f64),
+            Err(e) => tracing::warn!(error = %e, "could not count live matches"),
+        }
+        let before = crate::matches::now_ms().saturating_sub(RECORD_GRACE.as_millis() as u64);
+        let stale = match host.store().unrecorded(before, 100).await {
+            Ok(stale) => stale,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list unrecorded matches");
+                continue;
+            }
+        };
+        for match_id in stale {
+            match host.record(&match_id).await {
+                Ok(record) => {
+                    if records.store(&record).await.is_ok() {
+                        let _ = host.store().recorded(&match_id).await;
+                        tracing::info!(%match_id, "stored a record its host left behind");
+                    }
+                }
+                Err(MatchError::UnknownMatch(_)) => {
+                    tracing::error!(%match_id, "a finished match expired before its record was stored");
+                    let _ = host.store().recorded(&match_id).await;
+                }
+                Err(e) => tracing::warn!(%match_id, error = %e, "could not rebuild a match record"),
             }
         }
     }

@@ -407,6 +407,7 @@ impl MatchHost {
                     log_entry: &encode(&entry),
                     deadline_ms: progress.deadline_ms,
                     expire_after_secs: progress.finished().then_some(self.finished_ttl_secs),
+                    now_ms: now,
                 })
                 .await?;
             match committed {
@@ -426,7 +427,10 @@ impl MatchHost {
                 Committed::Duplicate { index } => {
                     return self.earlier_reply(match_id, index).await.map(Some);
                 }
-                Committed::Conflict { .. } => continue,
+                Committed::Conflict { .. } => {
+                    metrics::counter!(crate::telemetry::names::CAS_RETRIES).increment(1);
+                    continue;
+                }
                 Committed::Missing => return Err(MatchError::UnknownMatch(match_id.to_owned())),
             }
         }

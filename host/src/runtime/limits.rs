@@ -66,6 +66,23 @@ pub enum Limit {
     Events { count: usize, max: usize },
 }
 
+impl Limit {
+    /// A stable name for metrics: `fuel`, `memory`, `stack`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Limit::Fuel { .. } => "fuel",
+            Limit::Memory { .. } => "memory",
+            Limit::Stack { .. } => "stack",
+            Limit::Tables { .. } => "tables",
+            Limit::Instances { .. } => "instances",
+            Limit::ConcurrentInstances { .. } => "concurrent_instances",
+            Limit::StateSize { .. } => "state_size",
+            Limit::ViewSize { .. } => "view_size",
+            Limit::Events { .. } => "events",
+        }
+    }
+}
+
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

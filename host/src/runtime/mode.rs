@@ -94,13 +94,23 @@ impl Mode {
     }
 
     fn span(&self, call: &'static str) -> tracing::Span {
-        tracing::debug_span!("mode", mode = %self.info.id, version = %self.hash.short(), call)
+        tracing::info_span!("mode", mode = %self.info.id, version = %self.hash.short(), call)
     }
 
     /// Mode faults are the operator's business; refusals are the player's.
     fn report(&self, error: &CallError) {
         if error.is_mode_fault() {
             tracing::warn!(mode = %self.info.id, version = %self.hash.short(), code = error.code(), %error, "mode fault");
+            let kind = match error {
+                CallError::Limit(limit) => limit.kind(),
+                other => other.code(),
+            };
+            metrics::counter!(
+                crate::telemetry::names::MODE_FAULTS,
+                "mode" => self.info.id.clone(),
+                "kind" => kind,
+            )
+            .increment(1);
         }
     }
 

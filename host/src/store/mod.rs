@@ -16,6 +16,7 @@
 //! |---|---|---|---|
 //! | `dd:{s}:match:<id>` | hash | the match, fields below | none while live; the grace period once finished |
 //! | `dd:{s}:timers` | zset | match id scored by its turn deadline (ms since the epoch) | none |
+//! | `dd:{s}:unrecorded` | zset | finished match id scored by when it finished (ms), until its record is stored in JetStream | none |
 //!
 //! | field | written | holds |
 //! |---|---|---|
@@ -44,6 +45,12 @@
 use redis::Script;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+/// A span per Redis round trip, so a trace shows where an action's time goes.
+fn span(op: &'static str, id: &str) -> tracing::Span {
+    tracing::info_span!("redis", op, match_id = id, db.system = "redis")
+}
 
 /// Timer and key shards (hash tags).
 pub const SHARDS: u8 = 64;
@@ -84,10 +91,18 @@ impl MatchKeys {
     pub fn timers(&self) -> String {
         timers_key(self.shard)
     }
+
+    pub fn unrecorded(&self) -> String {
+        unrecorded_key(self.shard)
+    }
 }
 
 fn timers_key(shard: u8) -> String {
     format!("dd:{{{shard:02}}}:timers")
+}
+
+fn unrecorded_key(shard: u8) -> String {
+    format!("dd:{{{shard:02}}}:unrecorded")
 }
 
 /// A match as stored, minus its log.
@@ -132,8 +147,11 @@ pub struct Commit<'a> {
     pub log_entry: &'a [u8],
     /// The next turn's deadline; 0 = none (the match is over).
     pub deadline_ms: u64,
-    /// `Some(ttl)`: the match is over; its key expires after `ttl` seconds.
+    /// `Some(ttl)`: the match is over; its key expires after `ttl` seconds,
+    /// and it awaits its record (see [`MatchStore::recorded`]).
     pub expire_after_secs: Option<u64>,
+    /// The time of the commit (ms since the epoch).
+    pub now_ms: u64,
 }
 
 /// What a commit did.
@@ -197,6 +215,7 @@ impl MatchStore {
             .arg(m.state)
             .arg(m.deadline_ms)
             .invoke_async(&mut self.conn.clone())
+            .instrument(span("create", m.id))
             .await?;
         match status.as_str() {
             "ok" => Ok(()),
@@ -217,6 +236,7 @@ impl MatchStore {
             .key(keys.match_hash())
             .arg(request.as_ref().map_or(&[][..], |fp| &fp[..]))
             .invoke_async(&mut self.conn.clone())
+            .instrument(span("load", id))
             .await?;
         Ok(
             found.map(|(version, meta, progress, state, earlier)| Loaded {
@@ -239,6 +259,7 @@ impl MatchStore {
             .arg(keys.match_hash())
             .arg(&["v", "meta", "progress", "state", "log"])
             .query_async(&mut self.conn.clone())
+            .instrument(span("history", id))
             .await?;
         let (Some(version), meta, progress, state, log) = fields else {
             return Ok(None);
@@ -262,6 +283,7 @@ impl MatchStore {
             .commit
             .key(keys.match_hash())
             .key(keys.timers())
+            .key(keys.unrecorded())
             .arg(c.id)
             .arg(c.expected_version)
             .arg(&c.request[..])
@@ -270,7 +292,9 @@ impl MatchStore {
             .arg(c.log_entry)
             .arg(c.deadline_ms)
             .arg(c.expire_after_secs.map_or(0, |ttl| ttl.max(1)))
+            .arg(c.now_ms)
             .invoke_async(&mut self.conn.clone())
+            .instrument(span("commit", c.id))
             .await?;
         Ok(match status.as_str() {
             "ok" => Committed::Ok { version: detail },
@@ -302,6 +326,48 @@ impl MatchStore {
         }
         let shards: Vec<Vec<(String, u64)>> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(shards.into_iter().flatten().collect())
+    }
+
+    /// Finished matches whose record is not known to be stored, that finished
+    /// at or before `before_ms`: up to `limit` per shard, as match ids.
+    pub async fn unrecorded(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(unrecorded_key(shard))
+                .arg("-inf")
+                .arg(before_ms)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
+        let shards: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(shards.into_iter().flatten().collect())
+    }
+
+    /// Notes that a finished match's record is stored (or can never be).
+    pub async fn recorded(&self, id: &str) -> Result<(), StoreError> {
+        let keys = MatchKeys::new(id);
+        let _: i64 = redis::cmd("ZREM")
+            .arg(keys.unrecorded())
+            .arg(id)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// How many matches are live: every live match has exactly one turn timer.
+    pub async fn live_matches(&self) -> Result<u64, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("ZCARD").arg(timers_key(shard));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(counts.iter().sum())
     }
 
     /// Forgets a match's timer (for ids whose match is gone).

@@ -1,0 +1,130 @@
+//! Logs, traces and metrics for every role.
+//!
+//! - **Logs**: `tracing` to stderr, filtered by `RUST_LOG` (default `warn`).
+//! - **Traces**: every `dashdice` span at `info` and above goes to
+//!   OpenTelemetry. With `OTEL_EXPORTER_OTLP_ENDPOINT` set (for example
+//!   `http://otel-collector:4317`) they are exported over OTLP/gRPC in batches;
+//!   without it, spans still get trace ids, so the context that
+//!   [`crate::bus`] carries in NATS headers links the roles' logs.
+//! - **Metrics**: the `metrics` facade, exported for Prometheus on
+//!   `--metrics-addr` (see [`serve_metrics`]). Names are listed in
+//!   [`names`], so dashboards have one place to look.
+
+use std::net::SocketAddr;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Every metric dashdice exports.
+pub mod names {
+    /// Counter, by `endpoint` and `outcome` (`ok` or the error code).
+    pub const MATCH_REQUESTS: &str = "dashdice_match_requests_total";
+    /// Histogram (seconds) of a match request's handling, by `endpoint`.
+    pub const MATCH_REQUEST_SECONDS: &str = "dashdice_match_request_seconds";
+    /// Counter of matches started, by `mode`.
+    pub const MATCHES_CREATED: &str = "dashdice_matches_created_total";
+    /// Counter of matches ended, by `mode`.
+    pub const MATCHES_FINISHED: &str = "dashdice_matches_finished_total";
+    /// Gauge: matches live in Redis (every live match has a turn timer).
+    pub const MATCHES_LIVE: &str = "dashdice_matches_live";
+    /// Counter of turn timers this host fired, by `action` (timeout, forfeit).
+    pub const TIMERS_FIRED: &str = "dashdice_turn_timers_fired_total";
+    /// Counter of compare-and-set conflicts retried.
+    pub const CAS_RETRIES: &str = "dashdice_match_cas_retries_total";
+    /// Counter of mode calls stopped by the sandbox or failing, by `mode`
+    /// and `kind` (fuel, memory, stack, ..., panicked, trapped, invalid_result).
+    pub const MODE_FAULTS: &str = "dashdice_mode_faults_total";
+    /// Counter of finished matches whose record could not be stored yet (a
+    /// sweeper retries them).
+    pub const RECORDS_PENDING: &str = "dashdice_match_records_failed_total";
+}
+
+/// Keeps the trace pipeline alive; flushes it when dropped.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Sets up logs and traces for the process (`service` names it in traces).
+/// Call once, inside the Tokio runtime if traces are exported.
+pub fn init(service: &str) -> Telemetry {
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service.to_owned())
+            .build(),
+    );
+    let endpoint = std::env::var(opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT).ok();
+    if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
+        use opentelemetry_otlp::WithExportConfig;
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(e) => eprintln!("dashdice: not exporting traces to {endpoint}: {e}"),
+        }
+    }
+    let provider = builder.build();
+    install(provider.clone());
+    Telemetry { provider }
+}
+
+/// Logs only, for the command-line tools.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Installs the process-wide subscriber: logs to stderr, and dashdice's spans
+/// to `provider`. (Tests pass a provider with an in-memory exporter.)
+pub fn install(provider: SdkTracerProvider) {
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("dashdice"))
+        .with_filter(EnvFilter::new("dashdice=info"));
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init();
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {addr}: {detail}")]
+pub struct MetricsError {
+    addr: SocketAddr,
+    detail: String,
+}
+
+/// Latency buckets (seconds): 250 µs to 2.5 s.
+const BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Serves Prometheus metrics at `http://<addr>/metrics` (any path answers).
+/// Must be called inside the Tokio runtime.
+pub fn serve_metrics(addr: SocketAddr) -> Result<(), MetricsError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(BUCKETS)
+        .and_then(|b| b.install())
+        .map_err(|e| MetricsError {
+            addr,
+            detail: e.to_string(),
+        })
+}

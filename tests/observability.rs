@@ -1,0 +1,276 @@
+//! What operators see: a request's trace context crosses NATS into the match
+//! host, whose spans (mode call, Redis round trips) join the caller's trace;
+//! events carry it on; and the host process exports Prometheus metrics.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashdice::bus::{self, endpoint};
+use dashdice::match_service;
+use dashdice::matches::{ActionReply, MatchHost};
+use dashdice::registry::ModeRegistry;
+use dashdice::runtime::{Limits, Runtime};
+use dashdice::store::MatchStore;
+use dashdice::telemetry;
+use dashdice_tests::servers::{NatsServer, RedisServer, free_port};
+use futures_util::StreamExt;
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use serde_json::{Value, json};
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+fn traceparent() -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", format!("00-{TRACE}-{PARENT}-01").as_str());
+    headers
+}
+
+/// A traced request; `None` until a host answers.
+async fn request(client: &async_nats::Client, name: &str, body: Value) -> Option<Value> {
+    let reply = client
+        .request_with_headers(
+            bus::match_request(name),
+            traceparent(),
+            body.to_string().into(),
+        )
+        .await
+        .ok()?;
+    let mut reply: Value = serde_json::from_slice(&reply.payload).expect("json");
+    Some(reply["ok"].take())
+}
+
+fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requests_trace_continues_through_the_host_into_redis_and_events() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    telemetry::install(provider.clone());
+
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let registry = Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    );
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    let host = MatchHost::new(registry, store);
+    tokio::spawn(match_service::run(
+        async_nats::connect(nats.url()).await.expect("nats"),
+        host,
+    ));
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let mut created = None;
+    for _ in 0..250 {
+        created = request(
+            &client,
+            endpoint::CREATE,
+            json!({"mode": "classic", "players": ["alice", "bob"]}),
+        )
+        .await;
+        if created.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let created: ActionReply =
+        serde_json::from_value(created.expect("a host answers")).expect("created");
+    let id = created.snapshot.match_id.clone();
+    let mut events = client
+        .subscribe(bus::match_events(&id))
+        .await
+        .expect("subscribe");
+    let player = created.snapshot.turn.clone().expect("turn");
+    let rolled = request(
+        &client,
+        endpoint::ACT,
+        json!({"match_id": id, "player": player, "request_id": "r1", "action": "roll"}),
+    )
+    .await
+    .expect("act");
+    assert!(rolled["events"].is_array(), "{rolled}");
+
+    // The published events carry the acting request's trace.
+    let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("an event")
+        .expect("subscription");
+    let carried = event
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .map(|v| v.as_str().to_owned())
+        .expect("events carry a traceparent");
+    assert!(carried.starts_with(&format!("00-{TRACE}-")), "{carried}");
+
+    provider.force_flush().expect("flush");
+    let spans = exporter.get_finished_spans().expect("spans");
+    let trace = TraceId::from_hex(TRACE).expect("trace id");
+    let parent = SpanId::from_hex(PARENT).expect("span id");
+    let requests: Vec<&SpanData> = named(&spans, "match request")
+        .into_iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect();
+    assert!(
+        requests.len() >= 2,
+        "create and act joined the trace: {requests:#?}"
+    );
+    for r in &requests {
+        assert_eq!(r.parent_span_id, parent, "the caller's span is the parent");
+    }
+    let act = requests
+        .iter()
+        .find(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "endpoint" && kv.value.as_str() == "act")
+        })
+        .expect("the act request span");
+    let children = |name: &str| -> Vec<&SpanData> {
+        named(&spans, name)
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .collect()
+    };
+    let redis_ops: Vec<String> = children("redis")
+        .iter()
+        .filter(|s| s.parent_span_id == act.span_context.span_id())
+        .flat_map(|s| s.attributes.iter())
+        .filter(|kv| kv.key.as_str() == "op")
+        .map(|kv| kv.value.as_str().into_owned())
+        .collect();
+    assert_eq!(
+        redis_ops,
+        ["load", "commit"],
+        "an action is two round trips"
+    );
+    assert!(
+        children("mode")
+            .iter()
+            .any(|s| s.parent_span_id == act.span_context.span_id()),
+        "the mode call is in the trace"
+    );
+}
+
+/// `GET /metrics` from `addr`, as text.
+fn scrape(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the sample `series` (name and labels exactly as exported).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_host_process_exports_prometheus_metrics() {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let port = free_port();
+    let artifacts = std::env::temp_dir().join(format!("dashdice-metrics-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
+        .args(["match-host", "--nats-url", &nats.url()])
+        .args(["--redis-url", &redis.url()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("DASHDICE_ARTIFACT_DIR", &artifacts)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn a match host");
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let mut created = None;
+    for _ in 0..500 {
+        let body = json!({"mode": "classic", "players": ["alice", "bob"]}).to_string();
+        if let Ok(reply) = client
+            .request(bus::match_request(endpoint::CREATE), body.into())
+            .await
+        {
+            created = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let created: Value =
+        serde_json::from_slice(&created.expect("a host answers").payload).expect("json");
+    let id = created["ok"]["match"]["match_id"].as_str().expect("id");
+    let player = created["ok"]["match"]["turn"].as_str().expect("turn");
+    // Three rolls; a bust may pass the turn, so count what the host said.
+    let mut applied = 0.0;
+    for n in 0..3 {
+        let body = json!({"match_id": id, "player": player, "request_id": format!("r{n}"), "action": "roll"});
+        let reply = client
+            .request(bus::match_request(endpoint::ACT), body.to_string().into())
+            .await
+            .expect("act");
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("json");
+        if reply.get("ok").is_some() {
+            applied += 1.0;
+        }
+    }
+    assert!(applied >= 1.0, "the first roll is always applied");
+    let body = json!({"match_id": "nope", "player": player, "request_id": "x", "action": "roll"});
+    client
+        .request(bus::match_request(endpoint::ACT), body.to_string().into())
+        .await
+        .expect("act");
+
+    // The live gauge is refreshed once a second.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = scrape(port).unwrap_or_default();
+        if sample(&text, "dashdice_matches_live") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&artifacts);
+
+    assert_eq!(sample(&text, "dashdice_matches_live"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, r#"dashdice_matches_created_total{mode="classic"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    let ok = sample(
+        &text,
+        r#"dashdice_match_requests_total{endpoint="act",outcome="ok"}"#,
+    );
+    assert_eq!(ok, Some(applied), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"dashdice_match_requests_total{endpoint="act",outcome="unknown_match"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"dashdice_match_request_seconds_count{endpoint="act"}"#
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"dashdice_match_request_seconds_bucket{endpoint="act",le="0.005"}"#),
+        "latencies are a real histogram: {text}"
+    );
+}
