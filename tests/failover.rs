@@ -183,7 +183,7 @@ async fn a_record_its_host_left_behind_is_stored_by_another() {
         .create(&CreateMatch {
             mode: "classic".into(),
             players: vec!["alice".into(), "bob".into()],
-            options: None,
+            ..CreateMatch::default()
         })
         .await
         .expect("create");

@@ -61,6 +61,8 @@ fn play(mode_id: &str, match_id: &str, seed: &Seed) -> MatchRecord {
         players,
         options: String::new(),
         created_ms: 0,
+        ranked: false,
+        bots: Vec::new(),
         seed_hash: seed.commitment(),
         seed: seed.reveal(),
         actions,

@@ -25,7 +25,7 @@ fn create(mode: &str) -> CreateMatch {
     CreateMatch {
         mode: mode.into(),
         players: vec!["alice".into(), "bob".into()],
-        options: None,
+        ..CreateMatch::default()
     }
 }
 

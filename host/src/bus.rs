@@ -13,7 +13,11 @@
 //! | `dd.match.record` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`MatchRecord`](crate::fair_dice::MatchRecord) (finished matches) |
 //! | `dd.match.<id>.events` | pub/sub | gateways, clients | one [`SequencedEvent`](crate::matches::SequencedEvent) per message, `seq` gap-free |
 //! | `dd.match.ended` | pub/sub | matchmaker (ratings, rematch) | [`MatchEnded`] |
-//! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | persistence | the finished match's [`MatchRecord`](crate::fair_dice::MatchRecord), deduplicated by match id |
+//! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | persistence, matchmakers (durable consumer [`MATCHMAKER_RECORDS_CONSUMER`]) | the finished match's [`MatchRecord`](crate::fair_dice::MatchRecord), deduplicated by match id |
+//! | `dd.queue.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinRequest`](crate::matchmaking::JoinRequest) → [`Status`](crate::matchmaking::Status) |
+//! | `dd.queue.leave` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
+//! | `dd.queue.status` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
+//! | `dd.user.<player>.notify` | pub/sub | gateways | [`Notice`](crate::matchmaking::Notice), e.g. match found |
 //!
 //! Every reply is an envelope: `{"ok": <payload>}` or
 //! `{"error": {"code": "not_your_turn", "message": "..."}}`.
@@ -60,10 +64,55 @@ pub const RECORD_STREAM: &str = "DASHDICE_MATCH_RECORDS";
 /// The subjects of [`RECORD_STREAM`].
 pub const RECORD_SUBJECTS: &str = "dd.match.*.record";
 
+/// The configuration of [`RECORD_STREAM`]; every role that uses the stream
+/// creates it if missing, so none depends on another starting first.
+pub fn record_stream_config() -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::{Config, StorageType};
+    Config {
+        name: RECORD_STREAM.to_owned(),
+        subjects: vec![RECORD_SUBJECTS.to_owned()],
+        storage: StorageType::File,
+        // Publishing a record twice (a retry, a second host, the sweep) is
+        // dropped: the message id is the match id.
+        duplicate_window: std::time::Duration::from_secs(600),
+        ..Default::default()
+    }
+}
+
 /// Where a match's record is stored in [`RECORD_STREAM`].
 pub fn match_record(match_id: &str) -> String {
     format!("{MATCH_GROUP}.{match_id}.record")
 }
+
+/// The NATS micro service name of the matchmaker.
+pub const MATCHMAKER_SERVICE: &str = "dashdice-matchmaker";
+/// The queue group matchmakers share.
+pub const MATCHMAKER_QUEUE_GROUP: &str = "matchmaker";
+/// Prefix of the matchmaker's request subjects.
+pub const QUEUE_GROUP: &str = "dd.queue";
+
+/// Request endpoints of the matchmaker, relative to [`QUEUE_GROUP`].
+pub mod queue_endpoint {
+    pub const JOIN: &str = "join";
+    pub const LEAVE: &str = "leave";
+    pub const STATUS: &str = "status";
+}
+
+/// The full subject of a matchmaker endpoint, e.g. `dd.queue.join`.
+pub fn queue_request(endpoint: &str) -> String {
+    format!("{QUEUE_GROUP}.{endpoint}")
+}
+
+/// A player's notifications (match found, ...), which the gateway forwards.
+/// Player ids are limited to letters, digits, `-` and `_`, so they are
+/// always one subject token.
+pub fn user_notify(player: &str) -> String {
+    format!("dd.user.{player}.notify")
+}
+
+/// The durable JetStream consumer through which matchmakers read finished
+/// matches' records (to free players and update ratings), each record once.
+pub const MATCHMAKER_RECORDS_CONSUMER: &str = "matchmaker";
 
 /// Announced on [`MATCH_ENDED`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

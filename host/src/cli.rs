@@ -32,6 +32,8 @@ pub enum Command {
     Match(MatchCommand),
     /// Run a match host: serve match requests on NATS, state in Redis.
     MatchHost(MatchHostArgs),
+    /// Run a matchmaker: queues on NATS, tickets in Redis.
+    Matchmaker(MatchmakerArgs),
     /// Measure a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -91,16 +93,90 @@ impl Connections {
     ) -> Result<(async_nats::Client, crate::store::MatchStore), CliError> {
         let store = crate::store::MatchStore::connect(&self.redis_url)
             .await
-            .map_err(|e| CliError::Service(format!("redis at {}: {e}", self.redis_url)))?;
+            .map_err(|e| self.redis_error(e))?;
+        Ok((self.nats(name).await?, store))
+    }
+
+    fn redis_error(&self, e: impl std::fmt::Display) -> CliError {
+        CliError::Service(format!("redis at {}: {e}", self.redis_url))
+    }
+
+    /// Connects to NATS, naming this client `name` to the server.
+    async fn nats(&self, name: &str) -> Result<async_nats::Client, CliError> {
         let mut options = async_nats::ConnectOptions::new().name(name);
         if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        let nats = options
+        options
             .connect(&self.nats_url)
             .await
-            .map_err(|e| CliError::Service(format!("nats at {}: {e}", self.nats_url)))?;
-        Ok((nats, store))
+            .map_err(|e| CliError::Service(format!("nats at {}: {e}", self.nats_url)))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MatchmakerArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    /// The regions players may queue from.
+    #[arg(
+        long,
+        env = "DASHDICE_REGIONS",
+        value_delimiter = ',',
+        default_value = "eu,us,ap"
+    )]
+    pub regions: Vec<String>,
+    /// The modes players may queue for (default: the built-in modes).
+    #[arg(long, env = "DASHDICE_MODES", value_delimiter = ',')]
+    pub modes: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// The matchmaking schedule (see `matchmaking::Policy`).
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Rating window at once: ± this much.
+    #[arg(long, default_value_t = 50.0)]
+    pub initial_window: f64,
+    /// The window grows by this much ...
+    #[arg(long, default_value_t = 50.0)]
+    pub widen_by: f64,
+    /// ... every this many ms of waiting.
+    #[arg(long, default_value_t = 5_000)]
+    pub widen_every_ms: u64,
+    /// Quick queues accept any rating after this wait (ms).
+    #[arg(long, default_value_t = 60_000)]
+    pub quick_unbounded_after_ms: u64,
+    /// Ranked windows never grow past ± this much.
+    #[arg(long, default_value_t = 400.0)]
+    pub ranked_max_window: f64,
+    /// Other regions become acceptable after this wait (ms) ...
+    #[arg(long, default_value_t = 10_000)]
+    pub other_regions_after_ms: u64,
+    /// ... if the player's measured round trip to them is at most this (ms).
+    #[arg(long, default_value_t = 150)]
+    pub max_latency_ms: u32,
+    /// Quick queues give a bot after this wait (ms); 0 = never.
+    #[arg(long, env = "DASHDICE_BOT_AFTER_MS", default_value_t = 5_000)]
+    pub bot_after_ms: u64,
+}
+
+impl From<&PolicyArgs> for crate::matchmaking::Policy {
+    fn from(a: &PolicyArgs) -> Self {
+        crate::matchmaking::Policy {
+            initial_window: a.initial_window,
+            widen_by: a.widen_by,
+            widen_every_ms: a.widen_every_ms,
+            quick_unbounded_after_ms: a.quick_unbounded_after_ms,
+            ranked_max_window: a.ranked_max_window,
+            other_regions_after_ms: a.other_regions_after_ms,
+            max_latency_ms: a.max_latency_ms,
+            bot_after_ms: (a.bot_after_ms > 0).then_some(a.bot_after_ms),
+        }
     }
 }
 
@@ -253,7 +329,7 @@ pub fn main() -> std::process::ExitCode {
 impl Command {
     /// Long-running roles set up their own telemetry (traces and metrics).
     fn is_service(&self) -> bool {
-        matches!(self, Command::MatchHost(_))
+        matches!(self, Command::MatchHost(_) | Command::Matchmaker(_))
     }
 }
 
@@ -268,6 +344,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             run_mode(&runtime, args.command, out)
         }
         Command::MatchHost(args) => run_match_host(args),
+        Command::Matchmaker(args) => run_matchmaker(args),
         Command::Bench(BenchCommand::MatchHost {
             matches,
             seconds,
@@ -382,6 +459,58 @@ fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
         let host = crate::matches::MatchHost::new(registry, store);
         tokio::select! {
             served = crate::match_service::run(nats, host) => {
+                served.map_err(|e| CliError::Service(e.to_string()))
+            }
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
+    use crate::matchmaker_service::{NatsMatches, NatsNotify};
+    if let Some(bad) = args
+        .regions
+        .iter()
+        .find(|r| !crate::matchmaking::valid_region(r))
+    {
+        return Err(CliError::Service(format!(
+            "region {bad:?}: regions are lowercase letters, digits and '-'"
+        )));
+    }
+    let modes: Vec<String> = if args.modes.is_empty() {
+        builtin::MODES
+            .iter()
+            .map(|(id, _)| (*id).to_owned())
+            .collect()
+    } else {
+        args.modes.clone()
+    };
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async move {
+        let _telemetry = crate::telemetry::init("dashdice-matchmaker");
+        if let Some(addr) = args.metrics_addr {
+            crate::telemetry::serve_metrics(addr).map_err(|e| CliError::Service(e.to_string()))?;
+        }
+        let c = &args.connections;
+        let nats = c.nats("dashdice-matchmaker").await?;
+        let store = crate::store::queues::QueueStore::connect(&c.redis_url)
+            .await
+            .map_err(|e| c.redis_error(e))?;
+        let matchmaker = crate::matchmaking::Matchmaker::new(
+            store,
+            (&args.policy).into(),
+            modes,
+            args.regions.clone(),
+            NatsMatches {
+                client: nats.clone(),
+            },
+            NatsNotify {
+                client: nats.clone(),
+            },
+        );
+        tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "matchmaker serving");
+        tokio::select! {
+            served = crate::matchmaker_service::run(nats, matchmaker) => {
                 served.map_err(|e| CliError::Service(e.to_string()))
             }
             _ = tokio::signal::ctrl_c() => Ok(()),

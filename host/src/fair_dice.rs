@@ -139,6 +139,12 @@ pub struct MatchRecord {
     /// When the match was created (ms since the Unix epoch; 0 = not recorded).
     #[serde(default)]
     pub created_ms: u64,
+    /// A ranked match: its result moves ratings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ranked: bool,
+    /// Which players were the host's bots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bots: Vec<String>,
     /// `SHA-256(seed)` as published when the match started.
     pub seed_hash: String,
     /// The seed, revealed when the match ended.

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod fair_dice;
 pub mod match_service;
 pub mod matches;
+pub mod matchmaker_service;
+pub mod matchmaking;
 pub mod registry;
 pub mod replay;
 pub mod runtime;

@@ -191,18 +191,10 @@ struct RecordStream(async_nats::jetstream::Context);
 
 impl RecordStream {
     async fn open(client: &async_nats::Client) -> Result<Self, ServiceError> {
-        use async_nats::jetstream::stream::{Config, StorageType};
         let js = async_nats::jetstream::new(client.clone());
-        js.get_or_create_stream(Config {
-            name: bus::RECORD_STREAM.to_owned(),
-            subjects: vec![bus::RECORD_SUBJECTS.to_owned()],
-            storage: StorageType::File,
-            // Publishing a record twice (a retry, a second host) is dropped.
-            duplicate_window: Duration::from_secs(600),
-            ..Default::default()
-        })
-        .await
-        .map_err(nats_error)?;
+        js.get_or_create_stream(bus::record_stream_config())
+            .await
+            .map_err(nats_error)?;
         Ok(RecordStream(js))
     }
 

@@ -37,6 +37,19 @@ pub mod names {
     /// Counter of mode calls stopped by the sandbox or failing, by `mode`
     /// and `kind` (fuel, memory, stack, ..., panicked, trapped, invalid_result).
     pub const MODE_FAULTS: &str = "dashdice_mode_faults_total";
+    /// Counter of matchmaker requests, by `endpoint` and `outcome`.
+    pub const QUEUE_REQUESTS: &str = "dashdice_queue_requests_total";
+    /// Histogram (seconds) of a matchmaker request's handling, by `endpoint`.
+    pub const QUEUE_REQUEST_SECONDS: &str = "dashdice_queue_request_seconds";
+    /// Gauge: tickets waiting, by `mode` and `kind`.
+    pub const QUEUE_TICKETS: &str = "dashdice_queue_tickets";
+    /// Counter of matches the matchmaker made, by `kind` and `opponent`
+    /// (`human` or `bot`).
+    pub const MATCHES_MADE: &str = "dashdice_matchmaker_matches_total";
+    /// Histogram (seconds): how long tickets waited before their match.
+    pub const TIME_TO_MATCH_SECONDS: &str = "dashdice_matchmaker_wait_seconds";
+    /// Counter of pairs put back because the match could not be created.
+    pub const REQUEUED: &str = "dashdice_matchmaker_requeued_total";
     /// Counter of finished matches whose record could not be stored yet (a
     /// sweeper retries them).
     pub const RECORDS_PENDING: &str = "dashdice_match_records_failed_total";
@@ -125,9 +138,10 @@ pub struct MetricsError {
     detail: String,
 }
 
-/// Latency buckets (seconds): 250 µs to 2.5 s.
+/// Latency and wait buckets (seconds): 250 µs to a minute.
 const BUCKETS: &[f64] = &[
-    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
 ];
 
 /// Serves Prometheus metrics at `http://<addr>/metrics` (any path answers).

@@ -51,6 +51,8 @@ pub enum MatchError {
     UnknownMode(String),
     #[error("no match {0:?}")]
     UnknownMatch(String),
+    #[error("a match with id {0:?} exists already")]
+    MatchExists(String),
     #[error("{player} is not a player in match {match_id}")]
     NotAPlayer { player: String, match_id: String },
     #[error(transparent)]
@@ -75,6 +77,7 @@ impl MatchError {
         match self {
             MatchError::UnknownMode(_) => "unknown_mode",
             MatchError::UnknownMatch(_) => "unknown_match",
+            MatchError::MatchExists(_) => "match_exists",
             MatchError::NotAPlayer { .. } => "not_a_player",
             MatchError::Rejected(ModeError::NotYourTurn(_)) => "not_your_turn",
             MatchError::Rejected(ModeError::GameOver) => "game_over",
@@ -114,6 +117,8 @@ pub struct MatchHost {
     pub finished_ttl_secs: u64,
     /// Overrides every mode's turn timer (development and tests).
     pub turn_time_ms: Option<u64>,
+    /// A bot thinks for this long (ms, uniformly between the two).
+    pub bot_delay_ms: (u64, u64),
 }
 
 /// Milliseconds since the Unix epoch: the clock of turn deadlines.
@@ -124,7 +129,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn new_match_id() -> Result<String, SeedError> {
+/// A fresh random match id (32 hex digits).
+pub fn new_match_id() -> Result<String, SeedError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| SeedError::Os(e.to_string()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -161,12 +167,32 @@ impl MatchHost {
             store,
             finished_ttl_secs: 3600,
             turn_time_ms: None,
+            bot_delay_ms: (600, 1_400),
         }
     }
 
     fn turn_time(&self, mode: &Mode) -> u64 {
         self.turn_time_ms
             .unwrap_or_else(|| u64::from(mode.info().turn_time_limit_ms))
+    }
+
+    /// When the turn of `turn` (a player id) times out, or, for a bot, when
+    /// it acts: after a short, human-like pause. Deadlines only move forward,
+    /// even for two actions in one millisecond: a deadline names its timer
+    /// firing, so two timers of one match must never share one.
+    fn deadline(&self, mode: &Mode, meta: &Meta, turn: Option<&str>, now: u64, before: u64) -> u64 {
+        let bot = turn
+            .and_then(|p| meta.seat_of(p))
+            .is_some_and(|seat| meta.is_bot(seat));
+        let wait = if bot {
+            let (lo, hi) = self.bot_delay_ms;
+            let mut jitter = [0u8; 2];
+            let _ = getrandom::fill(&mut jitter);
+            lo + u64::from(u16::from_le_bytes(jitter)) % (hi.saturating_sub(lo) + 1)
+        } else {
+            self.turn_time(mode)
+        };
+        (now + wait).max(before + 1)
     }
 
     pub fn store(&self) -> &MatchStore {
@@ -187,7 +213,29 @@ impl MatchHost {
             .current(&request.mode)
             .ok_or_else(|| MatchError::UnknownMode(request.mode.clone()))?;
         check_players(&request.players)?;
-        let match_id = new_match_id()?;
+        let match_id = match &request.match_id {
+            Some(id) if is_match_id(id) => id.clone(),
+            Some(_) => {
+                return Err(MatchError::Rejected(ModeError::InvalidConfig(
+                    "match_id must be 32 lowercase hex digits".into(),
+                )));
+            }
+            None => new_match_id()?,
+        };
+        let mut bots = Vec::new();
+        for bot in &request.bots {
+            let seat = request
+                .players
+                .iter()
+                .position(|p| p == bot)
+                .and_then(|i| u8::try_from(i).ok())
+                .ok_or_else(|| {
+                    MatchError::Rejected(ModeError::InvalidConfig(format!(
+                        "bot {bot:?} is not one of the players"
+                    )))
+                })?;
+            bots.push(seat);
+        }
         let seed = Seed::generate()?;
         let options = match &request.options {
             None | Some(Value::Null) => String::new(),
@@ -206,10 +254,14 @@ impl MatchHost {
             options,
             seed: seed.to_bytes(),
             created_ms: now,
+            ranked: request.ranked,
+            bots,
         };
         let started = mode.start(&config(&meta), &seed.entropy(&match_id, Purpose::Start))?;
         let state = started.outcome.state.clone();
-        let (progress, events) = stored::begin(&meta, started.outcome, now + self.turn_time(&mode));
+        let first = started.outcome.turn.clone();
+        let (mut progress, events) = stored::begin(&meta, started.outcome, 0);
+        progress.deadline_ms = self.deadline(&mode, &meta, first.as_deref(), now, 0);
         self.store
             .create(&NewMatch {
                 id: &match_id,
@@ -218,7 +270,11 @@ impl MatchHost {
                 state: &state,
                 deadline_ms: progress.deadline_ms,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::Exists(id) => MatchError::MatchExists(id),
+                other => MatchError::Store(other),
+            })?;
         Ok(ActionReply {
             events,
             snapshot: snapshot(&match_id, &meta, &progress, &started.view, None)?,
@@ -267,8 +323,10 @@ impl MatchHost {
         };
         let fingerprint = stored::player_request(&request.player, &request.request_id);
         let applied = self
-            .apply_with_retry(id, fingerprint, |meta, progress| {
-                let Some(seat) = meta.seat_of(&request.player) else {
+            .apply_with_retry(id, fingerprint, |live| {
+                let (meta, progress) = (&live.meta, &live.progress);
+                let seat = meta.seat_of(&request.player).filter(|s| !meta.is_bot(*s));
+                let Some(seat) = seat else {
                     return Err(MatchError::NotAPlayer {
                         player: request.player.clone(),
                         match_id: id.clone(),
@@ -294,30 +352,31 @@ impl MatchHost {
         deadline_ms: u64,
     ) -> Result<Option<Applied>, MatchError> {
         let fired = self
-            .apply_with_retry(
-                match_id,
-                stored::timer_request(deadline_ms),
-                |_, progress| {
-                    let Some(seat) = progress.turn else {
-                        return Ok(None);
-                    };
-                    if progress.finished() || progress.deadline_ms != deadline_ms {
-                        return Ok(None);
-                    }
-                    let strikes = progress
-                        .timeouts
-                        .get(usize::from(seat))
-                        .copied()
-                        .unwrap_or(0)
-                        + 1;
-                    let action = if strikes >= TIMEOUTS_TO_FORFEIT {
-                        Action::Forfeit
-                    } else {
-                        Action::Timeout
-                    };
-                    Ok(Some((seat, Some(action))))
-                },
-            )
+            .apply_with_retry(match_id, stored::timer_request(deadline_ms), |live| {
+                let progress = &live.progress;
+                let Some(seat) = progress.turn else {
+                    return Ok(None);
+                };
+                if progress.finished() || progress.deadline_ms != deadline_ms {
+                    return Ok(None);
+                }
+                if live.meta.is_bot(seat) {
+                    let mode = self.mode_of(&live.meta)?;
+                    return Ok(Some((seat, bot_action(&mode, &live.state)?)));
+                }
+                let strikes = progress
+                    .timeouts
+                    .get(usize::from(seat))
+                    .copied()
+                    .unwrap_or(0)
+                    + 1;
+                let action = if strikes >= TIMEOUTS_TO_FORFEIT {
+                    Action::Forfeit
+                } else {
+                    Action::Timeout
+                };
+                Ok(Some((seat, Some(action))))
+            })
             .await?;
         // A repeated firing is another host's: it announced it already.
         Ok(fired.filter(|applied| applied.new))
@@ -350,7 +409,7 @@ impl MatchHost {
         &self,
         match_id: &str,
         request: Fingerprint,
-        decide: impl Fn(&Meta, &Progress) -> Result<Option<Decision>, MatchError>,
+        decide: impl Fn(&Live) -> Result<Option<Decision>, MatchError>,
     ) -> Result<Option<Applied>, MatchError> {
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self
@@ -362,7 +421,7 @@ impl MatchHost {
                 return self.earlier_reply(match_id, index).await.map(Some);
             }
             let live = Live::decode(loaded.stored)?;
-            let Some((seat, action)) = decide(&live.meta, &live.progress)? else {
+            let Some((seat, action)) = decide(&live)? else {
                 return Ok(None);
             };
             let mode = self.mode_of(&live.meta)?;
@@ -383,10 +442,13 @@ impl MatchHost {
                 },
             };
             let now = now_ms();
-            // Deadlines only move forward, even for two actions in one
-            // millisecond: a deadline names its timer firing, so two timers of
-            // one match must never share one.
-            let deadline = (now + self.turn_time(&mode)).max(live.progress.deadline_ms + 1);
+            let deadline = self.deadline(
+                &mode,
+                &live.meta,
+                acted.outcome.turn.as_deref(),
+                now,
+                live.progress.deadline_ms,
+            );
             let entry = LogEntry {
                 seat,
                 action: Logged::from(&applied),
@@ -523,6 +585,24 @@ struct Replayed<'a> {
     view: &'a str,
 }
 
+/// What a bot does on its turn: bank at 20 or more when the mode allows
+/// banking, else roll (`None`).
+pub const BOT_BANKS_AT: i64 = 20;
+
+fn bot_action(mode: &Mode, state: &[u8]) -> Result<Option<Action>, MatchError> {
+    let view: Value = serde_json::from_str(&mode.view(state)?)?;
+    let can_bank = mode.info().actions.iter().any(|a| a.name == "bank");
+    let turn_score = view["turn_score"].as_i64().unwrap_or(0);
+    Ok((can_bank && turn_score >= BOT_BANKS_AT).then_some(Action::Bank))
+}
+
+fn is_match_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn check_players(players: &[String]) -> Result<(), MatchError> {
     let invalid = |why: String| Err(MatchError::Rejected(ModeError::InvalidConfig(why)));
     if players.is_empty() || players.len() > MAX_PLAYERS {
@@ -581,6 +661,12 @@ fn snapshot(
         seed: finished.then(|| meta.seed().reveal()),
         finished,
         created_ms: meta.created_ms,
+        ranked: meta.ranked,
+        bots: meta
+            .bots
+            .iter()
+            .map(|&seat| meta.player(seat).to_owned())
+            .collect(),
         view: serde_json::from_str(view)?,
         standings: progress.standings.clone(),
         actions,

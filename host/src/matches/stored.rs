@@ -35,6 +35,9 @@ pub struct Meta {
     pub options: String,
     pub seed: [u8; 32],
     pub created_ms: u64,
+    pub ranked: bool,
+    /// The seats the host plays itself.
+    pub bots: Vec<u8>,
 }
 
 impl Meta {
@@ -51,6 +54,10 @@ impl Meta {
             .iter()
             .position(|p| p == player)
             .and_then(|i| u8::try_from(i).ok())
+    }
+
+    pub fn is_bot(&self, seat: u8) -> bool {
+        self.bots.contains(&seat)
     }
 
     pub fn player(&self, seat: u8) -> &str {
@@ -274,6 +281,8 @@ mod tests {
             options: String::new(),
             seed: [9; 32],
             created_ms: 1_700_000_000_000,
+            ranked: false,
+            bots: vec![],
         }
     }
 

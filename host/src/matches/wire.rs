@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::fair_dice::{MatchRecord, RecordedAction};
 
 /// Ask to start a match.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMatch {
     pub mode: String,
@@ -15,6 +15,17 @@ pub struct CreateMatch {
     /// Mode options (a JSON object), if any.
     #[serde(default)]
     pub options: Option<Value>,
+    /// The caller's id for the new match (32 hex digits), so a retried
+    /// request cannot create two matches: the second gets `match_exists`.
+    /// Without it the host picks one.
+    #[serde(default)]
+    pub match_id: Option<String>,
+    /// A ranked match: its result moves ratings.
+    #[serde(default)]
+    pub ranked: bool,
+    /// Which of `players` are the host's bots; the host plays their turns.
+    #[serde(default)]
+    pub bots: Vec<String>,
 }
 
 /// What a player may ask for. Dice are never sent by clients; timeouts come
@@ -141,6 +152,12 @@ pub struct Snapshot {
     pub finished: bool,
     /// When the match was created (ms since the epoch).
     pub created_ms: u64,
+    /// A ranked match: its result moves ratings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ranked: bool,
+    /// Which players are the host's bots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bots: Vec<String>,
     /// The mode's public view.
     pub view: Value,
     /// Once finished: the final standings.
@@ -166,6 +183,8 @@ impl Snapshot {
                 .map(Value::to_string)
                 .unwrap_or_default(),
             created_ms: self.created_ms,
+            ranked: self.ranked,
+            bots: self.bots.clone(),
             seed_hash: self.seed_hash.clone(),
             seed: self.seed.clone()?,
             actions: self.actions.clone()?,

@@ -42,6 +42,8 @@
 //! round trips. WATCH/MULTI is deliberately not used: on a shared multiplexed
 //! connection it silently loses updates.
 
+pub mod queues;
+
 use redis::Script;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};

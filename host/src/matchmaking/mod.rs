@@ -1,0 +1,779 @@
+//! Matchmaking: queues, pairing, and handing pairs to the match host.
+//!
+//! Architecture invariant: like [`crate::matches`], this knows the rules (who
+//! may queue, who may meet, what happens when creating a match fails) but
+//! neither NATS nor Redis commands. It reaches the match host and the players
+//! through the [`Matches`] and [`Notify`] traits, and the store through
+//! [`QueueStore`].
+//!
+//! ## Invariants
+//!
+//! - A player holds at most one ticket, and is never in a queue while in a
+//!   match: the player's state (`queued` → `matching` → `playing`) changes
+//!   only by compare-and-set, and a join is refused unless the state is free.
+//! - A ticket is in at most one match: tickets are claimed by one atomic
+//!   script that takes all of a pair or none.
+//! - No ticket is lost: a pair whose match cannot be created goes back to the
+//!   queue with its original join time; if one player left meanwhile, the
+//!   other goes back alone.
+//!
+//! ## One pairing
+//!
+//! find candidates in the window (store) → choose the best (policy) → take
+//! both tickets (atomic) → mark both players `matching` (CAS) → create the
+//! match (match host) → mark both `playing` (CAS) → tell both.
+
+pub mod policy;
+pub mod ratings;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use policy::{Policy, QueueKind, Ticket, Window};
+pub use ratings::{Rating, Ratings, RatingsStore};
+
+use crate::matches::now_ms;
+use crate::store::StoreError;
+use crate::store::queues::{QueueKeys, QueueStore, StoredTicket};
+
+/// A `matching` state older than this is taken to be left behind by a
+/// matchmaker that died mid-pairing, and a new join may replace it.
+pub const STALE_MATCHING: Duration = Duration::from_secs(60);
+/// Candidates fetched per region for one search.
+const CANDIDATES_PER_REGION: usize = 64;
+/// Tickets looked at per queue by one periodic pass.
+const PASS_LIMIT: usize = 1_000;
+/// How long a `playing` state lasts if the end of its match is never heard.
+const PLAYING_TTL_SECS: u64 = 24 * 3600;
+/// Player ids that start with this are the host's bots.
+pub const BOT_PREFIX: &str = "bot:";
+
+/// Ask to join a queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub player: String,
+    pub mode: String,
+    pub kind: QueueKind,
+    pub region: String,
+    /// The client's measured round trip to other regions, ms.
+    #[serde(default)]
+    pub latency_ms: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub connection: Connection,
+    /// For quick queues only: a rating to match on instead of the stored one
+    /// (ranked queues always use the stored rating).
+    #[serde(default)]
+    pub rating: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    #[default]
+    Good,
+    Poor,
+}
+
+/// Ask to leave, or for the status of, a player's queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayerRequest {
+    pub player: String,
+}
+
+/// A player's state, as stored (JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PlayerState {
+    Queued {
+        mode: String,
+        kind: QueueKind,
+        region: String,
+        ticket_id: String,
+        since_ms: u64,
+    },
+    Matching {
+        ticket_id: String,
+        since_ms: u64,
+    },
+    Playing {
+        match_id: String,
+        since_ms: u64,
+    },
+}
+
+/// What a player is doing, for `status` and `join` replies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    Idle,
+    Queued {
+        mode: String,
+        kind: QueueKind,
+        region: String,
+        /// 1 = the longest waiting.
+        position: u64,
+        queue_size: u64,
+        waited_ms: u64,
+        /// From the recent average wait in this queue; 0 = any moment now.
+        estimated_wait_ms: u64,
+    },
+    Matching,
+    Playing {
+        match_id: String,
+    },
+}
+
+/// Told to a player (on their notification subject) when their match exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatchFound {
+    pub match_id: String,
+    pub mode: String,
+    pub kind: QueueKind,
+    pub players: Vec<String>,
+    /// The opponent is one of the host's bots.
+    pub bot: bool,
+}
+
+/// Notices to a player.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    MatchFound(MatchFound),
+}
+
+/// What the matchmaker asks of the match host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewMatch {
+    pub mode: String,
+    pub players: Vec<String>,
+    pub ranked: bool,
+    /// Which of `players` the host plays itself.
+    pub bots: Vec<String>,
+}
+
+/// The match host, as the matchmaker needs it.
+pub trait Matches: Send + Sync {
+    /// Creates a match; returns its id, or why not.
+    fn create(&self, new: &NewMatch) -> impl Future<Output = Result<String, String>> + Send;
+    /// Whether the match is over (`Some(true)` also for unknown matches), or
+    /// `None` if the host cannot say now.
+    fn is_over(&self, match_id: &str) -> impl Future<Output = Option<bool>> + Send;
+}
+
+/// The players' notification channel.
+pub trait Notify: Send + Sync {
+    fn notify(&self, player: &str, notice: &Notice) -> impl Future<Output = ()> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatchmakingError {
+    #[error("unknown mode {0:?}")]
+    UnknownMode(String),
+    #[error("unknown region {0:?}; known regions: {1}")]
+    UnknownRegion(String, String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("already queued for {mode} ({kind}); leave that queue first")]
+    AlreadyQueued { mode: String, kind: &'static str },
+    #[error("already in match {0}")]
+    InMatch(String),
+    #[error("a match is being made for this player")]
+    Matching,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("a stored record could not be read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+impl MatchmakingError {
+    /// A stable, machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MatchmakingError::UnknownMode(_) => "unknown_mode",
+            MatchmakingError::UnknownRegion(..) => "unknown_region",
+            MatchmakingError::BadRequest(_) => "bad_request",
+            MatchmakingError::AlreadyQueued { .. } => "already_queued",
+            MatchmakingError::InMatch(_) => "in_match",
+            MatchmakingError::Matching => "matching",
+            MatchmakingError::Store(_) => "unavailable",
+            MatchmakingError::Corrupt(_) => "internal",
+        }
+    }
+}
+
+/// The matchmaker's logic; stateless, any number run side by side.
+pub struct Matchmaker<M, N> {
+    store: QueueStore,
+    ratings: Ratings,
+    pub policy: Policy,
+    modes: BTreeSet<String>,
+    regions: BTreeSet<String>,
+    matches: M,
+    notify: N,
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    // The OS being out of randomness is not recoverable here; fall back to
+    // the clock, which still makes ids unique enough to tell tickets apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes[..8].copy_from_slice(&now_ms().to_be_bytes());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl<M: Matches, N: Notify> Matchmaker<M, N> {
+    pub fn new(
+        store: QueueStore,
+        policy: Policy,
+        modes: impl IntoIterator<Item = String>,
+        regions: impl IntoIterator<Item = String>,
+        matches: M,
+        notify: N,
+    ) -> Self {
+        Matchmaker {
+            ratings: Ratings::new(store.clone()),
+            store,
+            policy,
+            modes: modes.into_iter().collect(),
+            regions: regions.into_iter().collect(),
+            matches,
+            notify,
+        }
+    }
+
+    pub fn ratings(&self) -> &Ratings {
+        &self.ratings
+    }
+
+    pub fn modes(&self) -> impl Iterator<Item = &String> {
+        self.modes.iter()
+    }
+
+    fn check(&self, request: &JoinRequest) -> Result<(), MatchmakingError> {
+        check_player(&request.player)?;
+        if !self.modes.contains(&request.mode) {
+            return Err(MatchmakingError::UnknownMode(request.mode.clone()));
+        }
+        let unknown = |r: &str| {
+            MatchmakingError::UnknownRegion(
+                r.to_owned(),
+                self.regions.iter().cloned().collect::<Vec<_>>().join(", "),
+            )
+        };
+        if !self.regions.contains(&request.region) {
+            return Err(unknown(&request.region));
+        }
+        if let Some(r) = request
+            .latency_ms
+            .keys()
+            .find(|r| !self.regions.contains(*r))
+        {
+            return Err(unknown(r));
+        }
+        if let Some(rating) = request.rating
+            && !(0.0..=10_000.0).contains(&rating)
+        {
+            return Err(MatchmakingError::BadRequest(
+                "rating must be between 0 and 10000".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Joins a queue, and pairs at once if a compatible opponent is waiting.
+    /// Joining the same queue again is a no-op that answers the status.
+    pub async fn join(&self, request: &JoinRequest) -> Result<Status, MatchmakingError> {
+        self.check(request)?;
+        let now = now_ms();
+        let rating = match (request.kind, request.rating) {
+            (QueueKind::Quick, Some(r)) => r,
+            _ => {
+                self.ratings
+                    .get(&request.player, &request.mode)
+                    .await?
+                    .rating
+            }
+        };
+        let ticket = Ticket {
+            player: request.player.clone(),
+            mode: request.mode.clone(),
+            kind: request.kind,
+            region: request.region.clone(),
+            rating,
+            joined_ms: now,
+            poor_connection: request.connection == Connection::Poor,
+            latency_ms: request.latency_ms.clone(),
+            ticket_id: random_id("t-"),
+        };
+        let queued = PlayerState::Queued {
+            mode: ticket.mode.clone(),
+            kind: ticket.kind,
+            region: ticket.region.clone(),
+            ticket_id: ticket.ticket_id.clone(),
+            since_ms: now,
+        };
+        if let Some(status) = self.claim_player(&ticket, &queued).await? {
+            return Ok(status);
+        }
+        if let Err(e) = self.enqueue(&ticket).await {
+            let state = serde_json::to_string(&queued)?;
+            let _ = self.store.swap(&ticket.player, Some(&state), None, 0).await;
+            return Err(e);
+        }
+        self.try_pair(&ticket).await?;
+        self.status(&ticket.player).await
+    }
+
+    /// Makes `state` the player's, unless they are busy. `Some(status)`: they
+    /// already queued for this very queue (the join is a no-op).
+    async fn claim_player(
+        &self,
+        ticket: &Ticket,
+        state: &PlayerState,
+    ) -> Result<Option<Status>, MatchmakingError> {
+        let new = serde_json::to_string(state)?;
+        let player = &ticket.player;
+        // Two attempts: a stale state is replaced once.
+        for _ in 0..2 {
+            let current = self.store.state(player).await?;
+            let stale = match current.as_deref().map(serde_json::from_str::<PlayerState>) {
+                None => true,
+                Some(Err(_)) => true,
+                Some(Ok(PlayerState::Queued { mode, kind, .. })) => {
+                    if mode == ticket.mode && kind == ticket.kind {
+                        return self.status(player).await.map(Some);
+                    }
+                    return Err(MatchmakingError::AlreadyQueued {
+                        mode,
+                        kind: kind.as_str(),
+                    });
+                }
+                Some(Ok(PlayerState::Matching { since_ms, .. })) => {
+                    if now_ms().saturating_sub(since_ms) < STALE_MATCHING.as_millis() as u64 {
+                        return Err(MatchmakingError::Matching);
+                    }
+                    true
+                }
+                Some(Ok(PlayerState::Playing { match_id, .. })) => {
+                    if self.matches.is_over(&match_id).await != Some(true) {
+                        return Err(MatchmakingError::InMatch(match_id));
+                    }
+                    true
+                }
+            };
+            if stale
+                && self
+                    .store
+                    .swap(player, current.as_deref(), Some(&new), 0)
+                    .await?
+            {
+                return Ok(None);
+            }
+        }
+        Err(MatchmakingError::Matching)
+    }
+
+    async fn enqueue(&self, ticket: &Ticket) -> Result<(), MatchmakingError> {
+        let json = serde_json::to_string(ticket)?;
+        let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
+        self.store
+            .enqueue(
+                &keys,
+                &StoredTicket {
+                    player: &ticket.player,
+                    ticket_id: &ticket.ticket_id,
+                    region: &ticket.region,
+                    rating: ticket.rating,
+                    joined_ms: ticket.joined_ms,
+                    json: &json,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Looks for `ticket`'s best opponent now and, if there is one, makes
+    /// the match. Returns whether a match was made.
+    async fn try_pair(&self, ticket: &Ticket) -> Result<bool, MatchmakingError> {
+        let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
+        // A lost race for a candidate means looking again, a few times.
+        for _ in 0..3 {
+            let now = now_ms();
+            let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
+            let regions = self.policy.regions(ticket, now);
+            let found = self
+                .store
+                .candidates(
+                    &keys,
+                    &regions,
+                    window.range(ticket.rating),
+                    CANDIDATES_PER_REGION,
+                )
+                .await?;
+            let candidates: Vec<Ticket> = found
+                .iter()
+                .filter_map(|json| serde_json::from_str(json).ok())
+                .collect();
+            let Some(partner) = self.policy.best_partner(ticket, &candidates, now) else {
+                return Ok(false);
+            };
+            match self.take(&keys, &[ticket, partner]).await? {
+                Taken::All(pair) => return Ok(self.make_match(pair, false).await),
+                // Our own ticket is gone: we left, or someone paired us.
+                Taken::None if !self.still_waiting(ticket).await? => return Ok(false),
+                Taken::None => continue,
+            }
+        }
+        Ok(false)
+    }
+
+    async fn still_waiting(&self, ticket: &Ticket) -> Result<bool, MatchmakingError> {
+        let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
+        Ok(self
+            .store
+            .position(&keys, &ticket.player)
+            .await?
+            .position
+            .is_some())
+    }
+
+    async fn take(&self, keys: &QueueKeys, tickets: &[&Ticket]) -> Result<Taken, MatchmakingError> {
+        let ids: Vec<(&str, &str, &str)> = tickets
+            .iter()
+            .map(|t| (t.player.as_str(), t.ticket_id.as_str(), t.region.as_str()))
+            .collect();
+        Ok(match self.store.take(keys, &ids, now_ms()).await? {
+            Some(_) => Taken::All(tickets.iter().map(|t| (*t).clone()).collect()),
+            None => Taken::None,
+        })
+    }
+
+    /// Turns taken tickets into a match (with a bot if `bot`). Players who
+    /// left meanwhile are dropped and the rest go back to the queue; if the
+    /// host cannot create the match, everyone goes back. Returns whether a
+    /// match was made.
+    async fn make_match(&self, tickets: Vec<Ticket>, bot: bool) -> bool {
+        let now = now_ms();
+        let mut marked: Vec<(Ticket, String)> = Vec::new();
+        let mut left = false;
+        for t in tickets {
+            match self.mark_matching(&t, now).await {
+                Some(state) => marked.push((t, state)),
+                None => left = true,
+            }
+        }
+        if left || marked.is_empty() {
+            self.requeue(marked).await;
+            return false;
+        }
+        let first = &marked[0].0;
+        let mut players: Vec<String> = marked.iter().map(|(t, _)| t.player.clone()).collect();
+        let mut bots = Vec::new();
+        if bot {
+            let id = random_id(BOT_PREFIX);
+            players.push(id.clone());
+            bots.push(id);
+        }
+        let new = NewMatch {
+            mode: first.mode.clone(),
+            players: players.clone(),
+            ranked: first.kind == QueueKind::Ranked,
+            bots,
+        };
+        let match_id = match self.matches.create(&new).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(mode = %new.mode, error = %e, "could not create a match; the tickets go back");
+                metrics::counter!(crate::telemetry::names::REQUEUED).increment(1);
+                self.requeue(marked).await;
+                return false;
+            }
+        };
+        let opponent = if bot { "bot" } else { "human" };
+        metrics::counter!(crate::telemetry::names::MATCHES_MADE, "kind" => first.kind.as_str(), "opponent" => opponent)
+            .increment(1);
+        for (t, _) in &marked {
+            metrics::histogram!(crate::telemetry::names::TIME_TO_MATCH_SECONDS, "kind" => t.kind.as_str())
+                .record(policy::waited(t, now) as f64 / 1000.0);
+        }
+        let playing = PlayerState::Playing {
+            match_id: match_id.clone(),
+            since_ms: now_ms(),
+        };
+        let found = Notice::MatchFound(MatchFound {
+            match_id: match_id.clone(),
+            mode: new.mode.clone(),
+            kind: first.kind,
+            players,
+            bot,
+        });
+        for (t, matching) in &marked {
+            if let Ok(playing) = serde_json::to_string(&playing) {
+                let _ = self
+                    .store
+                    .swap(&t.player, Some(matching), Some(&playing), PLAYING_TTL_SECS)
+                    .await;
+            }
+            self.notify.notify(&t.player, &found).await;
+        }
+        true
+    }
+
+    /// `queued` (with this ticket) → `matching`; the `matching` state as
+    /// stored, or `None` if the player left.
+    async fn mark_matching(&self, t: &Ticket, now: u64) -> Option<String> {
+        let current = self.store.state(&t.player).await.ok()??;
+        match serde_json::from_str(&current) {
+            Ok(PlayerState::Queued { ticket_id, .. }) if ticket_id == t.ticket_id => {}
+            _ => return None,
+        }
+        let matching = serde_json::to_string(&PlayerState::Matching {
+            ticket_id: t.ticket_id.clone(),
+            since_ms: now,
+        })
+        .ok()?;
+        self.store
+            .swap(&t.player, Some(&current), Some(&matching), 0)
+            .await
+            .ok()?
+            .then_some(matching)
+    }
+
+    /// Puts tickets back with their original join time, their players back
+    /// to `queued`.
+    async fn requeue(&self, tickets: Vec<(Ticket, String)>) {
+        for (t, matching) in tickets {
+            let queued = PlayerState::Queued {
+                mode: t.mode.clone(),
+                kind: t.kind,
+                region: t.region.clone(),
+                ticket_id: t.ticket_id.clone(),
+                since_ms: t.joined_ms,
+            };
+            let Ok(queued) = serde_json::to_string(&queued) else {
+                continue;
+            };
+            if let Err(e) = self.enqueue(&t).await {
+                tracing::error!(player = %t.player, error = %e, "could not put a ticket back");
+                let _ = self.store.swap(&t.player, Some(&matching), None, 0).await;
+                continue;
+            }
+            if !matches!(
+                self.store
+                    .swap(&t.player, Some(&matching), Some(&queued), 0)
+                    .await,
+                Ok(true)
+            ) {
+                // The state moved on (it went stale and the player joined
+                // again): the old ticket must not stay.
+                let keys = QueueKeys::new(&t.mode, t.kind.as_str());
+                let _ = self
+                    .store
+                    .take(&keys, &[(&t.player, &t.ticket_id, &t.region)], now_ms())
+                    .await;
+            }
+        }
+    }
+
+    /// Leaves the player's queue. Returns the status after: `idle`, or
+    /// `matching`/`playing` if it was too late to leave.
+    pub async fn leave(&self, player: &str) -> Result<Status, MatchmakingError> {
+        check_player(player)?;
+        let Some(current) = self.store.state(player).await? else {
+            return Ok(Status::Idle);
+        };
+        let state: PlayerState = serde_json::from_str(&current)?;
+        let PlayerState::Queued {
+            mode,
+            kind,
+            region,
+            ticket_id,
+            ..
+        } = state
+        else {
+            return self.status(player).await;
+        };
+        // State first: a matcher that has taken the ticket meanwhile sees the
+        // player gone and puts the opponent back.
+        if !self.store.swap(player, Some(&current), None, 0).await? {
+            return self.status(player).await;
+        }
+        let keys = QueueKeys::new(&mode, kind.as_str());
+        self.store
+            .take(&keys, &[(player, &ticket_id, &region)], now_ms())
+            .await?;
+        Ok(Status::Idle)
+    }
+
+    /// What the player is doing.
+    pub async fn status(&self, player: &str) -> Result<Status, MatchmakingError> {
+        check_player(player)?;
+        let Some(current) = self.store.state(player).await? else {
+            return Ok(Status::Idle);
+        };
+        Ok(match serde_json::from_str(&current)? {
+            PlayerState::Queued {
+                mode,
+                kind,
+                region,
+                since_ms,
+                ..
+            } => {
+                let keys = QueueKeys::new(&mode, kind.as_str());
+                let at = self.store.position(&keys, player).await?;
+                let waited_ms = now_ms().saturating_sub(since_ms);
+                let estimate = at
+                    .avg_wait_ms
+                    .map_or(0, |avg| (avg as u64).saturating_sub(waited_ms));
+                let bot_by = match kind {
+                    QueueKind::Quick => self
+                        .policy
+                        .bot_after_ms
+                        .map(|b| b.saturating_sub(waited_ms)),
+                    QueueKind::Ranked => None,
+                };
+                Status::Queued {
+                    mode,
+                    kind,
+                    region,
+                    position: at.position.unwrap_or(0),
+                    queue_size: at.size,
+                    waited_ms,
+                    estimated_wait_ms: bot_by.map_or(estimate, |b| estimate.min(b)),
+                }
+            }
+            PlayerState::Matching { .. } => Status::Matching,
+            PlayerState::Playing { match_id, .. } => Status::Playing { match_id },
+        })
+    }
+
+    /// One periodic pass over every queue: pairs tickets whose windows have
+    /// widened enough, and gives bots to quick-queue tickets that waited long
+    /// enough. Returns the matches made.
+    pub async fn pass(&self) -> Result<usize, MatchmakingError> {
+        let mut made = 0;
+        for mode in &self.modes {
+            for kind in [QueueKind::Quick, QueueKind::Ranked] {
+                made += self.pass_queue(mode, kind).await?;
+            }
+        }
+        Ok(made)
+    }
+
+    async fn pass_queue(&self, mode: &str, kind: QueueKind) -> Result<usize, MatchmakingError> {
+        let keys = QueueKeys::new(mode, kind.as_str());
+        let waiting: Vec<Ticket> = self
+            .store
+            .waiting(&keys, PASS_LIMIT)
+            .await?
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let mut made = 0;
+        let mut paired = vec![false; waiting.len()];
+        for (i, j) in self.policy.pair_all(&waiting, now) {
+            paired[i] = true;
+            paired[j] = true;
+            if let Taken::All(pair) = self.take(&keys, &[&waiting[i], &waiting[j]]).await?
+                && self.make_match(pair, false).await
+            {
+                made += 1;
+            }
+        }
+        for (t, _) in waiting.iter().zip(&paired).filter(|(_, p)| !**p) {
+            if self.policy.wants_bot(t, now)
+                && let Taken::All(one) = self.take(&keys, &[t]).await?
+                && self.make_match(one, true).await
+            {
+                made += 1;
+            }
+        }
+        Ok(made)
+    }
+
+    /// How many tickets wait in a queue.
+    pub async fn queue_size(&self, keys: &QueueKeys) -> Result<u64, MatchmakingError> {
+        Ok(self.store.size(keys).await?)
+    }
+
+    /// A finished match, from the record stream: its players are free again,
+    /// and a ranked result moves their ratings (once per match).
+    pub async fn record_finished(
+        &self,
+        record: &crate::fair_dice::MatchRecord,
+    ) -> Result<(), MatchmakingError> {
+        self.match_ended(&record.match_id, &record.players).await?;
+        if record.ranked && record.bots.is_empty() {
+            self.ratings
+                .rate_match(&record.match_id, &record.mode, &record.standings)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A match ended: its players are free again.
+    pub async fn match_ended(
+        &self,
+        match_id: &str,
+        players: &[String],
+    ) -> Result<(), MatchmakingError> {
+        for player in players.iter().filter(|p| !p.starts_with(BOT_PREFIX)) {
+            let Some(current) = self.store.state(player).await? else {
+                continue;
+            };
+            if let Ok(PlayerState::Playing { match_id: m, .. }) = serde_json::from_str(&current)
+                && m == match_id
+            {
+                self.store.swap(player, Some(&current), None, 0).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Taken {
+    All(Vec<Ticket>),
+    None,
+}
+
+fn check_player(player: &str) -> Result<(), MatchmakingError> {
+    if player.is_empty() || player.len() > crate::matches::MAX_PLAYER_ID {
+        return Err(MatchmakingError::BadRequest(format!(
+            "player ids are 1 to {} bytes",
+            crate::matches::MAX_PLAYER_ID
+        )));
+    }
+    // One NATS subject token (their notifications) and never a bot's id.
+    if !player
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(MatchmakingError::BadRequest(
+            "player ids are letters, digits, '-' and '_'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` is a valid region or mode name (lowercase, digits, `-`).
+pub fn valid_region(name: &str) -> bool {
+    valid_name(name)
+}
