@@ -177,10 +177,8 @@ impl MatchHost {
     }
 
     /// When the turn of `turn` (a player id) times out, or, for a bot, when
-    /// it acts: after a short, human-like pause. Deadlines only move forward,
-    /// even for two actions in one millisecond: a deadline names its timer
-    /// firing, so two timers of one match must never share one.
-    fn deadline(&self, mode: &Mode, meta: &Meta, turn: Option<&str>, now: u64, before: u64) -> u64 {
+    /// it acts: after a short, human-like pause. Always in the future.
+    fn deadline(&self, mode: &Mode, meta: &Meta, turn: Option<&str>, now: u64) -> u64 {
         let bot = turn
             .and_then(|p| meta.seat_of(p))
             .is_some_and(|seat| meta.is_bot(seat));
@@ -192,7 +190,7 @@ impl MatchHost {
         } else {
             self.turn_time(mode)
         };
-        (now + wait).max(before + 1)
+        now + wait.max(1)
     }
 
     pub fn store(&self) -> &MatchStore {
@@ -261,7 +259,7 @@ impl MatchHost {
         let state = started.outcome.state.clone();
         let first = started.outcome.turn.clone();
         let (mut progress, events) = stored::begin(&meta, started.outcome, 0);
-        progress.deadline_ms = self.deadline(&mode, &meta, first.as_deref(), now, 0);
+        progress.deadline_ms = self.deadline(&mode, &meta, first.as_deref(), now);
         self.store
             .create(&NewMatch {
                 id: &match_id,
@@ -323,7 +321,7 @@ impl MatchHost {
         };
         let fingerprint = stored::player_request(&request.player, &request.request_id);
         let applied = self
-            .apply_with_retry(id, fingerprint, |live| {
+            .apply_with_retry(id, Some(fingerprint), |live| {
                 let (meta, progress) = (&live.meta, &live.progress);
                 let seat = meta.seat_of(&request.player).filter(|s| !meta.is_bot(*s));
                 let Some(seat) = seat else {
@@ -352,7 +350,7 @@ impl MatchHost {
         deadline_ms: u64,
     ) -> Result<Option<Applied>, MatchError> {
         let fired = self
-            .apply_with_retry(match_id, stored::timer_request(deadline_ms), |live| {
+            .apply_with_retry(match_id, None, |live| {
                 let progress = &live.progress;
                 let Some(seat) = progress.turn else {
                     return Ok(None);
@@ -403,18 +401,19 @@ impl MatchHost {
 
     /// Load → decide → call the mode → compare-and-set, retried on conflict.
     /// `decide` returns the actor's seat and the action (`None` = roll), or
-    /// `None` to do nothing (then so does this). A request applied before gets
-    /// its first reply.
+    /// `None` to do nothing (then so does this). A player's `request` applied
+    /// before gets its first reply; the host's own actions (`None`) rely on
+    /// compare-and-set alone.
     async fn apply_with_retry(
         &self,
         match_id: &str,
-        request: Fingerprint,
+        request: Option<Fingerprint>,
         decide: impl Fn(&Live) -> Result<Option<Decision>, MatchError>,
     ) -> Result<Option<Applied>, MatchError> {
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self
                 .store
-                .load(match_id, Some(request))
+                .load(match_id, request)
                 .await?
                 .ok_or_else(|| MatchError::UnknownMatch(match_id.to_owned()))?;
             if let Some(index) = loaded.applied_before {
@@ -424,6 +423,8 @@ impl MatchHost {
             let Some((seat, action)) = decide(&live)? else {
                 return Ok(None);
             };
+            let is_timer = request.is_none();
+            let request = request.unwrap_or(stored::timer_request(live.progress.actions));
             let mode = self.mode_of(&live.meta)?;
             let step = match &action {
                 None => Step::Roll {
@@ -442,13 +443,13 @@ impl MatchHost {
                 },
             };
             let now = now_ms();
-            let deadline = self.deadline(
-                &mode,
-                &live.meta,
-                acted.outcome.turn.as_deref(),
-                now,
-                live.progress.deadline_ms,
-            );
+            let mut deadline = self.deadline(&mode, &live.meta, acted.outcome.turn.as_deref(), now);
+            if is_timer {
+                // A timer fired (perhaps early, by hand): the next one must
+                // not carry its deadline, or a second host firing the old
+                // timer would find it still due.
+                deadline = deadline.max(live.progress.deadline_ms + 1);
+            }
             let entry = LogEntry {
                 seat,
                 action: Logged::from(&applied),

@@ -191,10 +191,12 @@ pub fn player_request(player: &str, request_id: &str) -> Fingerprint {
     fingerprint(&[b"player", player.as_bytes(), request_id.as_bytes()])
 }
 
-/// The fingerprint of the turn timer that expires at `deadline_ms`: every host
-/// firing it sends the same one, so it is applied once.
-pub fn timer_request(deadline_ms: u64) -> Fingerprint {
-    fingerprint(&[b"timer", &deadline_ms.to_be_bytes()])
+/// The fingerprint of a turn timer firing when the match has applied
+/// `actions` actions. Firing is exactly-once by compare-and-set (a second
+/// host firing the same timer loses the race, reloads and finds the turn moved
+/// on); the fingerprint only has to differ from every other action's.
+pub fn timer_request(actions: u64) -> Fingerprint {
+    fingerprint(&[b"timer", &actions.to_be_bytes()])
 }
 
 fn fingerprint(parts: &[&[u8]]) -> Fingerprint {

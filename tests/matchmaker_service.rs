@@ -1,0 +1,373 @@
+//! The matchmaker and the match host as NATS services, on real nats-server and
+//! redis-server processes: players queue over NATS and are told of their
+//! match on their notification subject; a lone quick player gets a bot that
+//! the host plays to the end; a ranked result moves ratings through the
+//! record stream; the host being down loses no ticket; bad input is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use dashdice::bus::{self, ErrorBody, Reply, endpoint, queue_endpoint};
+use dashdice::match_service;
+use dashdice::matches::{ActionReply, MatchHost, Snapshot};
+use dashdice::matchmaker_service::{self, NatsMatches, NatsNotify};
+use dashdice::matchmaking::{
+    MatchFound, Matchmaker, Notice, Policy, Rating, Ratings, RatingsStore, Status,
+};
+use dashdice::registry::ModeRegistry;
+use dashdice::runtime::{Limits, Runtime};
+use dashdice::store::MatchStore;
+use dashdice::store::queues::QueueStore;
+use dashdice_tests::servers::{NatsServer, RedisServer};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+struct System {
+    nats: NatsServer,
+    redis: RedisServer,
+    client: Client,
+}
+
+fn policy() -> Policy {
+    Policy {
+        bot_after_ms: Some(300),
+        ..Policy::default()
+    }
+}
+
+async fn start_host(nats: &NatsServer, redis: &RedisServer) {
+    let registry = Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    );
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    let mut host = MatchHost::new(registry, store);
+    host.bot_delay_ms = (10, 40);
+    tokio::spawn(match_service::run(client, host));
+}
+
+async fn start_matchmaker(nats: &NatsServer, redis: &RedisServer) {
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let store = QueueStore::connect(&redis.url()).await.expect("redis");
+    let mm = Matchmaker::new(
+        store,
+        policy(),
+        ["classic".to_owned(), "true-grit".to_owned()],
+        ["eu".to_owned(), "us".to_owned()],
+        NatsMatches {
+            client: client.clone(),
+        },
+        NatsNotify {
+            client: client.clone(),
+        },
+    );
+    tokio::spawn(matchmaker_service::run(client, mm));
+}
+
+/// Servers on free ports, a matchmaker and (if `host`) a match host.
+async fn system(host: bool) -> System {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    if host {
+        start_host(&nats, &redis).await;
+    }
+    start_matchmaker(&nats, &redis).await;
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    for _ in 0..250 {
+        let probe = client
+            .request(
+                bus::queue_request(queue_endpoint::STATUS),
+                r#"{"player":"probe"}"#.into(),
+            )
+            .await;
+        if probe.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    System {
+        nats,
+        redis,
+        client,
+    }
+}
+
+async fn ask<T: DeserializeOwned>(
+    client: &Client,
+    subject: String,
+    body: Vec<u8>,
+) -> Result<T, ErrorBody> {
+    let message = client.request(subject, body.into()).await.expect("a reply");
+    serde_json::from_slice::<Reply<T>>(&message.payload)
+        .expect("an envelope")
+        .into_result()
+}
+
+async fn queue<T: DeserializeOwned>(
+    client: &Client,
+    name: &str,
+    body: Value,
+) -> Result<T, ErrorBody> {
+    ask(
+        client,
+        bus::queue_request(name),
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+async fn host<T: DeserializeOwned>(
+    client: &Client,
+    name: &str,
+    body: Value,
+) -> Result<T, ErrorBody> {
+    ask(
+        client,
+        bus::match_request(name),
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+async fn notices(client: &Client, player: &str) -> async_nats::Subscriber {
+    let sub = client
+        .subscribe(bus::user_notify(player))
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    sub
+}
+
+async fn next_notice(sub: &mut async_nats::Subscriber) -> MatchFound {
+    let message = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("a notice in time")
+        .expect("subscription");
+    match serde_json::from_slice(&message.payload).expect("a notice") {
+        Notice::MatchFound(found) => found,
+    }
+}
+
+/// Waits until `player`'s status satisfies `done`.
+async fn wait_status(client: &Client, player: &str, done: impl Fn(&Status) -> bool) -> Status {
+    let mut last = Status::Idle;
+    for _ in 0..150 {
+        last = queue(client, queue_endpoint::STATUS, json!({"player": player}))
+            .await
+            .expect("status");
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{player}: still {last:?}");
+}
+
+#[tokio::test]
+async fn two_players_queue_over_nats_and_both_are_told_of_one_match() {
+    let sys = system(true).await;
+    let mut alice = notices(&sys.client, "alice").await;
+    let mut bob = notices(&sys.client, "bob").await;
+    let first: Status = queue(
+        &sys.client,
+        queue_endpoint::JOIN,
+        json!({"player": "alice", "mode": "classic", "kind": "ranked", "region": "eu"}),
+    )
+    .await
+    .expect("join");
+    assert!(matches!(first, Status::Queued { .. }), "{first:?}");
+    let second: Status = queue(
+        &sys.client,
+        queue_endpoint::JOIN,
+        json!({"player": "bob", "mode": "classic", "kind": "ranked", "region": "eu"}),
+    )
+    .await
+    .expect("join");
+    let Status::Playing { match_id } = second else {
+        panic!("matched at once: {second:?}");
+    };
+    let (a, b) = (next_notice(&mut alice).await, next_notice(&mut bob).await);
+    assert_eq!(a, b);
+    assert_eq!(a.match_id, match_id);
+    assert!(!a.bot);
+    let snapshot: Snapshot = host(&sys.client, endpoint::GET, json!({"match_id": match_id}))
+        .await
+        .expect("the match exists on the host");
+    let mut players = snapshot.players.clone();
+    players.sort();
+    assert_eq!(players, ["alice", "bob"]);
+    assert!(snapshot.ranked);
+}
+
+#[tokio::test]
+async fn a_lone_quick_player_gets_a_bot_that_plays_to_the_end() {
+    let sys = system(true).await;
+    let mut inbox = notices(&sys.client, "solo").await;
+    let joined: Status = queue(
+        &sys.client,
+        queue_endpoint::JOIN,
+        json!({"player": "solo", "mode": "classic", "kind": "quick", "region": "us"}),
+    )
+    .await
+    .expect("join");
+    assert!(matches!(joined, Status::Queued { .. }));
+    let found = next_notice(&mut inbox).await;
+    assert!(found.bot, "{found:?}");
+    let bot = found
+        .players
+        .iter()
+        .find(|p| *p != "solo")
+        .expect("an opponent")
+        .clone();
+    assert!(bot.starts_with("bot:"));
+    let id = found.match_id.clone();
+
+    // The human plays; the host plays the bot's turns on its own.
+    let mut n = 0;
+    let mut bot_acted = false;
+    loop {
+        let snapshot: Snapshot = host(&sys.client, endpoint::GET, json!({"match_id": id}))
+            .await
+            .expect("get");
+        if snapshot.finished {
+            let record = snapshot
+                .record()
+                .expect("the final view carries the record");
+            assert!(record.actions.iter().any(|a| a.actor == bot));
+            assert_eq!(record.bots, std::slice::from_ref(&bot));
+            break;
+        }
+        match snapshot.turn.as_deref() {
+            Some("solo") => {
+                n += 1;
+                assert!(n < 500, "the game ends");
+                let action = if snapshot.view["turn_score"].as_i64() >= Some(20) {
+                    "bank"
+                } else {
+                    "roll"
+                };
+                let body = json!({"match_id": id, "player": "solo", "request_id": format!("r{n}"), "action": action});
+                let reply: Result<ActionReply, _> = host(&sys.client, endpoint::ACT, body).await;
+                if let Err(e) = reply {
+                    assert_eq!(e.code, "not_your_turn", "{e:?}");
+                }
+            }
+            _ => {
+                bot_acted = true;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(bot_acted, "the bot had turns");
+    // Nobody may act for the bot.
+    let body = json!({"match_id": id, "player": bot, "request_id": "x", "action": "roll"});
+    let err = host::<ActionReply>(&sys.client, endpoint::ACT, body)
+        .await
+        .expect_err("not a player one can act as");
+    assert!(
+        ["not_a_player", "game_over"].contains(&err.code.as_str()),
+        "{err:?}"
+    );
+    // The record stream frees the player.
+    wait_status(&sys.client, "solo", |s| *s == Status::Idle).await;
+}
+
+#[tokio::test]
+async fn a_ranked_result_reaches_ratings_through_the_record_stream() {
+    let sys = system(true).await;
+    for p in ["ann", "ben"] {
+        queue::<Status>(
+            &sys.client,
+            queue_endpoint::JOIN,
+            json!({"player": p, "mode": "classic", "kind": "ranked", "region": "eu"}),
+        )
+        .await
+        .expect("join");
+    }
+    let Status::Playing { match_id } =
+        wait_status(&sys.client, "ann", |s| matches!(s, Status::Playing { .. })).await
+    else {
+        unreachable!()
+    };
+    let body =
+        json!({"match_id": match_id, "player": "ann", "request_id": "bye", "action": "forfeit"});
+    host::<ActionReply>(&sys.client, endpoint::ACT, body)
+        .await
+        .expect("forfeit");
+    wait_status(&sys.client, "ann", |s| *s == Status::Idle).await;
+    wait_status(&sys.client, "ben", |s| *s == Status::Idle).await;
+    let ratings = Ratings::new(QueueStore::connect(&sys.redis.url()).await.expect("redis"));
+    let mut ben = Rating::default();
+    for _ in 0..50 {
+        ben = ratings.get("ben", "classic").await.expect("rating");
+        if ben != Rating::default() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ann = ratings.get("ann", "classic").await.expect("rating");
+    assert!(
+        ben.rating > 1500.0 && ann.rating < 1500.0,
+        "ann {ann:?}, ben {ben:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_host_down_no_ticket_is_lost() {
+    let sys = system(false).await;
+    for p in ["x1", "x2"] {
+        let status: Status = queue(
+            &sys.client,
+            queue_endpoint::JOIN,
+            json!({"player": p, "mode": "classic", "kind": "ranked", "region": "eu"}),
+        )
+        .await
+        .expect("join");
+        assert!(matches!(status, Status::Queued { .. }), "{p}: {status:?}");
+    }
+    // The host comes up; the next pass makes the match.
+    start_host(&sys.nats, &sys.redis).await;
+    wait_status(&sys.client, "x1", |s| matches!(s, Status::Playing { .. })).await;
+    wait_status(&sys.client, "x2", |s| matches!(s, Status::Playing { .. })).await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_over_nats() {
+    let sys = system(false).await;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (queue_endpoint::JOIN, b"{not json".to_vec(), "bad_request"),
+        (queue_endpoint::JOIN, br#"{"player":"a"}"#.to_vec(), "bad_request"),
+        (
+            queue_endpoint::JOIN,
+            json!({"player": "a", "mode": "classic", "kind": "ranked", "region": "eu", "rating": 9000, "extra": 1})
+                .to_string()
+                .into_bytes(),
+            "bad_request",
+        ),
+        (
+            queue_endpoint::JOIN,
+            json!({"player": "a", "mode": "chess", "kind": "quick", "region": "eu"}).to_string().into_bytes(),
+            "unknown_mode",
+        ),
+        (
+            queue_endpoint::JOIN,
+            json!({"player": "a", "mode": "classic", "kind": "casual", "region": "eu"}).to_string().into_bytes(),
+            "bad_request",
+        ),
+        (queue_endpoint::LEAVE, b"[]".to_vec(), "bad_request"),
+        (queue_endpoint::STATUS, vec![b' '; 8 << 10], "too_large"),
+    ];
+    for (name, body, code) in cases {
+        let err = ask::<Value>(&sys.client, bus::queue_request(name), body)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code, code, "{name}: {}", err.message);
+    }
+    let status: Status = queue(&sys.client, queue_endpoint::STATUS, json!({"player": "a"}))
+        .await
+        .expect("status");
+    assert_eq!(status, Status::Idle, "nothing changed");
+}
