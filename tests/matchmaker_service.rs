@@ -371,3 +371,80 @@ async fn bad_requests_get_clear_errors_over_nats() {
         .expect("status");
     assert_eq!(status, Status::Idle, "nothing changed");
 }
+
+#[tokio::test]
+async fn every_role_works_with_only_its_own_permissions() {
+    let nats = NatsServer::start_with_project_config();
+    let redis = RedisServer::start();
+    let as_user = |user: &'static str| {
+        let url = nats.url();
+        async move {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), format!("{user}-dev"))
+                .connect(url)
+                .await
+                .expect("connect")
+        }
+    };
+    let registry = Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    );
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    tokio::spawn(match_service::run(
+        as_user("match-host").await,
+        MatchHost::new(registry, store),
+    ));
+    let mm_client = as_user("matchmaker").await;
+    let mm = Matchmaker::new(
+        QueueStore::connect(&redis.url()).await.expect("redis"),
+        policy(),
+        ["classic".to_owned()],
+        ["eu".to_owned()],
+        NatsMatches {
+            client: mm_client.clone(),
+        },
+        NatsNotify {
+            client: mm_client.clone(),
+        },
+    );
+    tokio::spawn(matchmaker_service::run(mm_client, mm));
+    let gateway = as_user("gateway").await;
+    let mut told = gateway
+        .subscribe("dd.user.*.notify")
+        .await
+        .expect("subscribe");
+    gateway.flush().await.expect("flush");
+    for _ in 0..250 {
+        let probe = gateway
+            .request(
+                bus::queue_request(queue_endpoint::STATUS),
+                r#"{"player":"probe"}"#.into(),
+            )
+            .await;
+        if probe.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for p in ["g1", "g2"] {
+        queue::<Status>(
+            &gateway,
+            queue_endpoint::JOIN,
+            json!({"player": p, "mode": "classic", "kind": "ranked", "region": "eu"}),
+        )
+        .await
+        .expect("join");
+    }
+    let found = next_notice(&mut told).await;
+    let snapshot: Snapshot = host(&gateway, endpoint::GET, json!({"match_id": found.match_id}))
+        .await
+        .expect("the gateway reads the match");
+    let player = snapshot.turn.clone().expect("turn");
+    let body = json!({"match_id": found.match_id, "player": player, "request_id": "f", "action": "forfeit"});
+    host::<ActionReply>(&gateway, endpoint::ACT, body)
+        .await
+        .expect("the gateway acts");
+    // The matchmaker reads the record stream as itself and frees both.
+    wait_status(&gateway, "g1", |s| *s == Status::Idle).await;
+    wait_status(&gateway, "g2", |s| *s == Status::Idle).await;
+}
