@@ -2,7 +2,8 @@
 //! redis-server processes: players queue over NATS and are told of their
 //! match on their notification subject; a lone quick player gets a bot that
 //! the host plays to the end; a ranked result moves ratings through the
-//! record stream; the host being down loses no ticket; bad input is refused.
+//! record stream; the host being down loses no ticket; bad input is refused;
+//! private matches by invite code and rematches of finished matches.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use dashdice::match_service;
 use dashdice::matches::{ActionReply, MatchHost, Snapshot};
 use dashdice::matchmaker_service::{self, NatsMatches, NatsNotify};
 use dashdice::matchmaking::{
-    MatchFound, Matchmaker, Notice, Policy, Rating, Ratings, RatingsStore, Status,
+    Invite, MatchFound, Matchmaker, Notice, Origin, Policy, PrivatePolicy, Rating, Ratings,
+    RatingsStore, RematchStatus, Status,
 };
 use dashdice::registry::ModeRegistry;
 use dashdice::runtime::{Limits, Runtime};
@@ -49,10 +51,10 @@ async fn start_host(nats: &NatsServer, redis: &RedisServer) {
     tokio::spawn(match_service::run(client, host));
 }
 
-async fn start_matchmaker(nats: &NatsServer, redis: &RedisServer) {
+async fn start_matchmaker(nats: &NatsServer, redis: &RedisServer, private: PrivatePolicy) {
     let client = async_nats::connect(nats.url()).await.expect("nats");
     let store = QueueStore::connect(&redis.url()).await.expect("redis");
-    let mm = Matchmaker::new(
+    let mut mm = Matchmaker::new(
         store,
         policy(),
         ["classic".to_owned(), "true-grit".to_owned()],
@@ -64,17 +66,23 @@ async fn start_matchmaker(nats: &NatsServer, redis: &RedisServer) {
             client: client.clone(),
         },
     );
+    mm.private = private;
     tokio::spawn(matchmaker_service::run(client, mm));
 }
 
 /// Servers on free ports, a matchmaker and (if `host`) a match host.
 async fn system(host: bool) -> System {
+    system_with(host, PrivatePolicy::default()).await
+}
+
+/// [`system`] with other code lifetimes and rematch windows.
+async fn system_with(host: bool, private: PrivatePolicy) -> System {
     let nats = NatsServer::start();
     let redis = RedisServer::start();
     if host {
         start_host(&nats, &redis).await;
     }
-    start_matchmaker(&nats, &redis).await;
+    start_matchmaker(&nats, &redis, private).await;
     let client = async_nats::connect(nats.url()).await.expect("nats");
     for _ in 0..250 {
         let probe = client
@@ -141,13 +149,18 @@ async fn notices(client: &Client, player: &str) -> async_nats::Subscriber {
     sub
 }
 
-async fn next_notice(sub: &mut async_nats::Subscriber) -> MatchFound {
+async fn next_any_notice(sub: &mut async_nats::Subscriber) -> Notice {
     let message = tokio::time::timeout(Duration::from_secs(10), sub.next())
         .await
         .expect("a notice in time")
         .expect("subscription");
-    match serde_json::from_slice(&message.payload).expect("a notice") {
+    serde_json::from_slice(&message.payload).expect("a notice")
+}
+
+async fn next_notice(sub: &mut async_nats::Subscriber) -> MatchFound {
+    match next_any_notice(sub).await {
         Notice::MatchFound(found) => found,
+        other => panic!("expected a match found, got {other:?}"),
     }
 }
 
@@ -447,4 +460,361 @@ async fn every_role_works_with_only_its_own_permissions() {
     // The matchmaker reads the record stream as itself and frees both.
     wait_status(&gateway, "g1", |s| *s == Status::Idle).await;
     wait_status(&gateway, "g2", |s| *s == Status::Idle).await;
+}
+
+/// A private match between `host_player` and `guest` in `mode`, made over
+/// NATS; its id.
+async fn private_match(sys: &System, host_player: &str, guest: &str, mode: &str) -> String {
+    let invite: Invite = queue(
+        &sys.client,
+        queue_endpoint::PRIVATE_CREATE,
+        json!({"player": host_player, "mode": mode}),
+    )
+    .await
+    .expect("a code");
+    let joined: Status = queue(
+        &sys.client,
+        queue_endpoint::PRIVATE_JOIN,
+        json!({"player": guest, "code": invite.code}),
+    )
+    .await
+    .expect("join");
+    let Status::Playing { match_id } = joined else {
+        panic!("{joined:?}");
+    };
+    match_id
+}
+
+/// Ends `match_id` by `player`'s forfeit and waits until the record has
+/// freed both players.
+async fn forfeit(sys: &System, match_id: &str, player: &str, other: &str) {
+    let body =
+        json!({"match_id": match_id, "player": player, "request_id": "bye", "action": "forfeit"});
+    host::<ActionReply>(&sys.client, endpoint::ACT, body)
+        .await
+        .expect("forfeit");
+    wait_status(&sys.client, player, |s| *s == Status::Idle).await;
+    wait_status(&sys.client, other, |s| *s == Status::Idle).await;
+}
+
+#[tokio::test]
+async fn a_private_code_over_nats_makes_one_match_on_the_host() {
+    let sys = system(true).await;
+    let mut alice = notices(&sys.client, "alice").await;
+    let mut bob = notices(&sys.client, "bob").await;
+    let invite: Invite = queue(
+        &sys.client,
+        queue_endpoint::PRIVATE_CREATE,
+        json!({"player": "alice", "mode": "true-grit"}),
+    )
+    .await
+    .expect("a code");
+    assert_eq!(invite.mode, "true-grit");
+    let status: Status = queue(
+        &sys.client,
+        queue_endpoint::STATUS,
+        json!({"player": "alice"}),
+    )
+    .await
+    .expect("status");
+    assert_eq!(
+        status,
+        Status::Hosting {
+            code: invite.code.clone(),
+            mode: "true-grit".into(),
+            expires_ms: invite.expires_ms,
+        }
+    );
+    let joined: Status = queue(
+        &sys.client,
+        queue_endpoint::PRIVATE_JOIN,
+        json!({"player": "bob", "code": invite.code.to_lowercase()}),
+    )
+    .await
+    .expect("join");
+    let Status::Playing { match_id } = joined else {
+        panic!("{joined:?}");
+    };
+    let (a, b) = (next_notice(&mut alice).await, next_notice(&mut bob).await);
+    assert_eq!(a, b);
+    assert_eq!(a.match_id, match_id);
+    assert_eq!(a.origin, Origin::Invite);
+    assert_eq!(a.players, ["alice", "bob"]);
+    assert!(!a.bot);
+    let snapshot: Snapshot = host(&sys.client, endpoint::GET, json!({"match_id": match_id}))
+        .await
+        .expect("the match exists on the host");
+    assert_eq!(snapshot.players, ["alice", "bob"]);
+    assert_eq!(snapshot.mode, "true-grit");
+    assert!(!snapshot.ranked && snapshot.bots.is_empty());
+    // A second guest is refused.
+    let err = queue::<Status>(
+        &sys.client,
+        queue_endpoint::PRIVATE_JOIN,
+        json!({"player": "carol", "code": invite.code}),
+    )
+    .await
+    .expect_err("used");
+    assert_eq!(err.code, "code_used", "{}", err.message);
+    let carol: Status = queue(
+        &sys.client,
+        queue_endpoint::STATUS,
+        json!({"player": "carol"}),
+    )
+    .await
+    .expect("status");
+    assert_eq!(carol, Status::Idle);
+}
+
+#[tokio::test]
+async fn private_code_refusals_over_nats_change_nothing() {
+    let sys = system_with(
+        true,
+        PrivatePolicy {
+            code_ttl_ms: 2_000,
+            ..PrivatePolicy::default()
+        },
+    )
+    .await;
+    let status = |player: &'static str| {
+        let client = sys.client.clone();
+        async move {
+            queue::<Status>(&client, queue_endpoint::STATUS, json!({"player": player}))
+                .await
+                .expect("status")
+        }
+    };
+    // An expired code.
+    let short: Invite = queue(
+        &sys.client,
+        queue_endpoint::PRIVATE_CREATE,
+        json!({"player": "early", "mode": "classic"}),
+    )
+    .await
+    .expect("a code");
+    assert!(matches!(status("early").await, Status::Hosting { .. }));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let err = queue::<Status>(
+        &sys.client,
+        queue_endpoint::PRIVATE_JOIN,
+        json!({"player": "late", "code": short.code}),
+    )
+    .await
+    .expect_err("expired");
+    assert_eq!(err.code, "unknown_code", "{}", err.message);
+    assert_eq!(status("late").await, Status::Idle);
+    assert_eq!(status("early").await, Status::Idle);
+
+    // Queued → no code; hosting → no queue; one's own code; malformed.
+    queue::<Status>(
+        &sys.client,
+        queue_endpoint::JOIN,
+        json!({"player": "q", "mode": "classic", "kind": "ranked", "region": "eu"}),
+    )
+    .await
+    .expect("join");
+    let err = queue::<Invite>(
+        &sys.client,
+        queue_endpoint::PRIVATE_CREATE,
+        json!({"player": "q", "mode": "classic"}),
+    )
+    .await
+    .expect_err("queued");
+    assert_eq!(err.code, "already_queued", "{}", err.message);
+    assert!(matches!(status("q").await, Status::Queued { .. }));
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            queue_endpoint::PRIVATE_CREATE,
+            json!({"player": "h", "mode": "chess"}),
+            "unknown_mode",
+        ),
+        (
+            queue_endpoint::PRIVATE_CREATE,
+            json!({"player": "h", "mode": "classic", "kind": "quick"}),
+            "bad_request",
+        ),
+        (
+            queue_endpoint::PRIVATE_JOIN,
+            json!({"player": "h", "code": "0OIL1"}),
+            "bad_request",
+        ),
+        (
+            queue_endpoint::PRIVATE_JOIN,
+            json!({"player": "h"}),
+            "bad_request",
+        ),
+        (
+            queue_endpoint::REMATCH,
+            json!({"player": "h", "match_id": "nothing-ended"}),
+            "rematch_expired",
+        ),
+        (
+            queue_endpoint::REMATCH,
+            json!({"player": "h", "match": "x"}),
+            "bad_request",
+        ),
+    ];
+    for (name, body, code) in cases {
+        let err = queue::<Value>(&sys.client, name, body.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code, code, "{name} {body}: {}", err.message);
+    }
+    assert_eq!(status("h").await, Status::Idle);
+
+    // With a long-lived code: hosting excludes queueing, and one's own code
+    // is refused.
+    let long = system(true).await;
+    let invite: Invite = queue(
+        &long.client,
+        queue_endpoint::PRIVATE_CREATE,
+        json!({"player": "h", "mode": "classic"}),
+    )
+    .await
+    .expect("a code");
+    let err = queue::<Status>(
+        &long.client,
+        queue_endpoint::JOIN,
+        json!({"player": "h", "mode": "classic", "kind": "quick", "region": "eu"}),
+    )
+    .await
+    .expect_err("hosting");
+    assert_eq!(err.code, "hosting", "{}", err.message);
+    let err = queue::<Status>(
+        &long.client,
+        queue_endpoint::PRIVATE_JOIN,
+        json!({"player": "h", "code": invite.code}),
+    )
+    .await
+    .expect_err("own code");
+    assert_eq!(err.code, "own_code", "{}", err.message);
+    let h: Status = queue(&long.client, queue_endpoint::STATUS, json!({"player": "h"}))
+        .await
+        .expect("status");
+    assert!(
+        matches!(&h, Status::Hosting { code, .. } if *code == invite.code),
+        "{h:?}"
+    );
+    // Leaving cancels the code.
+    let left: Status = queue(&long.client, queue_endpoint::LEAVE, json!({"player": "h"}))
+        .await
+        .expect("leave");
+    assert_eq!(left, Status::Idle);
+    let err = queue::<Status>(
+        &long.client,
+        queue_endpoint::PRIVATE_JOIN,
+        json!({"player": "g", "code": invite.code}),
+    )
+    .await
+    .expect_err("cancelled");
+    assert_eq!(err.code, "unknown_code", "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_rematch_over_nats_starts_a_new_match_after_a_real_one_ends() {
+    let sys = system(true).await;
+    let first = private_match(&sys, "ann", "ben", "true-grit").await;
+    let mut ann = notices(&sys.client, "ann").await;
+    let mut ben = notices(&sys.client, "ben").await;
+    forfeit(&sys, &first, "ann", "ben").await;
+
+    // A stranger cannot ask.
+    let err = queue::<RematchStatus>(
+        &sys.client,
+        queue_endpoint::REMATCH,
+        json!({"player": "cat", "match_id": first}),
+    )
+    .await
+    .expect_err("not a player");
+    assert_eq!(err.code, "not_in_match", "{}", err.message);
+
+    let offer: RematchStatus = queue(
+        &sys.client,
+        queue_endpoint::REMATCH,
+        json!({"player": "ben", "match_id": first}),
+    )
+    .await
+    .expect("offer");
+    assert!(
+        matches!(&offer, RematchStatus::Offered { match_id, .. } if *match_id == first),
+        "{offer:?}"
+    );
+    match next_any_notice(&mut ann).await {
+        Notice::RematchOffered { match_id, from, .. } => {
+            assert_eq!(match_id, first);
+            assert_eq!(from, "ben");
+        }
+        other => panic!("{other:?}"),
+    }
+    let accepted: RematchStatus = queue(
+        &sys.client,
+        queue_endpoint::REMATCH,
+        json!({"player": "ann", "match_id": first}),
+    )
+    .await
+    .expect("accept");
+    let RematchStatus::Started { match_id: second } = accepted else {
+        panic!("{accepted:?}");
+    };
+    assert_ne!(second, first);
+    let (a, b) = (next_notice(&mut ann).await, next_notice(&mut ben).await);
+    assert_eq!(a, b);
+    assert_eq!(a.match_id, second);
+    assert_eq!(a.origin, Origin::Rematch);
+    let snapshot: Snapshot = host(&sys.client, endpoint::GET, json!({"match_id": second}))
+        .await
+        .expect("the rematch exists on the host");
+    assert_eq!(snapshot.mode, "true-grit", "the same mode");
+    assert_eq!(snapshot.players, ["ann", "ben"]);
+    assert!(!snapshot.finished && !snapshot.ranked);
+    for p in ["ann", "ben"] {
+        let s: Status = queue(&sys.client, queue_endpoint::STATUS, json!({"player": p}))
+            .await
+            .expect("status");
+        assert_eq!(
+            s,
+            Status::Playing {
+                match_id: second.clone()
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rematch_after_the_window_is_refused_over_nats() {
+    // Long enough to offer once the end is heard, short enough to wait out.
+    let sys = system_with(
+        true,
+        PrivatePolicy {
+            rematch_window_ms: 3_000,
+            ..PrivatePolicy::default()
+        },
+    )
+    .await;
+    let first = private_match(&sys, "dee", "eve", "classic").await;
+    forfeit(&sys, &first, "eve", "dee").await;
+    let offer: RematchStatus = queue(
+        &sys.client,
+        queue_endpoint::REMATCH,
+        json!({"player": "dee", "match_id": first}),
+    )
+    .await
+    .expect("in the window");
+    assert!(matches!(offer, RematchStatus::Offered { .. }), "{offer:?}");
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let err = queue::<RematchStatus>(
+        &sys.client,
+        queue_endpoint::REMATCH,
+        json!({"player": "eve", "match_id": first}),
+    )
+    .await
+    .expect_err("too late");
+    assert_eq!(err.code, "rematch_expired", "{}", err.message);
+    for p in ["dee", "eve"] {
+        let s: Status = queue(&sys.client, queue_endpoint::STATUS, json!({"player": p}))
+            .await
+            .expect("status");
+        assert_eq!(s, Status::Idle, "{p}");
+    }
 }

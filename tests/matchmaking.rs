@@ -1,7 +1,7 @@
 //! The matchmaker's logic against a real redis-server: windows and regions
 //! that widen with wait, connection quality, idempotent joins, leaving,
-//! creation failures, ratings, and several matchmakers racing over one set of
-//! queues. The match host here is a recorder (the matchmaker reaches it
+//! creation failures, ratings, several matchmakers racing over one set of
+//! queues, private matches by invite code and rematches. The match host here is a recorder (the matchmaker reaches it
 //! through a trait); `matchmaker_service.rs` runs the real one over NATS.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,21 +9,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashdice::fair_dice::MatchRecord;
+use dashdice::fair_dice::{MatchRecord, RecordedAction};
+use dashdice::matches::now_ms;
 use dashdice::matchmaking::{
-    Connection, JoinRequest, Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify,
-    Policy, QueueKind, Rating, RatingsStore, Status,
+    CODE_ALPHABET, Connection, CreateInviteRequest, JoinInviteRequest, JoinRequest, MatchFound,
+    Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Origin, Policy, PrivatePolicy,
+    QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status,
 };
 use dashdice::store::queues::{QueueKeys, QueueStore};
-use dashdice_mode_sdk::{MatchResult, Standing};
+use dashdice_mode_sdk::{Action, MatchResult, Standing};
 use dashdice_tests::servers::RedisServer;
 
-/// Records the matches asked for; can be told to fail or to call matches over.
+/// Records the matches asked for; can be told to fail, to call matches over,
+/// or to hold finished matches' records.
 #[derive(Clone, Default)]
 struct Host {
     made: Arc<Mutex<Vec<(String, NewMatch)>>>,
     fail_next: Arc<AtomicUsize>,
     over: Arc<Mutex<Vec<String>>>,
+    records: Arc<Mutex<Vec<MatchRecord>>>,
 }
 
 impl Matches for Host {
@@ -49,6 +53,15 @@ impl Matches for Host {
                 .iter()
                 .any(|m| m == match_id),
         )
+    }
+
+    async fn finished_record(&self, match_id: &str) -> Option<MatchRecord> {
+        self.records
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|r| r.match_id == match_id)
+            .cloned()
     }
 }
 
@@ -534,6 +547,7 @@ async fn assert_consistent(mm: &Mm, host: &Host, players: &[String]) -> (usize, 
             }
             Status::Idle => assert!(ids.is_empty(), "{p} is idle but in {ids:?}"),
             Status::Matching => panic!("{p} is stuck matching"),
+            Status::Hosting { .. } => panic!("{p} never made a code"),
         }
     }
     let keys = QueueKeys::new("classic", "quick");
@@ -637,4 +651,892 @@ async fn leaving_while_being_matched_is_clean_either_way() {
             );
         }
     }
+}
+
+// ---- Private matches (invite codes) ----
+
+fn create(player: &str, mode: &str) -> CreateInviteRequest {
+    CreateInviteRequest {
+        player: player.into(),
+        mode: mode.into(),
+    }
+}
+
+fn join_code(player: &str, code: &str) -> JoinInviteRequest {
+    JoinInviteRequest {
+        player: player.into(),
+        code: code.into(),
+    }
+}
+
+fn rematch(player: &str, match_id: &str) -> RematchRequest {
+    RematchRequest {
+        player: player.into(),
+        match_id: match_id.into(),
+    }
+}
+
+async fn matchmaker_with(
+    redis: &RedisServer,
+    private: PrivatePolicy,
+    host: &Host,
+    inbox: &Inbox,
+) -> Mm {
+    let mut mm = matchmaker(redis, policy(), host, inbox).await;
+    mm.private = private;
+    mm
+}
+
+/// Everything told to `player`, in order.
+fn told(inbox: &Inbox, player: &str) -> Vec<Notice> {
+    inbox
+        .0
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(p, _)| p == player)
+        .map(|(_, n)| n.clone())
+        .collect()
+}
+
+fn found(inbox: &Inbox, player: &str) -> Vec<MatchFound> {
+    told(inbox, player)
+        .into_iter()
+        .filter_map(|n| match n {
+            Notice::MatchFound(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn code_of(status: &Status) -> Option<&str> {
+    match status {
+        Status::Hosting { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_private_code_brings_host_and_guest_into_one_unranked_match() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let before = now_ms();
+    let invite = mm
+        .create_invite(&create("alice", "zero-hour"))
+        .await
+        .expect("a code");
+    assert_eq!(invite.code.len(), 6, "{invite:?}");
+    assert!(
+        invite.code.bytes().all(|b| CODE_ALPHABET.contains(&b)),
+        "{invite:?}"
+    );
+    assert_eq!(invite.mode, "zero-hour");
+    assert!(invite.expires_ms >= before + 10 * 60_000, "{invite:?}");
+    assert_eq!(
+        mm.status("alice").await.expect("status"),
+        Status::Hosting {
+            code: invite.code.clone(),
+            mode: "zero-hour".into(),
+            expires_ms: invite.expires_ms,
+        }
+    );
+    // Asking again for the same mode answers the same code.
+    let again = mm
+        .create_invite(&create("alice", "zero-hour"))
+        .await
+        .expect("again");
+    assert_eq!(again, invite);
+
+    // The guest types it in lower case.
+    let joined = mm
+        .join_invite(&join_code("bob", &invite.code.to_lowercase()))
+        .await
+        .expect("join");
+    let match_id = playing(&joined).expect("playing").to_owned();
+    let made = host.made();
+    assert_eq!(made.len(), 1);
+    let (id, new) = &made[0];
+    assert_eq!(id, &match_id);
+    assert_eq!(new.mode, "zero-hour");
+    assert_eq!(new.players, ["alice", "bob"]);
+    assert!(!new.ranked && new.bots.is_empty(), "{new:?}");
+    for p in ["alice", "bob"] {
+        assert_eq!(
+            playing(&mm.status(p).await.expect("status")),
+            Some(match_id.as_str()),
+            "{p}"
+        );
+        let told = found(&inbox, p);
+        assert_eq!(told.len(), 1, "{p}: {told:?}");
+        assert_eq!(
+            told[0],
+            MatchFound {
+                match_id: match_id.clone(),
+                mode: "zero-hour".into(),
+                kind: QueueKind::Quick,
+                players: vec!["alice".into(), "bob".into()],
+                bot: false,
+                origin: Origin::Invite,
+            }
+        );
+    }
+    for kind in ["quick", "ranked"] {
+        assert_eq!(
+            mm.queue_size(&QueueKeys::new("zero-hour", kind))
+                .await
+                .expect("size"),
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_code_works_once_and_a_second_guest_is_refused() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let invite = mm
+        .create_invite(&create("alice", "classic"))
+        .await
+        .expect("code");
+    mm.join_invite(&join_code("bob", &invite.code))
+        .await
+        .expect("join");
+    let err = mm
+        .join_invite(&join_code("carol", &invite.code))
+        .await
+        .expect_err("used");
+    assert!(matches!(err, MatchmakingError::CodeUsed), "{err}");
+    assert_eq!(err.code(), "code_used");
+    assert_eq!(mm.status("carol").await.expect("status"), Status::Idle);
+    assert!(told(&inbox, "carol").is_empty());
+    assert_eq!(host.made().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guests_racing_for_one_code_make_one_match() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mut mms = Vec::new();
+    for _ in 0..3 {
+        mms.push(Arc::new(matchmaker(&redis, policy(), &host, &inbox).await));
+    }
+    let invite = mms[0]
+        .create_invite(&create("host-1", "classic"))
+        .await
+        .expect("code");
+    let guests: Vec<String> = (0..12).map(|i| format!("guest-{i}")).collect();
+    let tasks: Vec<_> = guests
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mm = mms[i % mms.len()].clone();
+            let request = join_code(g, &invite.code);
+            tokio::spawn(async move { mm.join_invite(&request).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (g, t) in guests.iter().zip(tasks) {
+        match t.await.expect("task") {
+            Ok(status) => winners.push((g.clone(), status)),
+            Err(e) => assert_eq!(e.code(), "code_used", "{g}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let made = host.made();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0].1.players,
+        ["host-1".to_owned(), winners[0].0.clone()]
+    );
+    for g in guests.iter().filter(|g| **g != winners[0].0) {
+        assert_eq!(mms[0].status(g).await.expect("status"), Status::Idle, "{g}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused_and_frees_its_host() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    // Long enough for the status check, short enough to wait out.
+    let private = PrivatePolicy {
+        code_ttl_ms: 1_000,
+        ..PrivatePolicy::default()
+    };
+    let mm = matchmaker_with(&redis, private, &host, &inbox).await;
+    let invite = mm
+        .create_invite(&create("alice", "classic"))
+        .await
+        .expect("code");
+    assert!(code_of(&mm.status("alice").await.expect("status")).is_some());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let err = mm
+        .join_invite(&join_code("bob", &invite.code))
+        .await
+        .expect_err("expired");
+    assert_eq!(err.code(), "unknown_code", "{err}");
+    assert_eq!(mm.status("bob").await.expect("status"), Status::Idle);
+    assert_eq!(
+        mm.status("alice").await.expect("status"),
+        Status::Idle,
+        "the host stops waiting with the code"
+    );
+    assert!(queued(
+        &mm.join(&join("alice", QueueKind::Ranked, "eu"))
+            .await
+            .expect("the host may queue")
+    ));
+    assert!(host.made().is_empty());
+    assert!(inbox.0.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn joining_ones_own_code_is_refused_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let invite = mm
+        .create_invite(&create("alice", "classic"))
+        .await
+        .expect("code");
+    let err = mm
+        .join_invite(&join_code("alice", &invite.code))
+        .await
+        .expect_err("own code");
+    assert!(matches!(err, MatchmakingError::OwnCode), "{err}");
+    assert_eq!(err.code(), "own_code");
+    assert_eq!(
+        code_of(&mm.status("alice").await.expect("status")),
+        Some(invite.code.as_str()),
+        "still waiting"
+    );
+    assert!(host.made().is_empty());
+    // The code still works for someone else.
+    let joined = mm
+        .join_invite(&join_code("bob", &invite.code))
+        .await
+        .expect("join");
+    assert!(playing(&joined).is_some());
+}
+
+#[tokio::test]
+async fn hosting_queueing_and_playing_exclude_each_other() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let ranked = QueueKeys::new("classic", "ranked");
+    let quick = QueueKeys::new("classic", "quick");
+
+    // Queued → no code.
+    mm.join(&join("q", QueueKind::Ranked, "eu"))
+        .await
+        .expect("join");
+    let err = mm
+        .create_invite(&create("q", "classic"))
+        .await
+        .expect_err("queued");
+    assert_eq!(err.code(), "already_queued", "{err}");
+    assert!(queued(&mm.status("q").await.expect("status")));
+    assert_eq!(mm.queue_size(&ranked).await.expect("size"), 1);
+
+    // Hosting → no queue, no other code, no joining another's code.
+    let h = mm
+        .create_invite(&create("h", "classic"))
+        .await
+        .expect("code");
+    let err = mm
+        .join(&join("h", QueueKind::Quick, "eu"))
+        .await
+        .expect_err("hosting");
+    assert!(
+        matches!(&err, MatchmakingError::Hosting(c) if *c == h.code),
+        "{err}"
+    );
+    assert_eq!(err.code(), "hosting");
+    assert_eq!(mm.queue_size(&quick).await.expect("size"), 0);
+    let err = mm
+        .create_invite(&create("h", "zero-hour"))
+        .await
+        .expect_err("one code at a time");
+    assert_eq!(err.code(), "hosting", "{err}");
+    let g = mm
+        .create_invite(&create("g", "classic"))
+        .await
+        .expect("code");
+    let err = mm
+        .join_invite(&join_code("h", &g.code))
+        .await
+        .expect_err("hosting");
+    assert_eq!(err.code(), "hosting", "{err}");
+    assert_eq!(
+        code_of(&mm.status("h").await.expect("status")),
+        Some(h.code.as_str())
+    );
+
+    // Playing → neither a code nor joining one.
+    let paired = mm
+        .join(&join("r", QueueKind::Ranked, "eu"))
+        .await
+        .expect("join");
+    let match_id = playing(&paired).expect("r meets q").to_owned();
+    for p in ["q", "r"] {
+        let err = mm
+            .create_invite(&create(p, "classic"))
+            .await
+            .expect_err("playing");
+        assert!(
+            matches!(&err, MatchmakingError::InMatch(m) if *m == match_id),
+            "{err}"
+        );
+        let err = mm
+            .join_invite(&join_code(p, &g.code))
+            .await
+            .expect_err("playing");
+        assert_eq!(err.code(), "in_match", "{err}");
+    }
+    assert_eq!(host.made().len(), 1, "only q and r's match");
+
+    // g's code was never taken by the refused guests.
+    let joined = mm
+        .join_invite(&join_code("x", &g.code))
+        .await
+        .expect("join");
+    assert!(playing(&joined).is_some());
+
+    // Leaving while hosting cancels the code.
+    assert_eq!(mm.leave("h").await.expect("leave"), Status::Idle);
+    let err = mm
+        .join_invite(&join_code("y", &h.code))
+        .await
+        .expect_err("cancelled");
+    assert_eq!(err.code(), "unknown_code", "{err}");
+    assert_eq!(mm.status("y").await.expect("status"), Status::Idle);
+    assert!(queued(
+        &mm.join(&join("h", QueueKind::Quick, "eu"))
+            .await
+            .expect("h may queue now")
+    ));
+}
+
+#[tokio::test]
+async fn bad_invite_input_gets_a_clear_error_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let invite = mm
+        .create_invite(&create("alice", "classic"))
+        .await
+        .expect("code");
+    for code in ["", "ABC", "ABCDEFG", "ABCDE0", "ABCDEI", "ABC-EF"] {
+        let err = mm
+            .join_invite(&join_code("bob", code))
+            .await
+            .expect_err("malformed");
+        assert_eq!(err.code(), "bad_request", "{code:?}: {err}");
+    }
+    // Well-formed, but nobody made it.
+    let other = if invite.code == "ABCDEF" {
+        "ABCDEG"
+    } else {
+        "ABCDEF"
+    };
+    let err = mm
+        .join_invite(&join_code("bob", other))
+        .await
+        .expect_err("unknown");
+    assert!(matches!(err, MatchmakingError::UnknownCode), "{err}");
+    assert!(!err.to_string().is_empty());
+    let err = mm
+        .join_invite(&join_code("bot:x", &invite.code))
+        .await
+        .expect_err("bad player");
+    assert_eq!(err.code(), "bad_request");
+    let err = mm
+        .create_invite(&create("bob", "poker"))
+        .await
+        .expect_err("unknown mode");
+    assert_eq!(err.code(), "unknown_mode");
+    let err = mm
+        .create_invite(&create("a b", "classic"))
+        .await
+        .expect_err("bad player");
+    assert_eq!(err.code(), "bad_request");
+    assert_eq!(mm.status("bob").await.expect("status"), Status::Idle);
+    assert_eq!(
+        code_of(&mm.status("alice").await.expect("status")),
+        Some(invite.code.as_str())
+    );
+    assert!(host.made().is_empty());
+    assert!(inbox.0.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_private_creation_keeps_the_code_for_a_retry() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let invite = mm
+        .create_invite(&create("alice", "classic"))
+        .await
+        .expect("code");
+    host.fail_next.store(1, Ordering::SeqCst);
+    let err = mm
+        .join_invite(&join_code("bob", &invite.code))
+        .await
+        .expect_err("the host is down");
+    assert_eq!(err.code(), "unavailable", "{err}");
+    assert_eq!(mm.status("bob").await.expect("status"), Status::Idle);
+    assert_eq!(
+        mm.status("alice").await.expect("status"),
+        Status::Hosting {
+            code: invite.code.clone(),
+            mode: "classic".into(),
+            expires_ms: invite.expires_ms,
+        },
+        "the host waits on the same code"
+    );
+    assert!(inbox.0.lock().expect("lock").is_empty());
+    let joined = mm
+        .join_invite(&join_code("bob", &invite.code))
+        .await
+        .expect("the retry works");
+    assert!(playing(&joined).is_some());
+    assert_eq!(host.made().len(), 1);
+}
+
+// ---- Rematch ----
+
+/// A finished match's record, its last action at `ended_ms`.
+fn finished(
+    match_id: &str,
+    mode: &str,
+    players: &[&str],
+    bots: &[&str],
+    ended_ms: u64,
+) -> MatchRecord {
+    MatchRecord {
+        match_id: match_id.into(),
+        mode: mode.into(),
+        mode_version: "00".repeat(32).parse().expect("hash"),
+        players: players.iter().map(|p| (*p).to_owned()).collect(),
+        options: String::new(),
+        created_ms: ended_ms.saturating_sub(60_000),
+        ranked: false,
+        bots: bots.iter().map(|p| (*p).to_owned()).collect(),
+        seed_hash: String::new(),
+        seed: String::new(),
+        actions: vec![RecordedAction {
+            actor: players[0].into(),
+            action: Action::Forfeit,
+            at_ms: Some(ended_ms),
+        }],
+        standings: vec![],
+    }
+}
+
+fn offered(status: &RematchStatus) -> bool {
+    matches!(status, RematchStatus::Offered { .. })
+}
+
+#[tokio::test]
+async fn a_rematch_agreed_in_the_window_starts_once_in_the_same_mode() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    // A ranked zero-hour match between alice and bob.
+    let mut a = join("alice", QueueKind::Ranked, "eu");
+    a.mode = "zero-hour".into();
+    let mut b = join("bob", QueueKind::Ranked, "eu");
+    b.mode = "zero-hour".into();
+    mm.join(&a).await.expect("join");
+    let first = playing(&mm.join(&b).await.expect("join"))
+        .expect("matched")
+        .to_owned();
+    let (_, original) = host.made()[0].clone();
+    let mut record = finished(
+        &first,
+        "zero-hour",
+        &original
+            .players
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &[],
+        now_ms(),
+    );
+    record.ranked = true;
+    mm.record_finished(&record).await.expect("ended");
+    assert_eq!(mm.status("alice").await.expect("status"), Status::Idle);
+    inbox.0.lock().expect("lock").clear();
+
+    let offer = mm
+        .offer_rematch(&rematch("alice", &first))
+        .await
+        .expect("offer");
+    let RematchStatus::Offered {
+        match_id,
+        expires_ms,
+    } = &offer
+    else {
+        panic!("{offer:?}");
+    };
+    assert_eq!(match_id, &first);
+    assert!(*expires_ms > now_ms(), "{offer:?}");
+    let to_bob = told(&inbox, "bob");
+    assert!(
+        matches!(&to_bob[..], [Notice::RematchOffered { match_id, from, .. }] if *match_id == first && from == "alice"),
+        "{to_bob:?}"
+    );
+    assert!(told(&inbox, "alice").is_empty());
+    // Offering again changes nothing and tells nobody twice.
+    assert!(offered(
+        &mm.offer_rematch(&rematch("alice", &first))
+            .await
+            .expect("again")
+    ));
+    assert_eq!(told(&inbox, "bob").len(), 1);
+    assert_eq!(host.made().len(), 1, "no match on one offer");
+
+    // Bob accepts.
+    let accepted = mm
+        .offer_rematch(&rematch("bob", &first))
+        .await
+        .expect("accept");
+    let RematchStatus::Started { match_id: second } = accepted else {
+        panic!("{accepted:?}");
+    };
+    assert_ne!(second, first);
+    let made = host.made();
+    assert_eq!(made.len(), 2);
+    let (id, new) = &made[1];
+    assert_eq!(id, &second);
+    assert_eq!(new.mode, "zero-hour", "the same mode");
+    assert_eq!(new.players, original.players, "the same seats");
+    assert!(!new.ranked && new.bots.is_empty(), "{new:?}");
+    for p in ["alice", "bob"] {
+        assert_eq!(
+            playing(&mm.status(p).await.expect("status")),
+            Some(second.as_str())
+        );
+        let f = found(&inbox, p);
+        assert_eq!(f.len(), 1, "{p}: {f:?}");
+        assert_eq!(f[0].match_id, second);
+        assert_eq!(f[0].origin, Origin::Rematch);
+        assert_eq!(f[0].mode, "zero-hour");
+    }
+    // It started once: a later offer, or the record again, makes nothing new.
+    assert_eq!(
+        mm.offer_rematch(&rematch("alice", &first))
+            .await
+            .expect("again"),
+        RematchStatus::Started {
+            match_id: second.clone()
+        }
+    );
+    mm.record_finished(&record).await.expect("redelivered");
+    assert_eq!(
+        mm.offer_rematch(&rematch("bob", &first))
+            .await
+            .expect("again"),
+        RematchStatus::Started {
+            match_id: second.clone()
+        }
+    );
+    assert_eq!(host.made().len(), 2);
+}
+
+#[tokio::test]
+async fn a_rematch_after_the_window_is_refused() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let private = PrivatePolicy {
+        rematch_window_ms: 1_000,
+        ..PrivatePolicy::default()
+    };
+    let mm = matchmaker_with(&redis, private, &host, &inbox).await;
+    mm.record_finished(&finished(
+        "m-late",
+        "classic",
+        &["alice", "bob"],
+        &[],
+        now_ms(),
+    ))
+    .await
+    .expect("ended");
+    assert!(offered(
+        &mm.offer_rematch(&rematch("alice", "m-late"))
+            .await
+            .expect("in the window")
+    ));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let err = mm
+        .offer_rematch(&rematch("bob", "m-late"))
+        .await
+        .expect_err("too late");
+    assert!(
+        matches!(&err, MatchmakingError::RematchExpired(m) if m == "m-late"),
+        "{err}"
+    );
+    assert_eq!(err.code(), "rematch_expired");
+
+    // A record that arrives after its window (it ended long ago) opens none.
+    let long_ago = now_ms() - 10 * 60_000;
+    mm.record_finished(&finished(
+        "m-old",
+        "classic",
+        &["alice", "bob"],
+        &[],
+        long_ago,
+    ))
+    .await
+    .expect("ended");
+    let err = mm
+        .offer_rematch(&rematch("alice", "m-old"))
+        .await
+        .expect_err("closed");
+    assert_eq!(err.code(), "rematch_expired");
+    let err = mm
+        .offer_rematch(&rematch("alice", "never-played"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), "rematch_expired");
+    assert!(host.made().is_empty());
+    for p in ["alice", "bob"] {
+        assert_eq!(mm.status(p).await.expect("status"), Status::Idle);
+        assert!(found(&inbox, p).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_rematch_by_a_stranger_or_a_busy_player_is_refused() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    mm.record_finished(&finished(
+        "m-x",
+        "classic",
+        &["alice", "bob"],
+        &[],
+        now_ms(),
+    ))
+    .await
+    .expect("ended");
+    let err = mm
+        .offer_rematch(&rematch("carol", "m-x"))
+        .await
+        .expect_err("not a player");
+    assert!(matches!(err, MatchmakingError::NotInMatch { .. }), "{err}");
+    assert_eq!(err.code(), "not_in_match");
+    assert!(inbox.0.lock().expect("lock").is_empty(), "nobody told");
+    for bad in ["", "m x", "m}x"] {
+        let err = mm
+            .offer_rematch(&rematch("alice", bad))
+            .await
+            .expect_err("bad id");
+        assert_eq!(err.code(), "bad_request", "{bad:?}");
+    }
+
+    // Bob queues again; alice offers; bob cannot accept while queued.
+    mm.join(&join("bob", QueueKind::Quick, "eu"))
+        .await
+        .expect("join");
+    assert!(offered(
+        &mm.offer_rematch(&rematch("alice", "m-x"))
+            .await
+            .expect("offer")
+    ));
+    let err = mm
+        .offer_rematch(&rematch("bob", "m-x"))
+        .await
+        .expect_err("queued");
+    assert_eq!(err.code(), "already_queued", "{err}");
+    assert!(
+        queued(&mm.status("bob").await.expect("status")),
+        "still queued"
+    );
+    assert!(host.made().is_empty());
+
+    // Bob leaves the queue; now alice is busy (hosting): bob's accept is
+    // refused, and alice's code is untouched.
+    assert_eq!(mm.leave("bob").await.expect("leave"), Status::Idle);
+    let invite = mm
+        .create_invite(&create("alice", "classic"))
+        .await
+        .expect("code");
+    let err = mm
+        .offer_rematch(&rematch("bob", "m-x"))
+        .await
+        .expect_err("alice is busy");
+    assert!(
+        matches!(&err, MatchmakingError::OpponentBusy(p) if p == "alice"),
+        "{err}"
+    );
+    assert_eq!(err.code(), "opponent_busy");
+    assert_eq!(mm.status("bob").await.expect("status"), Status::Idle);
+    assert_eq!(
+        code_of(&mm.status("alice").await.expect("status")),
+        Some(invite.code.as_str())
+    );
+    assert!(host.made().is_empty());
+
+    // Once both are free, the accept works: alice's offer stood throughout.
+    assert_eq!(mm.leave("alice").await.expect("leave"), Status::Idle);
+    let started = mm
+        .offer_rematch(&rematch("bob", "m-x"))
+        .await
+        .expect("accept");
+    assert!(
+        matches!(started, RematchStatus::Started { .. }),
+        "{started:?}"
+    );
+    assert_eq!(host.made().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rematch_of_a_bot_match_starts_on_the_humans_offer_with_a_new_bot() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    mm.record_finished(&finished(
+        "m-bot",
+        "classic",
+        &["solo", "bot:old"],
+        &["bot:old"],
+        now_ms(),
+    ))
+    .await
+    .expect("ended");
+    let started = mm
+        .offer_rematch(&rematch("solo", "m-bot"))
+        .await
+        .expect("offer");
+    let RematchStatus::Started { match_id } = started else {
+        panic!("bots always agree: {started:?}");
+    };
+    let made = host.made();
+    assert_eq!(made.len(), 1);
+    let (id, new) = &made[0];
+    assert_eq!(id, &match_id);
+    assert_eq!(new.players.len(), 2);
+    assert_eq!(new.players[0], "solo", "the same seats");
+    assert!(new.players[1].starts_with("bot:") && new.players[1] != "bot:old");
+    assert_eq!(new.bots, [new.players[1].clone()]);
+    assert!(!new.ranked);
+    let f = found(&inbox, "solo");
+    assert!(
+        f.len() == 1 && f[0].bot && f[0].origin == Origin::Rematch,
+        "{f:?}"
+    );
+    let err = mm
+        .offer_rematch(&rematch("bot:old", "m-bot"))
+        .await
+        .expect_err("nobody speaks for a bot");
+    assert_eq!(err.code(), "bad_request");
+}
+
+#[tokio::test]
+async fn a_failed_rematch_creation_withdraws_only_the_accept() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    mm.record_finished(&finished(
+        "m-f",
+        "classic",
+        &["alice", "bob"],
+        &[],
+        now_ms(),
+    ))
+    .await
+    .expect("ended");
+    assert!(offered(
+        &mm.offer_rematch(&rematch("alice", "m-f"))
+            .await
+            .expect("offer")
+    ));
+    host.fail_next.store(1, Ordering::SeqCst);
+    let err = mm
+        .offer_rematch(&rematch("bob", "m-f"))
+        .await
+        .expect_err("the host is down");
+    assert_eq!(err.code(), "unavailable", "{err}");
+    for p in ["alice", "bob"] {
+        assert_eq!(mm.status(p).await.expect("status"), Status::Idle, "{p}");
+        assert!(found(&inbox, p).is_empty());
+    }
+    let started = mm
+        .offer_rematch(&rematch("bob", "m-f"))
+        .await
+        .expect("retry");
+    assert!(
+        matches!(started, RematchStatus::Started { .. }),
+        "{started:?}"
+    );
+    assert_eq!(host.made().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rematch_offered_before_the_record_arrives_opens_from_the_host() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    mm.join(&join("alice", QueueKind::Quick, "eu"))
+        .await
+        .expect("join");
+    let first = playing(
+        &mm.join(&join("bob", QueueKind::Quick, "eu"))
+            .await
+            .expect("join"),
+    )
+    .expect("matched")
+    .to_owned();
+    let players: Vec<String> = host.made()[0].1.players.clone();
+    let names: Vec<&str> = players.iter().map(String::as_str).collect();
+    // The match is over on the host; the record stream has not said so yet.
+    host.over.lock().expect("lock").push(first.clone());
+    host.records
+        .lock()
+        .expect("lock")
+        .push(finished(&first, "classic", &names, &[], now_ms()));
+    assert_eq!(
+        playing(&mm.status("alice").await.expect("status")),
+        Some(first.as_str())
+    );
+    assert!(offered(
+        &mm.offer_rematch(&rematch("alice", &first))
+            .await
+            .expect("offer")
+    ));
+    let started = mm
+        .offer_rematch(&rematch("bob", &first))
+        .await
+        .expect("accept");
+    let RematchStatus::Started { match_id: second } = started else {
+        panic!("{started:?}");
+    };
+    // The record arrives late: it neither frees them from the rematch nor
+    // opens a second one.
+    mm.record_finished(&finished(&first, "classic", &names, &[], now_ms()))
+        .await
+        .expect("late record");
+    for p in ["alice", "bob"] {
+        assert_eq!(
+            playing(&mm.status(p).await.expect("status")),
+            Some(second.as_str())
+        );
+    }
+    assert_eq!(host.made().len(), 2);
+    // A match the host finished long ago stays closed.
+    host.records.lock().expect("lock").push(finished(
+        "m-old",
+        "classic",
+        &["alice", "bob"],
+        &[],
+        now_ms() - 10 * 60_000,
+    ));
+    let err = mm
+        .offer_rematch(&rematch("alice", "m-old"))
+        .await
+        .expect_err("closed");
+    assert_eq!(err.code(), "rematch_expired");
 }

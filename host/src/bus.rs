@@ -17,7 +17,10 @@
 //! | `dd.queue.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinRequest`](crate::matchmaking::JoinRequest) → [`Status`](crate::matchmaking::Status) |
 //! | `dd.queue.leave` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
 //! | `dd.queue.status` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
-//! | `dd.user.<player>.notify` | pub/sub | gateways | [`Notice`](crate::matchmaking::Notice), e.g. match found |
+//! | `dd.queue.private.create` | request/reply, queue group `matchmaker` | matchmakers | [`CreateInviteRequest`](crate::matchmaking::CreateInviteRequest) `{"player","mode"}` → [`Invite`](crate::matchmaking::Invite) `{"code","mode","expires_ms"}` |
+//! | `dd.queue.private.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinInviteRequest`](crate::matchmaking::JoinInviteRequest) `{"player","code"}` → `Status` (`playing`) |
+//! | `dd.queue.rematch` | request/reply, queue group `matchmaker` | matchmakers | [`RematchRequest`](crate::matchmaking::RematchRequest) `{"player","match_id"}` → [`RematchStatus`](crate::matchmaking::RematchStatus) (`offered` or `started`) |
+//! | `dd.user.<player>.notify` | pub/sub | gateways | [`Notice`](crate::matchmaking::Notice): match found, rematch offered |
 //!
 //! Every reply is an envelope: `{"ok": <payload>}` or
 //! `{"error": {"code": "not_your_turn", "message": "..."}}`.
@@ -96,6 +99,12 @@ pub mod queue_endpoint {
     pub const JOIN: &str = "join";
     pub const LEAVE: &str = "leave";
     pub const STATUS: &str = "status";
+    /// Make an invite code to a private match.
+    pub const PRIVATE_CREATE: &str = "private.create";
+    /// Join a private match by its code.
+    pub const PRIVATE_JOIN: &str = "private.join";
+    /// Offer or accept a rematch of a finished match.
+    pub const REMATCH: &str = "rematch";
 }
 
 /// The full subject of a matchmaker endpoint, e.g. `dd.queue.join`.
@@ -214,6 +223,10 @@ mod tests {
     fn subjects_and_envelopes() {
         assert_eq!(match_request(endpoint::ACT), "dd.match.act");
         assert_eq!(match_events("abc"), "dd.match.abc.events");
+        assert_eq!(
+            queue_request(queue_endpoint::PRIVATE_JOIN),
+            "dd.queue.private.join"
+        );
         let ok = serde_json::to_string(&Reply::Ok(1)).unwrap();
         assert_eq!(ok, r#"{"ok":1}"#);
         let err = serde_json::to_string(&Reply::<()>::error("x", "y")).unwrap();

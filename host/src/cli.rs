@@ -41,6 +41,40 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Send tickets to the matchmakers that answer there at a steady rate,
+    /// with a realistic mix of ratings, regions and connections, and report
+    /// tickets matched per second, time to match, and Redis bytes per ticket.
+    Matchmaker {
+        #[arg(long, default_value_t = 100_000)]
+        tickets: usize,
+        /// Tickets arriving per second.
+        #[arg(long, default_value_t = 20_000.0)]
+        rate: f64,
+        #[arg(long, default_value = "classic")]
+        mode: String,
+        /// `quick` or `ranked` (ranked matches on stored ratings, which
+        /// are all 1500 for the bench's fresh players).
+        #[arg(long, default_value = "quick")]
+        kind: String,
+        /// Seconds to wait after the last arrival for the periodic pass.
+        #[arg(long, default_value_t = 6)]
+        drain_seconds: u64,
+        /// Answer match creation in the bench itself, to measure the
+        /// matchmaker alone (run no match host then).
+        #[arg(long)]
+        stub_host: bool,
+        /// Seeds the ticket mix (and names the players).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The share of poor connections (two never meet); 1 makes every
+        /// ticket wait, to measure memory per waiting ticket.
+        #[arg(long, default_value_t = 0.05)]
+        poor_share: f64,
+        #[command(flatten)]
+        connections: Connections,
+        #[arg(long)]
+        json: bool,
+    },
     /// Drive concurrent matches over NATS against the match hosts that answer
     /// there (start one with `dashdice match-host`), and report actions/s,
     /// latency and Redis bytes per live match.
@@ -163,6 +197,12 @@ pub struct PolicyArgs {
     /// Quick queues give a bot after this wait (ms); 0 = never.
     #[arg(long, env = "DASHDICE_BOT_AFTER_MS", default_value_t = 5_000)]
     pub bot_after_ms: u64,
+    /// An invite code works this long (ms).
+    #[arg(long, default_value_t = 600_000)]
+    pub code_ttl_ms: u64,
+    /// After a match, a rematch may be agreed this long (ms).
+    #[arg(long, default_value_t = 30_000)]
+    pub rematch_window_ms: u64,
 }
 
 impl From<&PolicyArgs> for crate::matchmaking::Policy {
@@ -375,6 +415,56 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Matchmaker {
+            tickets,
+            rate,
+            mode,
+            kind,
+            drain_seconds,
+            stub_host,
+            seed,
+            poor_share,
+            connections,
+            json,
+        }) => {
+            let kind = match kind.as_str() {
+                "ranked" => crate::matchmaking::QueueKind::Ranked,
+                "quick" => crate::matchmaking::QueueKind::Quick,
+                other => {
+                    return Err(CliError::Service(format!(
+                        "--kind {other:?}: expected ranked or quick"
+                    )));
+                }
+            };
+            let tokio = tokio::runtime::Runtime::new()?;
+            let report = tokio.block_on(async {
+                let (client, store) = connections.open("dashdice-bench").await?;
+                let bar = ProgressBar::with_draw_target(
+                    Some(tickets as u64),
+                    ProgressDrawTarget::stderr(),
+                );
+                let options = crate::bench::matchmaker::Options {
+                    tickets,
+                    rate,
+                    mode,
+                    kind,
+                    drain: std::time::Duration::from_secs(drain_seconds),
+                    stub_host,
+                    seed,
+                    poor_share,
+                };
+                crate::bench::matchmaker::matchmaker(client, store, &options, bar)
+                    .await
+                    .map_err(|e| CliError::Service(e.to_string()))
+            })?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", report.render())?;
+            }
+            Ok(())
+        }
         Command::Match(MatchCommand::Verify { record, mode }) => {
             let text = read(&record)?;
             let parsed =
@@ -496,7 +586,7 @@ fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
         let store = crate::store::queues::QueueStore::connect(&c.redis_url)
             .await
             .map_err(|e| c.redis_error(e))?;
-        let matchmaker = crate::matchmaking::Matchmaker::new(
+        let mut matchmaker = crate::matchmaking::Matchmaker::new(
             store,
             (&args.policy).into(),
             modes,
@@ -508,6 +598,10 @@ fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
                 client: nats.clone(),
             },
         );
+        matchmaker.private = crate::matchmaking::PrivatePolicy {
+            code_ttl_ms: args.policy.code_ttl_ms,
+            rematch_window_ms: args.policy.rematch_window_ms,
+        };
         tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "matchmaker serving");
         tokio::select! {
             served = crate::matchmaker_service::run(nats, matchmaker) => {

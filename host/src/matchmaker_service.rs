@@ -1,7 +1,8 @@
 //! The matchmaker role: serves [`Matchmaker`] on NATS as a micro service
-//! (`dd.queue.join|leave|status`), runs the periodic pass that widens windows
+//! (`dd.queue.join|leave|status`, `dd.queue.private.create|join` for private
+//! matches by invite code, `dd.queue.rematch`), runs the periodic pass that widens windows
 //! and fills quick queues with bots, and reads finished matches' records from
-//! JetStream to free their players and update ratings.
+//! JetStream to free their players, update ratings and open rematch windows.
 //!
 //! Stateless: any number run side by side in one queue group; tickets live in
 //! Redis and are claimed atomically, so two matchmakers never pair one ticket.
@@ -22,8 +23,8 @@ use crate::bus::{self, Reply, endpoint, queue_endpoint};
 use crate::fair_dice::MatchRecord;
 use crate::matches::{CreateMatch, Snapshot};
 use crate::matchmaking::{
-    JoinRequest, Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, PlayerRequest,
-    QueueKind,
+    CreateInviteRequest, JoinInviteRequest, JoinRequest, Matches, Matchmaker, MatchmakingError,
+    NewMatch, Notice, Notify, PlayerRequest, QueueKind, RematchRequest,
 };
 use crate::store::queues::QueueKeys;
 use crate::telemetry::names;
@@ -102,6 +103,18 @@ impl Matches for NatsMatches {
             _ => None,
         }
     }
+
+    async fn finished_record(&self, match_id: &str) -> Option<MatchRecord> {
+        let body = serde_json::to_vec(&bus::MatchIdRequest {
+            match_id: match_id.to_owned(),
+        })
+        .ok()?;
+        match host_request::<Snapshot>(&self.client, endpoint::GET, body).await {
+            // The final view carries the record.
+            Ok(Ok(snapshot)) if snapshot.finished => snapshot.record(),
+            _ => None,
+        }
+    }
 }
 
 /// Players' notification subjects.
@@ -150,7 +163,9 @@ pub async fn run(
         .map_err(nats_error)?;
     let service = client
         .service_builder()
-        .description("DashDice matchmaker: queues, skill and region windows, bots")
+        .description(
+            "DashDice matchmaker: queues, skill and region windows, bots, invite codes, rematches",
+        )
         .queue_group(bus::MATCHMAKER_QUEUE_GROUP)
         .start(bus::MATCHMAKER_SERVICE, env!("CARGO_PKG_VERSION"))
         .await
@@ -162,6 +177,9 @@ pub async fn run(
         queue_endpoint::JOIN,
         queue_endpoint::LEAVE,
         queue_endpoint::STATUS,
+        queue_endpoint::PRIVATE_CREATE,
+        queue_endpoint::PRIVATE_JOIN,
+        queue_endpoint::REMATCH,
     ] {
         let mut requests = group.endpoint(name).await.map_err(nats_error)?;
         let matchmaker = matchmaker.clone();
@@ -214,6 +232,18 @@ async fn handle(name: &str, payload: &[u8], mm: &NatsMatchmaker) -> (Bytes, &'st
         },
         queue_endpoint::STATUS => match decode::<PlayerRequest>(payload) {
             Ok(req) => respond(mm.status(&req.player).await),
+            Err(e) => e,
+        },
+        queue_endpoint::PRIVATE_CREATE => match decode::<CreateInviteRequest>(payload) {
+            Ok(req) => respond(mm.create_invite(&req).await),
+            Err(e) => e,
+        },
+        queue_endpoint::PRIVATE_JOIN => match decode::<JoinInviteRequest>(payload) {
+            Ok(req) => respond(mm.join_invite(&req).await),
+            Err(e) => e,
+        },
+        queue_endpoint::REMATCH => match decode::<RematchRequest>(payload) {
+            Ok(req) => respond(mm.offer_rematch(&req).await),
             Err(e) => e,
         },
         other => refuse("unknown_endpoint", other),
@@ -275,8 +305,8 @@ async fn passes(mm: Arc<NatsMatchmaker>) {
     }
 }
 
-/// Finished matches, from the record stream: free the players and, for a
-/// ranked match, update ratings. Each record is acknowledged once handled,
+/// Finished matches, from the record stream: free the players, open the
+/// rematch window and, for a ranked match, update ratings. Each record is acknowledged once handled,
 /// so a matchmaker dying mid-way leaves it for another.
 async fn finished_matches(consumer: jetstream::consumer::PullConsumer, mm: Arc<NatsMatchmaker>) {
     loop {

@@ -43,8 +43,9 @@ pub mod names {
     pub const QUEUE_REQUEST_SECONDS: &str = "dashdice_queue_request_seconds";
     /// Gauge: tickets waiting, by `mode` and `kind`.
     pub const QUEUE_TICKETS: &str = "dashdice_queue_tickets";
-    /// Counter of matches the matchmaker made, by `kind` and `opponent`
-    /// (`human` or `bot`).
+    /// Counter of matches the matchmaker made, by `kind` (`quick`, `ranked`,
+    /// or for private matches and rematches `invite`, `rematch`) and
+    /// `opponent` (`human` or `bot`).
     pub const MATCHES_MADE: &str = "dashdice_matchmaker_matches_total";
     /// Histogram (seconds): how long tickets waited before their match.
     pub const TIME_TO_MATCH_SECONDS: &str = "dashdice_matchmaker_wait_seconds";

@@ -82,6 +82,28 @@ impl Default for Policy {
     }
 }
 
+/// How long private matches and rematches stay open. Apart from [`Policy`]
+/// because they concern players who chose each other, not pairing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivatePolicy {
+    /// An invite code works this long after it is made (ms); the host waits
+    /// at most this long.
+    pub code_ttl_ms: u64,
+    /// After a match ends, its players may agree to a rematch for this long
+    /// (ms, from the end as the host recorded it).
+    pub rematch_window_ms: u64,
+}
+
+impl Default for PrivatePolicy {
+    /// Ten minutes to share a code; thirty seconds to ask for a rematch.
+    fn default() -> Self {
+        PrivatePolicy {
+            code_ttl_ms: 10 * 60_000,
+            rematch_window_ms: 30_000,
+        }
+    }
+}
+
 /// How far from its own rating a ticket will accept an opponent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Window {
@@ -138,11 +160,22 @@ impl Policy {
         regions
     }
 
+    /// Whether `ticket` accepts opponents from `region` now (what
+    /// [`regions`](Self::regions) lists, without building the list).
+    fn accepts_region(&self, ticket: &Ticket, region: &str, now_ms: u64) -> bool {
+        region == ticket.region
+            || (waited(ticket, now_ms) >= self.other_regions_after_ms
+                && ticket
+                    .latency_ms
+                    .get(region)
+                    .is_some_and(|ms| *ms <= self.max_latency_ms))
+    }
+
     /// Whether `a`, as things stand at `now_ms`, would play `b`.
     fn accepts(&self, a: &Ticket, b: &Ticket, now_ms: u64) -> bool {
         let distance = (a.rating - b.rating).abs();
         self.window(a.kind, waited(a, now_ms)).contains(distance)
-            && self.regions(a, now_ms).contains(&b.region)
+            && self.accepts_region(a, &b.region, now_ms)
     }
 
     /// Whether `a` and `b` may be paired now: same queue, different players,

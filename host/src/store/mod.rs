@@ -383,6 +383,24 @@ impl MatchStore {
         Ok(())
     }
 
+    /// Bytes Redis uses for these keys in all (MEMORY USAGE; missing keys
+    /// count 0). For benchmarks.
+    pub async fn memory_usage_of(&self, keys: &[String]) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0);
+        }
+        let sizes: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(sizes.into_iter().flatten().sum())
+    }
+
     /// Bytes Redis uses for one match: MEMORY USAGE of its hash plus its
     /// entry in the shard's timer set (estimated as the set's usage divided
     /// by its size).

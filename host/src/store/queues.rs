@@ -13,8 +13,10 @@
 //! | `mm:{mm:<mode>:<kind>}:wait` | zset | player → joined (ms): order of waiting, position | none |
 //! | `mm:{mm:<mode>:<kind>}:rating:<region>` | zset | player → rating: the window search | none |
 //! | `mm:{mm:<mode>:<kind>}:stats` | hash | `avg_wait_ms`, a moving average, for estimates | none |
-//! | `mm:player:{<player>}` | string | the player's state (JSON): queued, matching or playing | while playing: a safety net of a day |
+//! | `mm:player:{<player>}` | string | the player's state (JSON): queued, hosting, matching or playing | while hosting: the code's; while playing: a safety net of a day |
 //! | `mm:rating:{<player>}` | hash | mode → rating (JSON: Glicko-2 rating, deviation, volatility) | none |
+//! | `mm:code:{<CODE>}` | hash | an invite code: `host`, `mode`, `created_ms`, `expires_ms`, and `guest` once claimed | the code's lifetime (10 min by default) |
+//! | `mm:rematch:{<match_id>}` | hash | a finished match's rematch slot: `mode`, `players`, `bots`, `humans` (JSON arrays), `ended_ms`, `offer:<player>` (ms) per offer, `starting` (a token) while one caller makes the match, `match_id` once made | the rest of the rematch window (30 s from the end by default) |
 //!
 //! ## Concurrency
 //!
@@ -25,6 +27,18 @@
 //! The state key and the queue sit in different slots, so the matchmaker
 //! orders its steps so that a crash between them leaves nothing worse than a
 //! stale state, which the next join recognises by its age and replaces.
+//!
+//! An invite code is claimed by one script ([`QueueStore::claim_invite`]):
+//! the first guest sets `guest`, every later one finds it set. A rematch is
+//! started by one script ([`QueueStore::offer_rematch`]): the offer that
+//! completes the agreement also marks the slot `starting`, so exactly one
+//! caller makes the new match, and [`QueueStore::settle_rematch`] records
+//! its id (or withdraws that offer if the match could not be made).
+//! Malformed invite or rematch records (never written by this code) read as
+//! absent.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
@@ -67,6 +81,74 @@ pub fn rating_key(player: &str) -> String {
     format!("mm:rating:{{{player}}}")
 }
 
+/// An invite code's key, hash-tagged by the code (a normalised code).
+pub fn invite_key(code: &str) -> String {
+    format!("mm:code:{{{code}}}")
+}
+
+/// A finished match's rematch slot, hash-tagged by the match id.
+pub fn rematch_key(match_id: &str) -> String {
+    format!("mm:rematch:{{{match_id}}}")
+}
+
+/// An invite code as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredInvite {
+    pub host: String,
+    pub mode: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    /// The guest who claimed it, if one has.
+    pub guest: Option<String>,
+}
+
+/// What claiming an invite code found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InviteClaim {
+    /// It is the caller's now (its `guest` is the caller).
+    Claimed(StoredInvite),
+    /// Another guest claimed it first.
+    Used,
+    /// It expired, was cancelled, or never existed.
+    Gone,
+}
+
+/// A finished match's rematch slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRematch {
+    pub mode: String,
+    /// Every player of the finished match, in its order.
+    pub players: Vec<String>,
+    /// Which of `players` were bots.
+    pub bots: Vec<String>,
+    /// The players who must agree (the humans).
+    pub humans: Vec<String>,
+    pub ended_ms: u64,
+    /// Who has offered so far.
+    pub offered: Vec<String>,
+    /// The rematch, once made.
+    pub match_id: Option<String>,
+}
+
+/// What an offer did ([`QueueStore::offer_rematch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RematchOffer {
+    /// The window closed (or the match is unknown).
+    Expired,
+    /// The rematch was made already: its id.
+    Started(String),
+    /// Another caller is making the rematch right now.
+    Starting,
+    /// The caller was not a human player of the match.
+    Stranger,
+    /// The offer stands (`new`: it was not made before); others must agree
+    /// within `ttl_ms`.
+    Offered { new: bool, ttl_ms: u64 },
+    /// Everyone agreed and the caller's token holds the slot: make the match,
+    /// then [`QueueStore::settle_rematch`].
+    Start,
+}
+
 /// A ticket as the store sees it: who, which region, the JSON to keep.
 #[derive(Clone, Debug)]
 pub struct StoredTicket<'a> {
@@ -96,6 +178,13 @@ pub struct QueueStore {
     candidates: Script,
     waiting: Script,
     swap: Script,
+    invite_create: Script,
+    invite_claim: Script,
+    invite_release: Script,
+    invite_cancel: Script,
+    rematch_open: Script,
+    rematch_offer: Script,
+    rematch_settle: Script,
 }
 
 fn span(op: &'static str) -> tracing::Span {
@@ -124,6 +213,13 @@ impl QueueStore {
             candidates: Script::new(include_str!("queues/candidates.lua")),
             waiting: Script::new(include_str!("queues/waiting.lua")),
             swap: Script::new(include_str!("queues/swap.lua")),
+            invite_create: Script::new(include_str!("queues/invite_create.lua")),
+            invite_claim: Script::new(include_str!("queues/invite_claim.lua")),
+            invite_release: Script::new(include_str!("queues/invite_release.lua")),
+            invite_cancel: Script::new(include_str!("queues/invite_cancel.lua")),
+            rematch_open: Script::new(include_str!("queues/rematch_open.lua")),
+            rematch_offer: Script::new(include_str!("queues/rematch_offer.lua")),
+            rematch_settle: Script::new(include_str!("queues/rematch_settle.lua")),
         })
     }
 
@@ -137,20 +233,23 @@ impl QueueStore {
     }
 
     /// Replaces the player's state if it is still `expected` (`None` =
-    /// absent); `new` = `None` deletes it. Returns whether it was replaced.
+    /// absent); `new` = `None` deletes it; `ttl` = `None` keeps the new state
+    /// until it is replaced. Returns whether it was replaced.
     pub async fn swap(
         &self,
         player: &str,
         expected: Option<&str>,
         new: Option<&str>,
-        ttl_secs: u64,
+        ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        // At least 1 ms: 0 would mean "no expiry".
+        let ttl_ms = ttl.map_or(0, |t| (t.as_millis() as u64).max(1));
         let replaced: i64 = self
             .swap
             .key(player_key(player))
             .arg(expected.unwrap_or(""))
             .arg(new.unwrap_or(""))
-            .arg(ttl_secs)
+            .arg(ttl_ms)
             .invoke_async(&mut self.conn.clone())
             .instrument(span("player_swap"))
             .await?;
@@ -197,12 +296,13 @@ impl QueueStore {
             .await?)
     }
 
-    /// Tickets rated within `[lo, hi]` in each of `regions`, up to `limit` per
-    /// region (JSON).
+    /// The tickets rated nearest to `at` within `[lo, hi]` in each of
+    /// `regions`: up to `limit` above and `limit` below, per region (JSON).
     pub async fn candidates(
         &self,
         keys: &QueueKeys,
         regions: &[String],
+        at: f64,
         (lo, hi): (f64, f64),
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
@@ -211,7 +311,7 @@ impl QueueStore {
         for region in regions {
             call.key(keys.rating(region));
         }
-        call.arg(bound(lo)).arg(bound(hi)).arg(limit);
+        call.arg(bound(lo)).arg(bound(hi)).arg(limit).arg(bound(at));
         Ok(call
             .invoke_async(&mut self.conn.clone())
             .instrument(span("candidates"))
@@ -299,4 +399,201 @@ impl QueueStore {
             .await?;
         Ok(set.is_some())
     }
+
+    /// Stores a new invite code that expires at `invite.expires_ms` (after
+    /// `ttl`); `false` if the code exists (draw another).
+    pub async fn create_invite(
+        &self,
+        code: &str,
+        invite: &StoredInvite,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let created: i64 = self
+            .invite_create
+            .key(invite_key(code))
+            .arg(&invite.host)
+            .arg(&invite.mode)
+            .arg(invite.created_ms)
+            .arg(invite.expires_ms)
+            .arg((ttl.as_millis() as u64).max(1))
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("invite_create"))
+            .await?;
+        Ok(created == 1)
+    }
+
+    /// The invite code, if it exists.
+    pub async fn invite(&self, code: &str) -> Result<Option<StoredInvite>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(invite_key(code))
+            .query_async(&mut self.conn.clone())
+            .instrument(span("invite"))
+            .await?;
+        Ok(invite_from(&fields))
+    }
+
+    /// Claims the invite code for `guest`, atomically: one guest per code.
+    pub async fn claim_invite(&self, code: &str, guest: &str) -> Result<InviteClaim, StoreError> {
+        let reply: Vec<String> = self
+            .invite_claim
+            .key(invite_key(code))
+            .arg(guest)
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("invite_claim"))
+            .await?;
+        Ok(match reply.as_slice() {
+            [tag, host, mode, created, expires] if tag == "claimed" => {
+                InviteClaim::Claimed(StoredInvite {
+                    host: host.clone(),
+                    mode: mode.clone(),
+                    created_ms: created.parse().unwrap_or(0),
+                    expires_ms: expires.parse().unwrap_or(0),
+                    guest: Some(guest.to_owned()),
+                })
+            }
+            [tag] if tag == "used" => InviteClaim::Used,
+            _ => InviteClaim::Gone,
+        })
+    }
+
+    /// Gives back a code `guest` claimed; `false` if it was not theirs.
+    pub async fn release_invite(&self, code: &str, guest: &str) -> Result<bool, StoreError> {
+        let released: i64 = self
+            .invite_release
+            .key(invite_key(code))
+            .arg(guest)
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("invite_release"))
+            .await?;
+        Ok(released == 1)
+    }
+
+    /// Deletes the code if `host` made it; `false` if not (or it is gone).
+    pub async fn cancel_invite(&self, code: &str, host: &str) -> Result<bool, StoreError> {
+        let cancelled: i64 = self
+            .invite_cancel
+            .key(invite_key(code))
+            .arg(host)
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("invite_cancel"))
+            .await?;
+        Ok(cancelled == 1)
+    }
+
+    /// Opens a finished match's rematch slot for `ttl`; `false` if it was
+    /// open already (the record came twice).
+    pub async fn open_rematch(
+        &self,
+        match_id: &str,
+        slot: &StoredRematch,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let opened: i64 = self
+            .rematch_open
+            .key(rematch_key(match_id))
+            .arg(&slot.mode)
+            .arg(json(&slot.players))
+            .arg(json(&slot.bots))
+            .arg(json(&slot.humans))
+            .arg(slot.ended_ms)
+            .arg((ttl.as_millis() as u64).max(1))
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("rematch_open"))
+            .await?;
+        Ok(opened == 1)
+    }
+
+    /// A match's rematch slot, if its window is open.
+    pub async fn rematch(&self, match_id: &str) -> Result<Option<StoredRematch>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(rematch_key(match_id))
+            .query_async(&mut self.conn.clone())
+            .instrument(span("rematch"))
+            .await?;
+        Ok(rematch_from(&fields))
+    }
+
+    /// `player` offers a rematch of `match_id`; if that completes the
+    /// agreement, `token` now holds the slot ([`RematchOffer::Start`]).
+    pub async fn offer_rematch(
+        &self,
+        match_id: &str,
+        player: &str,
+        now_ms: u64,
+        token: &str,
+    ) -> Result<RematchOffer, StoreError> {
+        let reply: Vec<String> = self
+            .rematch_offer
+            .key(rematch_key(match_id))
+            .arg(player)
+            .arg(now_ms)
+            .arg(token)
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("rematch_offer"))
+            .await?;
+        Ok(match reply.as_slice() {
+            [tag, id] if tag == "started" => RematchOffer::Started(id.clone()),
+            [tag] if tag == "starting" => RematchOffer::Starting,
+            [tag] if tag == "stranger" => RematchOffer::Stranger,
+            [tag, new, ttl] if tag == "offered" => RematchOffer::Offered {
+                new: new == "1",
+                ttl_ms: ttl.parse().unwrap_or(0),
+            },
+            [tag] if tag == "start" => RematchOffer::Start,
+            _ => RematchOffer::Expired,
+        })
+    }
+
+    /// Ends the start `token` holds: `Some(id)` = the rematch was made,
+    /// `None` = it could not be, and `accepter`'s offer is withdrawn.
+    /// Returns `false` if the token no longer holds the slot.
+    pub async fn settle_rematch(
+        &self,
+        match_id: &str,
+        token: &str,
+        made: Option<&str>,
+        accepter: &str,
+    ) -> Result<bool, StoreError> {
+        let settled: i64 = self
+            .rematch_settle
+            .key(rematch_key(match_id))
+            .arg(token)
+            .arg(made.unwrap_or(""))
+            .arg(accepter)
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("rematch_settle"))
+            .await?;
+        Ok(settled == 1)
+    }
+}
+
+fn invite_from(fields: &HashMap<String, String>) -> Option<StoredInvite> {
+    let number = |name: &str| fields.get(name).and_then(|v| v.parse().ok());
+    Some(StoredInvite {
+        host: fields.get("host")?.clone(),
+        mode: fields.get("mode")?.clone(),
+        created_ms: number("created_ms")?,
+        expires_ms: number("expires_ms")?,
+        guest: fields.get("guest").cloned(),
+    })
+}
+
+fn rematch_from(fields: &HashMap<String, String>) -> Option<StoredRematch> {
+    let list = |name: &str| -> Option<Vec<String>> { serde_json::from_str(fields.get(name)?).ok() };
+    let humans = list("humans")?;
+    let offered = humans
+        .iter()
+        .filter(|p| fields.contains_key(&format!("offer:{p}")))
+        .cloned()
+        .collect();
+    Some(StoredRematch {
+        mode: fields.get("mode")?.clone(),
+        players: list("players")?,
+        bots: list("bots")?,
+        humans,
+        ended_ms: fields.get("ended_ms")?.parse().ok()?,
+        offered,
+        match_id: fields.get("match_id").cloned(),
+    })
 }

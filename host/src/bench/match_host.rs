@@ -207,12 +207,7 @@ pub async fn match_host(
     progress.finish_and_clear();
     let mut t = tally.lock().await;
     t.latencies_us.sort_unstable();
-    let at = |q: f64| -> u64 {
-        if t.latencies_us.is_empty() {
-            return 0;
-        }
-        u64::from(t.latencies_us[((t.latencies_us.len() - 1) as f64 * q).round() as usize])
-    };
+    let at = |q: f64| super::quantile(&t.latencies_us, q);
     let sample: Vec<String> = t.live.iter().take(200).cloned().collect();
     let mut bytes = 0;
     for id in &sample {

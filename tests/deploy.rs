@@ -1,0 +1,57 @@
+//! The Kubernetes manifests: the NATS configuration they ship is the
+//! project's, and the kustomization renders every role with its own NATS user.
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+}
+
+#[test]
+fn the_cluster_runs_the_projects_nats_configuration() {
+    let project = std::fs::read(root().join("nats/nats-server.conf")).expect("nats config");
+    let shipped = std::fs::read(root().join("k8s/nats-server.conf")).expect("k8s copy");
+    assert!(
+        project == shipped,
+        "k8s/nats-server.conf must be a copy of nats/nats-server.conf (kustomize cannot read \
+         files outside k8s/): cp nats/nats-server.conf k8s/"
+    );
+}
+
+#[test]
+fn the_kustomization_renders_every_role() {
+    let Ok(out) = Command::new("kubectl")
+        .args(["kustomize", "k8s"])
+        .current_dir(root())
+        .output()
+    else {
+        eprintln!("SKIPPED LOUDLY: kubectl is not installed, so k8s/ was not rendered");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize k8s failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).expect("utf-8");
+    for (role, user) in [("match-host", "match-host"), ("matchmaker", "matchmaker")] {
+        assert!(
+            yaml.contains(&format!("- args:\n        - {role}\n")),
+            "{role} runs its role"
+        );
+        assert!(
+            yaml.contains(&format!(
+                "- name: DASHDICE_NATS_USER\n          value: {user}\n"
+            )),
+            "{role} connects as {user}"
+        );
+    }
+    assert!(yaml.contains("namespace: dashdice"));
+    assert!(
+        yaml.contains("nats-server.conf: |"),
+        "the NATS config is shipped"
+    );
+}
