@@ -58,7 +58,7 @@ async fn start_matchmaker(nats: &NatsServer, redis: &RedisServer, private: Priva
         store,
         policy(),
         ["classic".to_owned(), "true-grit".to_owned()],
-        ["eu".to_owned(), "us".to_owned()],
+        ["eu".to_owned(), "us".to_owned(), "ap".to_owned()],
         NatsMatches {
             client: client.clone(),
         },
@@ -817,4 +817,37 @@ async fn a_rematch_after_the_window_is_refused_over_nats() {
             .expect("status");
         assert_eq!(s, Status::Idle, "{p}");
     }
+}
+
+#[tokio::test]
+async fn the_bench_sends_tickets_and_measures() {
+    let sys = system(true).await;
+    let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
+    let options = dashdice::bench::matchmaker::Options {
+        tickets: 200,
+        rate: 1_000.0,
+        mode: "classic".into(),
+        kind: dashdice::matchmaking::QueueKind::Quick,
+        drain: Duration::from_secs(3),
+        stub_host: false,
+        seed: 42,
+        poor_share: 0.05,
+    };
+    let report = dashdice::bench::matchmaker::matchmaker(
+        sys.client.clone(),
+        store,
+        &options,
+        indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .expect("bench");
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(report.tickets, 200);
+    assert!(report.matched_tickets >= 100, "{report:?}");
+    assert!(report.immediate > 0 && report.immediate_us_p99 >= report.immediate_us_p50);
+    assert_eq!(
+        report.matched_tickets + report.waiting_at_end,
+        200,
+        "every ticket is matched or waiting"
+    );
 }
