@@ -163,6 +163,59 @@ pub enum Reply<T> {
     Error(ErrorBody),
 }
 
+/// An encoded reply, and its outcome for metrics and spans: `ok` or the
+/// error's stable code.
+pub type Answer = (bytes::Bytes, &'static str);
+
+impl<T: Serialize> Reply<T> {
+    /// The reply as sent. (Encoding these plain types cannot fail; if it
+    /// ever did, the client still gets a well-formed `internal` error.)
+    pub fn encode(&self) -> bytes::Bytes {
+        serde_json::to_vec(self)
+            .map(bytes::Bytes::from)
+            .unwrap_or_else(|e| {
+                bytes::Bytes::from(format!(
+                    r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#
+                ))
+            })
+    }
+}
+
+/// A refusal with a stable `code`.
+pub fn refuse(code: &'static str, message: impl ToString) -> Answer {
+    (Reply::<()>::error(code, message).encode(), code)
+}
+
+/// A request payload decoded, or the refusal to send: `too_large` past
+/// `max_bytes`, `bad_request` if it is not the expected JSON.
+pub fn decode_request<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<T, Answer> {
+    if payload.len() > max_bytes {
+        return Err(refuse(
+            "too_large",
+            format!(
+                "requests are limited to {max_bytes} bytes, got {}",
+                payload.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(payload)
+        .map_err(|e| refuse("bad_request", format!("malformed request: {e}")))
+}
+
+/// The answer to a handled request: `{"ok": …}`, or the error with its code.
+pub fn answer<T: Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    code: impl Fn(&E) -> &'static str,
+) -> Answer {
+    match result {
+        Ok(t) => (Reply::Ok(t).encode(), "ok"),
+        Err(e) => refuse(code(&e), &e),
+    }
+}
+
 impl<T> Reply<T> {
     pub fn error(code: &str, message: impl ToString) -> Self {
         Reply::Error(ErrorBody {

@@ -10,14 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::service::ServiceExt;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::bus::{self, EventsRequest, MatchIdRequest, Reply, endpoint};
+use crate::bus::{self, EventsRequest, MatchIdRequest, endpoint};
 use crate::matches::{ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost};
 use crate::telemetry::names;
 
@@ -105,19 +103,10 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
 
 /// One request: decode, call the host, publish events, encode the reply.
 /// Returns the reply and its outcome (`ok` or the error code).
-async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> (Bytes, &'static str) {
+async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> bus::Answer {
     let host = out.host;
-    if payload.len() > MAX_REQUEST_BYTES {
-        return refuse(
-            "too_large",
-            format!(
-                "requests are limited to {MAX_REQUEST_BYTES} bytes, got {}",
-                payload.len()
-            ),
-        );
-    }
     match name {
-        endpoint::CREATE => match decode::<CreateMatch>(payload) {
+        endpoint::CREATE => match bus::decode_request::<CreateMatch>(payload, MAX_REQUEST_BYTES) {
             Ok(req) => {
                 let created = host
                     .create(&req)
@@ -131,58 +120,39 @@ async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> (Bytes, &'stati
             }
             Err(e) => e,
         },
-        endpoint::ACT => match decode::<ActRequest>(payload) {
+        endpoint::ACT => match bus::decode_request::<ActRequest>(payload, MAX_REQUEST_BYTES) {
             Ok(req) => out.published(host.act(&req).await).await,
             Err(e) => e,
         },
-        endpoint::GET => match decode::<MatchIdRequest>(payload) {
+        endpoint::GET => match bus::decode_request::<MatchIdRequest>(payload, MAX_REQUEST_BYTES) {
             Ok(req) => respond(host.get(&req.match_id).await),
             Err(e) => e,
         },
-        endpoint::EVENTS => match decode::<EventsRequest>(payload) {
-            Ok(req) => respond(host.events_since(&req.match_id, req.after).await),
-            Err(e) => e,
-        },
-        endpoint::RECORD => match decode::<MatchIdRequest>(payload) {
+        endpoint::EVENTS => {
+            match bus::decode_request::<EventsRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(host.events_since(&req.match_id, req.after).await),
+                Err(e) => e,
+            }
+        }
+        endpoint::RECORD => match bus::decode_request::<MatchIdRequest>(payload, MAX_REQUEST_BYTES)
+        {
             Ok(req) => respond(host.record(&req.match_id).await),
             Err(e) => e,
         },
-        other => refuse("unknown_endpoint", other),
+        other => bus::refuse("unknown_endpoint", other),
     }
 }
 
-fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, (Bytes, &'static str)> {
-    serde_json::from_slice(payload)
-        .map_err(|e| refuse("bad_request", format!("malformed request: {e}")))
-}
-
-fn refuse(code: &'static str, message: impl ToString) -> (Bytes, &'static str) {
-    (encode(&Reply::<()>::error(code, message)), code)
-}
-
-fn encode<T: Serialize>(reply: &Reply<T>) -> Bytes {
-    serde_json::to_vec(reply)
-        .map(Bytes::from)
-        .unwrap_or_else(|e| {
-            Bytes::from(format!(
-                r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#
-            ))
-        })
-}
-
-fn respond<T: Serialize>(result: Result<T, MatchError>) -> (Bytes, &'static str) {
-    match result {
-        Ok(t) => (encode(&Reply::Ok(t)), "ok"),
-        Err(e) => {
-            if matches!(
-                e,
-                MatchError::ModeFault(_) | MatchError::Store(_) | MatchError::Corrupt(_)
-            ) {
-                tracing::warn!(code = e.code(), error = %e, "match request failed");
-            }
-            refuse(e.code(), &e)
-        }
+fn respond<T: Serialize>(result: Result<T, MatchError>) -> bus::Answer {
+    if let Err(e) = &result
+        && matches!(
+            e,
+            MatchError::ModeFault(_) | MatchError::Store(_) | MatchError::Corrupt(_)
+        )
+    {
+        tracing::warn!(code = e.code(), error = %e, "match request failed");
     }
+    bus::answer(result, MatchError::code)
 }
 
 /// The JetStream stream of finished matches' records.
@@ -235,7 +205,7 @@ struct Outbox<'a> {
 impl Outbox<'_> {
     /// Publishes a newly applied action's effects (a repeated request
     /// publishes nothing again), then replies.
-    async fn published(&self, result: Result<Applied, MatchError>) -> (Bytes, &'static str) {
+    async fn published(&self, result: Result<Applied, MatchError>) -> bus::Answer {
         if let Ok(Applied { reply, new: true }) = &result {
             self.announce(reply).await;
         }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::service::ServiceExt;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -211,74 +210,55 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(name: &str, payload: &[u8], mm: &NatsMatchmaker) -> (Bytes, &'static str) {
-    if payload.len() > MAX_REQUEST_BYTES {
-        return refuse(
-            "too_large",
-            format!(
-                "requests are limited to {MAX_REQUEST_BYTES} bytes, got {}",
-                payload.len()
-            ),
-        );
-    }
+async fn handle(name: &str, payload: &[u8], mm: &NatsMatchmaker) -> bus::Answer {
     match name {
-        queue_endpoint::JOIN => match decode::<JoinRequest>(payload) {
-            Ok(req) => respond(mm.join(&req).await),
-            Err(e) => e,
-        },
-        queue_endpoint::LEAVE => match decode::<PlayerRequest>(payload) {
-            Ok(req) => respond(mm.leave(&req.player).await),
-            Err(e) => e,
-        },
-        queue_endpoint::STATUS => match decode::<PlayerRequest>(payload) {
-            Ok(req) => respond(mm.status(&req.player).await),
-            Err(e) => e,
-        },
-        queue_endpoint::PRIVATE_CREATE => match decode::<CreateInviteRequest>(payload) {
-            Ok(req) => respond(mm.create_invite(&req).await),
-            Err(e) => e,
-        },
-        queue_endpoint::PRIVATE_JOIN => match decode::<JoinInviteRequest>(payload) {
-            Ok(req) => respond(mm.join_invite(&req).await),
-            Err(e) => e,
-        },
-        queue_endpoint::REMATCH => match decode::<RematchRequest>(payload) {
-            Ok(req) => respond(mm.offer_rematch(&req).await),
-            Err(e) => e,
-        },
-        other => refuse("unknown_endpoint", other),
-    }
-}
-
-fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, (Bytes, &'static str)> {
-    serde_json::from_slice(payload)
-        .map_err(|e| refuse("bad_request", format!("malformed request: {e}")))
-}
-
-fn refuse(code: &'static str, message: impl ToString) -> (Bytes, &'static str) {
-    (encode(&Reply::<()>::error(code, message)), code)
-}
-
-fn encode<T: Serialize>(reply: &Reply<T>) -> Bytes {
-    serde_json::to_vec(reply)
-        .map(Bytes::from)
-        .unwrap_or_else(|e| {
-            Bytes::from(format!(
-                r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#
-            ))
-        })
-}
-
-fn respond<T: Serialize>(result: Result<T, MatchmakingError>) -> (Bytes, &'static str) {
-    match result {
-        Ok(t) => (encode(&Reply::Ok(t)), "ok"),
-        Err(e) => {
-            if matches!(e, MatchmakingError::Store(_) | MatchmakingError::Corrupt(_)) {
-                tracing::warn!(code = e.code(), error = %e, "queue request failed");
+        queue_endpoint::JOIN => {
+            match bus::decode_request::<JoinRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(mm.join(&req).await),
+                Err(e) => e,
             }
-            refuse(e.code(), &e)
         }
+        queue_endpoint::LEAVE => {
+            match bus::decode_request::<PlayerRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(mm.leave(&req.player).await),
+                Err(e) => e,
+            }
+        }
+        queue_endpoint::STATUS => {
+            match bus::decode_request::<PlayerRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(mm.status(&req.player).await),
+                Err(e) => e,
+            }
+        }
+        queue_endpoint::PRIVATE_CREATE => {
+            match bus::decode_request::<CreateInviteRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(mm.create_invite(&req).await),
+                Err(e) => e,
+            }
+        }
+        queue_endpoint::PRIVATE_JOIN => {
+            match bus::decode_request::<JoinInviteRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(mm.join_invite(&req).await),
+                Err(e) => e,
+            }
+        }
+        queue_endpoint::REMATCH => {
+            match bus::decode_request::<RematchRequest>(payload, MAX_REQUEST_BYTES) {
+                Ok(req) => respond(mm.offer_rematch(&req).await),
+                Err(e) => e,
+            }
+        }
+        other => bus::refuse("unknown_endpoint", other),
     }
+}
+
+fn respond<T: Serialize>(result: Result<T, MatchmakingError>) -> bus::Answer {
+    if let Err(e) = &result
+        && matches!(e, MatchmakingError::Store(_) | MatchmakingError::Corrupt(_))
+    {
+        tracing::warn!(code = e.code(), error = %e, "queue request failed");
+    }
+    bus::answer(result, MatchmakingError::code)
 }
 
 /// The periodic pass, and the queue-size gauges.
