@@ -305,13 +305,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             latency_ms: request.latency_ms.clone(),
             ticket_id: random_id("t-"),
         };
-        let queued = PlayerState::Queued {
-            mode: ticket.mode.clone(),
-            kind: ticket.kind,
-            region: ticket.region.clone(),
-            ticket_id: ticket.ticket_id.clone(),
-            since_ms: now,
-        };
+        let queued = queued_state(&ticket);
         if let Some(status) = self.claim_player(&ticket, &queued).await? {
             return Ok(status);
         }
@@ -323,8 +317,8 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 .await;
             return Err(e);
         }
-        if self.try_pair(&ticket).await? {
-            return self.status(&ticket.player).await;
+        if let Some(match_id) = self.try_pair(&ticket).await? {
+            return Ok(Status::Playing { match_id });
         }
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
         let at = self.store.position(&keys, &ticket.player).await?;
@@ -460,8 +454,8 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     }
 
     /// Looks for `ticket`'s best opponent now and, if there is one, makes
-    /// the match. Returns whether a match was made.
-    async fn try_pair(&self, ticket: &Ticket) -> Result<bool, MatchmakingError> {
+    /// the match. Returns the match made, if any.
+    async fn try_pair(&self, ticket: &Ticket) -> Result<Option<String>, MatchmakingError> {
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
         // A lost race for a candidate means looking again, a few times.
         for _ in 0..3 {
@@ -483,16 +477,16 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 .filter_map(|json| serde_json::from_str(json).ok())
                 .collect();
             let Some(partner) = self.policy.best_partner(ticket, &candidates, now) else {
-                return Ok(false);
+                return Ok(None);
             };
             match self.take(&keys, &[ticket, partner]).await? {
                 Taken::All(pair) => return Ok(self.make_match(pair, false).await),
                 // Our own ticket is gone: we left, or someone paired us.
-                Taken::None if !self.still_waiting(ticket).await? => return Ok(false),
+                Taken::None if !self.still_waiting(ticket).await? => return Ok(None),
                 Taken::None => continue,
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     async fn still_waiting(&self, ticket: &Ticket) -> Result<bool, MatchmakingError> {
@@ -518,9 +512,9 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
 
     /// Turns taken tickets into a match (with a bot if `bot`). Players who
     /// left meanwhile are dropped and the rest go back to the queue; if the
-    /// host cannot create the match, everyone goes back. Returns whether a
-    /// match was made.
-    async fn make_match(&self, tickets: Vec<Ticket>, bot: bool) -> bool {
+    /// host cannot create the match, everyone goes back. Returns the match
+    /// made, if any.
+    async fn make_match(&self, tickets: Vec<Ticket>, bot: bool) -> Option<String> {
         let now = now_ms();
         let mut marked: Vec<(Ticket, String)> = Vec::new();
         let mut left = false;
@@ -536,7 +530,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         }
         if left || marked.is_empty() {
             self.requeue(marked).await;
-            return false;
+            return None;
         }
         let first = &marked[0].0;
         let mut players: Vec<String> = marked.iter().map(|(t, _)| t.player.clone()).collect();
@@ -558,7 +552,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 tracing::warn!(mode = %new.mode, error = %e, "could not create a match; the tickets go back");
                 metrics::counter!(crate::telemetry::names::REQUEUED).increment(1);
                 self.requeue(marked).await;
-                return false;
+                return None;
             }
         };
         for (t, _) in &marked {
@@ -571,7 +565,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             .collect();
         self.announce(&match_id, &new, first.kind, Origin::Queue, &marked)
             .await;
-        true
+        Some(match_id)
     }
 
     /// The match exists: its players, `matching` for it (`marked`: player
@@ -614,11 +608,9 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     /// `queued` (with this ticket) → `matching`; the `matching` state as
     /// stored, or `None` if the player left.
     async fn mark_matching(&self, t: &Ticket, now: u64) -> Option<String> {
-        let current = self.store.state(&t.player).await.ok()??;
-        match serde_json::from_str(&current) {
-            Ok(PlayerState::Queued { ticket_id, .. }) if ticket_id == t.ticket_id => {}
-            _ => return None,
-        }
+        // The `queued` state this ticket's join (or requeue) wrote, byte for
+        // byte: one compare-and-set, no read first.
+        let current = serde_json::to_string(&queued_state(t)).ok()?;
         let matching = serde_json::to_string(&PlayerState::Matching {
             ticket_id: t.ticket_id.clone(),
             since_ms: now,
@@ -635,13 +627,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     /// to `queued`.
     async fn requeue(&self, tickets: Vec<(Ticket, String)>) {
         for (t, matching) in tickets {
-            let queued = PlayerState::Queued {
-                mode: t.mode.clone(),
-                kind: t.kind,
-                region: t.region.clone(),
-                ticket_id: t.ticket_id.clone(),
-                since_ms: t.joined_ms,
-            };
+            let queued = queued_state(&t);
             let Ok(queued) = serde_json::to_string(&queued) else {
                 continue;
             };
@@ -775,7 +761,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             paired[i] = true;
             paired[j] = true;
             if let Taken::All(pair) = self.take(&keys, &[&waiting[i], &waiting[j]]).await?
-                && self.make_match(pair, false).await
+                && self.make_match(pair, false).await.is_some()
             {
                 made += 1;
             }
@@ -783,7 +769,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         for (t, _) in waiting.iter().zip(&paired).filter(|(_, p)| !**p) {
             if self.policy.wants_bot(t, now)
                 && let Taken::All(one) = self.take(&keys, &[t]).await?
-                && self.make_match(one, true).await
+                && self.make_match(one, true).await.is_some()
             {
                 made += 1;
             }
@@ -832,6 +818,17 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             }
         }
         Ok(())
+    }
+}
+
+/// The `queued` state of a player waiting with `t`.
+fn queued_state(t: &Ticket) -> PlayerState {
+    PlayerState::Queued {
+        mode: t.mode.clone(),
+        kind: t.kind,
+        region: t.region.clone(),
+        ticket_id: t.ticket_id.clone(),
+        since_ms: t.joined_ms,
     }
 }
 
