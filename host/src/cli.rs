@@ -30,6 +30,10 @@ pub enum Command {
     /// Audit matches.
     #[command(subcommand)]
     Match(MatchCommand),
+    /// Run the whole system in this process: a match host and a matchmaker
+    /// with the four built-in modes, starting nats-server and redis-server on
+    /// loopback if none answer at the configured URLs.
+    Up(UpArgs),
     /// Run a match host: serve match requests on NATS, state in Redis.
     MatchHost(MatchHostArgs),
     /// Run a matchmaker: queues on NATS, tickets in Redis.
@@ -146,6 +150,28 @@ impl Connections {
             .await
             .map_err(|e| CliError::Service(format!("nats at {}: {e}", self.nats_url)))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    /// The regions players may queue from.
+    #[arg(
+        long,
+        env = "DASHDICE_REGIONS",
+        value_delimiter = ',',
+        default_value = "eu,us,ap"
+    )]
+    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Keep compiled components here between runs.
+    #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -369,7 +395,10 @@ pub fn main() -> std::process::ExitCode {
 impl Command {
     /// Long-running roles set up their own telemetry (traces and metrics).
     fn is_service(&self) -> bool {
-        matches!(self, Command::MatchHost(_) | Command::Matchmaker(_))
+        matches!(
+            self,
+            Command::MatchHost(_) | Command::Matchmaker(_) | Command::Up(_)
+        )
     }
 }
 
@@ -384,6 +413,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             run_mode(&runtime, args.command, out)
         }
         Command::MatchHost(args) => run_match_host(args),
+        Command::Up(args) => run_up(args, out),
         Command::Matchmaker(args) => run_matchmaker(args),
         Command::Bench(BenchCommand::MatchHost {
             matches,
@@ -554,6 +584,94 @@ fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
+}
+
+/// Waits for Ctrl-C or SIGTERM (how Kubernetes and service managers stop us).
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::matchmaker_service::{NatsMatches, NatsNotify};
+    let c = &args.connections;
+    let local = |e: crate::local::LocalError| CliError::Service(e.to_string());
+    // Started here if need be; stopped when these drop, at the end.
+    let nats_server = crate::local::ensure_nats(&c.nats_url).map_err(local)?;
+    let redis_server = crate::local::ensure_redis(&c.redis_url).map_err(local)?;
+    let mut runtime = Runtime::new(Limits::default())?;
+    if let Some(dir) = &args.artifact_dir {
+        runtime = runtime.with_artifact_dir(dir.clone());
+    }
+    let registry = std::sync::Arc::new(crate::registry::ModeRegistry::with_builtins(runtime)?);
+    let modes: Vec<String> = builtin::MODES
+        .iter()
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
+    let tokio = tokio::runtime::Runtime::new()?;
+    let served = tokio.block_on(async {
+        let _telemetry = crate::telemetry::init("dashdice");
+        crate::telemetry::serve_metrics(args.metrics_addr)
+            .map_err(|e| CliError::Service(e.to_string()))?;
+        let store = crate::store::MatchStore::connect(&c.redis_url)
+            .await
+            .map_err(|e| c.redis_error(e))?;
+        let host = crate::matches::MatchHost::new(registry, store);
+        let host_nats = c.nats("dashdice-match-host").await?;
+        let mm_nats = c.nats("dashdice-matchmaker").await?;
+        let queues = crate::store::queues::QueueStore::connect(&c.redis_url)
+            .await
+            .map_err(|e| c.redis_error(e))?;
+        let matchmaker = crate::matchmaking::Matchmaker::new(
+            queues,
+            (&args.policy).into(),
+            modes.clone(),
+            args.regions.clone(),
+            NatsMatches {
+                client: mm_nats.clone(),
+            },
+            NatsNotify {
+                client: mm_nats.clone(),
+            },
+        );
+        let started = |s: &Option<crate::local::LocalServer>| {
+            if s.is_some() { " (started here)" } else { "" }
+        };
+        writeln!(
+            out,
+            "dashdice is up: match host and matchmaker, modes {}",
+            modes.join(", ")
+        )?;
+        writeln!(out, "  NATS    {}{}", c.nats_url, started(&nats_server))?;
+        writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
+        writeln!(out, "  metrics http://{}/metrics", args.metrics_addr)?;
+        writeln!(out, "Ctrl-C stops it.")?;
+        out.flush()?;
+        tokio::select! {
+            r = crate::match_service::run(host_nats, host) => {
+                r.map_err(|e| CliError::Service(e.to_string()))
+            }
+            r = crate::matchmaker_service::run(mm_nats, matchmaker) => {
+                r.map_err(|e| CliError::Service(e.to_string()))
+            }
+            _ = stopped() => Ok(()),
+        }
+    });
+    // Stop the roles before the servers they use.
+    drop(tokio);
+    drop(redis_server);
+    drop(nats_server);
+    served
 }
 
 fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {

@@ -1,0 +1,123 @@
+//! `dashdice up` on embedded defaults: with nothing listening at its URLs it
+//! starts nats-server and redis-server itself, runs a match host and a
+//! matchmaker, serves players end to end, and stops its servers on exit.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dashdice::bus::{self, queue_endpoint};
+use dashdice::matchmaking::Notice;
+use dashdice_tests::servers::free_port;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test]
+async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
+    let (nats_port, redis_port, metrics_port) = (free_port(), free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
+        .arg("up")
+        .args(["--nats-url", &format!("nats://127.0.0.1:{nats_port}")])
+        .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}/")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--bot-after-ms", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn dashdice up");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        for line in lines.by_ref().take(6).map_while(Result::ok) {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+        banner
+    })
+    .await
+    .expect("banner");
+    assert!(banner.starts_with("dashdice is up"), "{banner}");
+    assert!(
+        banner.contains("(started here)"),
+        "it started the servers: {banner}"
+    );
+    assert!(listening(nats_port) && listening(redis_port));
+
+    let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))
+        .await
+        .expect("nats");
+    let mut told = client
+        .subscribe(bus::user_notify("*"))
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    for p in ["u1", "u2"] {
+        let body = json!({"player": p, "mode": "classic", "kind": "ranked", "region": "eu"});
+        // The services subscribe a moment after the banner.
+        let mut reply = None;
+        for _ in 0..250 {
+            let sent = client
+                .request(
+                    bus::queue_request(queue_endpoint::JOIN),
+                    body.to_string().into(),
+                )
+                .await;
+            if let Ok(r) = sent {
+                reply = Some(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reply = reply.expect("the matchmaker answers");
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("json");
+        assert!(reply.get("ok").is_some(), "{reply}");
+    }
+    let notice = tokio::time::timeout(Duration::from_secs(10), told.next())
+        .await
+        .expect("a notice")
+        .expect("subscription");
+    let Notice::MatchFound(found) = serde_json::from_slice(&notice.payload).expect("notice") else {
+        panic!("a match-found notice");
+    };
+    let get = json!({"match_id": found.match_id}).to_string();
+    let reply = client
+        .request(bus::match_request(bus::endpoint::GET), get.into())
+        .await
+        .expect("the match host answers");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("json");
+    assert_eq!(reply["ok"]["match_id"], found.match_id.as_str(), "{reply}");
+
+    // SIGINT, as Ctrl-C: the servers it started go with it.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "{exit}");
+    assert!(!listening(nats_port), "nats-server stopped");
+    assert!(!listening(redis_port), "redis-server stopped");
+}
+
+#[test]
+fn up_names_what_to_install_when_a_server_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
+        .arg("up")
+        .args(["--nats-url", &format!("nats://127.0.0.1:{}", free_port())])
+        .env("DASHDICE_NATS_SERVER", "/nonexistent/nats-server")
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not start nats-server"), "{err}");
+}
