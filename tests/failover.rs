@@ -3,15 +3,12 @@
 //! match completes with a gap-free event sequence that verifies.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
 use dashdice::bus::{self, Reply, endpoint};
 use dashdice::fair_dice::{MatchRecord, verify};
 use dashdice::matches::{ActionReply, SequencedEvent};
-use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{Limits, Runtime};
 use dashdice_tests::servers::{NatsServer, RedisServer};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -151,10 +148,7 @@ async fn a_killed_host_loses_nothing() {
 
     let record: MatchRecord = call(&client, endpoint::RECORD, &json!({"match_id": id})).await;
     assert_eq!(record.actions.len(), n, "each request applied exactly once");
-    let registry = Arc::new(
-        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
-            .expect("modes"),
-    );
+    let registry = dashdice_tests::registry();
     let mode = registry
         .version("classic", record.mode_version)
         .expect("version");
@@ -171,10 +165,7 @@ async fn a_record_its_host_left_behind_is_stored_by_another() {
 
     let nats = NatsServer::start();
     let redis = RedisServer::start();
-    let registry = Arc::new(
-        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
-            .expect("modes"),
-    );
+    let registry = dashdice_tests::registry();
     let store = MatchStore::connect(&redis.url()).await.expect("redis");
     // A host that commits the final action and dies before it stores the
     // record: the hosting logic without the service around it.

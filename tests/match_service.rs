@@ -11,7 +11,6 @@ use dashdice::fair_dice::{MatchRecord, verify};
 use dashdice::match_service;
 use dashdice::matches::{ActionReply, MatchHost, SequencedEvent, Snapshot};
 use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{Limits, Runtime};
 use dashdice::store::MatchStore;
 use dashdice_mode_sdk::{EndReason, Event};
 use dashdice_tests::servers::{NatsServer, RedisServer};
@@ -30,10 +29,7 @@ struct System {
 async fn system(hosts: usize, turn_time_ms: Option<u64>) -> System {
     let nats = NatsServer::start();
     let redis = RedisServer::start();
-    let registry = Arc::new(
-        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
-            .expect("modes"),
-    );
+    let registry = dashdice_tests::registry();
     for _ in 0..hosts {
         let client = async_nats::connect(nats.url()).await.expect("nats");
         let store = MatchStore::connect(&redis.url()).await.expect("redis");

@@ -5,7 +5,6 @@
 //! record stream; the host being down loses no ticket; bad input is refused;
 //! private matches by invite code and rematches of finished matches.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -17,8 +16,6 @@ use dashdice::matchmaking::{
     Invite, MatchFound, Matchmaker, Notice, Origin, Policy, PrivatePolicy, Rating, Ratings,
     RatingsStore, RematchStatus, Status,
 };
-use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{Limits, Runtime};
 use dashdice::store::MatchStore;
 use dashdice::store::queues::QueueStore;
 use dashdice_tests::servers::{NatsServer, RedisServer};
@@ -40,10 +37,7 @@ fn policy() -> Policy {
 }
 
 async fn start_host(nats: &NatsServer, redis: &RedisServer) {
-    let registry = Arc::new(
-        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
-            .expect("modes"),
-    );
+    let registry = dashdice_tests::registry();
     let client = async_nats::connect(nats.url()).await.expect("nats");
     let store = MatchStore::connect(&redis.url()).await.expect("redis");
     let mut host = MatchHost::new(registry, store);
@@ -398,10 +392,7 @@ async fn every_role_works_with_only_its_own_permissions() {
                 .expect("connect")
         }
     };
-    let registry = Arc::new(
-        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
-            .expect("modes"),
-    );
+    let registry = dashdice_tests::registry();
     let store = MatchStore::connect(&redis.url()).await.expect("redis");
     tokio::spawn(match_service::run(
         as_user("match-host").await,

@@ -4,14 +4,11 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use dashdice::bus::{self, endpoint};
 use dashdice::match_service;
 use dashdice::matches::{ActionReply, MatchHost};
-use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{Limits, Runtime};
 use dashdice::store::MatchStore;
 use dashdice::telemetry;
 use dashdice_tests::servers::{NatsServer, RedisServer, free_port};
@@ -57,10 +54,7 @@ async fn a_requests_trace_continues_through_the_host_into_redis_and_events() {
 
     let nats = NatsServer::start();
     let redis = RedisServer::start();
-    let registry = Arc::new(
-        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
-            .expect("modes"),
-    );
+    let registry = dashdice_tests::registry();
     let store = MatchStore::connect(&redis.url()).await.expect("redis");
     let host = MatchHost::new(registry, store);
     tokio::spawn(match_service::run(

@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use dashdice::builtin;
+use dashdice::registry::ModeRegistry;
 use dashdice::runtime::{Limits, Mode, Runtime};
 
 /// The hostile test component (see plugins/test-components/hostile).
@@ -38,3 +39,12 @@ pub fn builtin(id: &str) -> Arc<Mode> {
 }
 
 pub mod servers;
+
+/// A fresh registry with the four built-in modes, on its own runtime (so a
+/// service under test has its own instance pool).
+pub fn registry() -> Arc<ModeRegistry> {
+    Arc::new(
+        ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+            .expect("modes"),
+    )
+}
