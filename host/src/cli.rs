@@ -156,14 +156,6 @@ impl Connections {
 pub struct UpArgs {
     #[command(flatten)]
     pub connections: Connections,
-    /// The regions players may queue from.
-    #[arg(
-        long,
-        env = "DASHDICE_REGIONS",
-        value_delimiter = ',',
-        default_value = "eu,us,ap"
-    )]
-    pub regions: Vec<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Serve Prometheus metrics on this address (`GET /metrics`).
@@ -178,14 +170,6 @@ pub struct UpArgs {
 pub struct MatchmakerArgs {
     #[command(flatten)]
     pub connections: Connections,
-    /// The regions players may queue from.
-    #[arg(
-        long,
-        env = "DASHDICE_REGIONS",
-        value_delimiter = ',',
-        default_value = "eu,us,ap"
-    )]
-    pub regions: Vec<String>,
     /// The modes players may queue for (default: the built-in modes).
     #[arg(long, env = "DASHDICE_MODES", value_delimiter = ',')]
     pub modes: Vec<String>,
@@ -196,9 +180,17 @@ pub struct MatchmakerArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// The matchmaking schedule (see `matchmaking::Policy`).
+/// The matchmaking regions and schedule (see `matchmaking::Policy`).
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
+    /// The regions players may queue from.
+    #[arg(
+        long,
+        env = "DASHDICE_REGIONS",
+        value_delimiter = ',',
+        default_value = "eu,us,ap"
+    )]
+    pub regions: Vec<String>,
     /// Rating window at once: ± this much.
     #[arg(long, default_value_t = 50.0)]
     pub initial_window: f64,
@@ -229,6 +221,45 @@ pub struct PolicyArgs {
     /// After a match, a rematch may be agreed this long (ms).
     #[arg(long, default_value_t = 30_000)]
     pub rematch_window_ms: u64,
+}
+
+impl PolicyArgs {
+    /// A matchmaker for `modes` on this policy, reaching the match hosts and
+    /// the players through `nats`.
+    fn matchmaker(
+        &self,
+        store: crate::store::queues::QueueStore,
+        modes: Vec<String>,
+        nats: &async_nats::Client,
+    ) -> Result<crate::matchmaker_service::NatsMatchmaker, CliError> {
+        use crate::matchmaker_service::{NatsMatches, NatsNotify};
+        if let Some(bad) = self
+            .regions
+            .iter()
+            .find(|r| !crate::matchmaking::valid_region(r))
+        {
+            return Err(CliError::Service(format!(
+                "region {bad:?}: regions are lowercase letters, digits and '-'"
+            )));
+        }
+        let mut matchmaker = crate::matchmaking::Matchmaker::new(
+            store,
+            self.into(),
+            modes,
+            self.regions.clone(),
+            NatsMatches {
+                client: nats.clone(),
+            },
+            NatsNotify {
+                client: nats.clone(),
+            },
+        );
+        matchmaker.private = crate::matchmaking::PrivatePolicy {
+            code_ttl_ms: self.code_ttl_ms,
+            rematch_window_ms: self.rematch_window_ms,
+        };
+        Ok(matchmaker)
+    }
 }
 
 impl From<&PolicyArgs> for crate::matchmaking::Policy {
@@ -581,7 +612,7 @@ fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
             served = crate::match_service::run(nats, host) => {
                 served.map_err(|e| CliError::Service(e.to_string()))
             }
-            _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = stopped() => Ok(()),
         }
     })
 }
@@ -603,7 +634,6 @@ async fn stopped() {
 }
 
 fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use crate::matchmaker_service::{NatsMatches, NatsNotify};
     let c = &args.connections;
     let local = |e: crate::local::LocalError| CliError::Service(e.to_string());
     // Started here if need be; stopped when these drop, at the end.
@@ -632,18 +662,7 @@ fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let queues = crate::store::queues::QueueStore::connect(&c.redis_url)
             .await
             .map_err(|e| c.redis_error(e))?;
-        let matchmaker = crate::matchmaking::Matchmaker::new(
-            queues,
-            (&args.policy).into(),
-            modes.clone(),
-            args.regions.clone(),
-            NatsMatches {
-                client: mm_nats.clone(),
-            },
-            NatsNotify {
-                client: mm_nats.clone(),
-            },
-        );
+        let matchmaker = args.policy.matchmaker(queues, modes.clone(), &mm_nats)?;
         let started = |s: &Option<crate::local::LocalServer>| {
             if s.is_some() { " (started here)" } else { "" }
         };
@@ -675,16 +694,6 @@ fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
-    use crate::matchmaker_service::{NatsMatches, NatsNotify};
-    if let Some(bad) = args
-        .regions
-        .iter()
-        .find(|r| !crate::matchmaking::valid_region(r))
-    {
-        return Err(CliError::Service(format!(
-            "region {bad:?}: regions are lowercase letters, digits and '-'"
-        )));
-    }
     let modes: Vec<String> = if args.modes.is_empty() {
         builtin::MODES
             .iter()
@@ -704,28 +713,13 @@ fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
         let store = crate::store::queues::QueueStore::connect(&c.redis_url)
             .await
             .map_err(|e| c.redis_error(e))?;
-        let mut matchmaker = crate::matchmaking::Matchmaker::new(
-            store,
-            (&args.policy).into(),
-            modes,
-            args.regions.clone(),
-            NatsMatches {
-                client: nats.clone(),
-            },
-            NatsNotify {
-                client: nats.clone(),
-            },
-        );
-        matchmaker.private = crate::matchmaking::PrivatePolicy {
-            code_ttl_ms: args.policy.code_ttl_ms,
-            rematch_window_ms: args.policy.rematch_window_ms,
-        };
+        let matchmaker = args.policy.matchmaker(store, modes, &nats)?;
         tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "matchmaker serving");
         tokio::select! {
             served = crate::matchmaker_service::run(nats, matchmaker) => {
                 served.map_err(|e| CliError::Service(e.to_string()))
             }
-            _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = stopped() => Ok(()),
         }
     })
 }
