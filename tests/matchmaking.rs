@@ -13,8 +13,8 @@ use dashdice::fair_dice::{MatchRecord, RecordedAction};
 use dashdice::matches::now_ms;
 use dashdice::matchmaking::{
     CODE_ALPHABET, Connection, CreateInviteRequest, JoinInviteRequest, JoinRequest, MatchFound,
-    Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Origin, Policy, PrivatePolicy,
-    QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status,
+    Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Opponent, Origin, Policy,
+    PrivatePolicy, QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status,
 };
 use dashdice::store::queues::{QueueKeys, QueueStore};
 use dashdice_mode_sdk::{Action, MatchResult, Standing};
@@ -120,6 +120,7 @@ fn join(player: &str, kind: QueueKind, region: &str) -> JoinRequest {
         latency_ms: BTreeMap::new(),
         connection: Connection::Good,
         rating: None,
+        opponent: Opponent::Any,
     }
 }
 
@@ -198,6 +199,53 @@ async fn a_compatible_pair_is_matched_at_once_and_both_are_told() {
     assert!(told.contains(&"alice".to_owned()) && told.contains(&"bob".to_owned()));
     let keys = QueueKeys::new("classic", "ranked");
     assert_eq!(mm.queue_size(&keys).await.expect("size"), 0);
+}
+
+#[tokio::test]
+async fn asking_for_a_bot_plays_one_at_once_and_never_in_ranked() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let with_bots = Policy {
+        bot_after_ms: Some(60_000),
+        ..policy()
+    };
+    let mm = matchmaker(&redis, with_bots, &host, &inbox).await;
+    let ranked = JoinRequest {
+        opponent: Opponent::Bot,
+        ..join("carol", QueueKind::Ranked, "eu")
+    };
+    let refused = mm.join(&ranked).await.expect_err("no bots in ranked");
+    assert_eq!(refused.code(), "bad_request", "{refused}");
+    assert_eq!(mm.status("carol").await.expect("status"), Status::Idle);
+
+    let quick = JoinRequest {
+        opponent: Opponent::Bot,
+        ..join("carol", QueueKind::Quick, "eu")
+    };
+    let status = mm.join(&quick).await.expect("join");
+    let match_id = playing(&status).expect("a bot match at once").to_owned();
+    let made = host.made();
+    assert_eq!(made.len(), 1);
+    let (id, new) = &made[0];
+    assert_eq!(id, &match_id);
+    assert!(!new.ranked);
+    assert_eq!(new.players.len(), 2);
+    assert_eq!(new.players[0], "carol");
+    assert_eq!(new.bots, [new.players[1].clone()]);
+    let keys = QueueKeys::new("classic", "quick");
+    assert_eq!(mm.queue_size(&keys).await.expect("size"), 0);
+    // Playing now: another join is refused until the match ends.
+    let again = mm.join(&quick).await.expect_err("in a match");
+    assert_eq!(again.code(), "in_match", "{again}");
+
+    // Where bots are off, asking for one is refused.
+    let no_bots = matchmaker(&redis, policy(), &host, &inbox).await;
+    let dave = JoinRequest {
+        opponent: Opponent::Bot,
+        ..join("dave", QueueKind::Quick, "eu")
+    };
+    let refused = no_bots.join(&dave).await.expect_err("bots are off");
+    assert_eq!(refused.code(), "bad_request", "{refused}");
 }
 
 #[tokio::test]

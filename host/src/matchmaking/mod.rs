@@ -55,7 +55,7 @@ pub use private::{CODE_ALPHABET, CODE_LEN, normalize_code};
 pub use ratings::{Rating, Ratings, RatingsStore};
 pub use wire::{
     Connection, CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, MatchFound, NewMatch,
-    Notice, Origin, PlayerRequest, PlayerState, RematchRequest, RematchStatus, Status,
+    Notice, Opponent, Origin, PlayerRequest, PlayerState, RematchRequest, RematchStatus, Status,
 };
 
 use crate::matches::now_ms;
@@ -270,6 +270,13 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         {
             return Err(unknown(r));
         }
+        if request.opponent == Opponent::Bot
+            && (request.kind == QueueKind::Ranked || self.policy.bot_after_ms.is_none())
+        {
+            return Err(MatchmakingError::BadRequest(
+                "bots play only in quick queues, and only where bots are enabled".into(),
+            ));
+        }
         if let Some(rating) = request.rating
             && !(0.0..=10_000.0).contains(&rating)
         {
@@ -308,6 +315,14 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         let queued = queued_state(&ticket);
         if let Some(status) = self.claim_player(&ticket, &queued).await? {
             return Ok(status);
+        }
+        if request.opponent == Opponent::Bot {
+            // Straight to a bot match; the ticket never waits. If the host
+            // cannot make it, the ticket goes to the queue like any other.
+            if let Some(match_id) = self.make_match(vec![ticket.clone()], true).await {
+                return Ok(Status::Playing { match_id });
+            }
+            return self.status(&ticket.player).await;
         }
         if let Err(e) = self.enqueue(&ticket).await {
             let state = serde_json::to_string(&queued)?;

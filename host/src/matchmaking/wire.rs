@@ -30,6 +30,20 @@ pub struct JoinRequest {
     /// (ranked queues always use the stored rating).
     #[serde(default)]
     pub rating: Option<f64>,
+    /// `bot`: skip the wait and play a bot now (quick queues only).
+    #[serde(default)]
+    pub opponent: Opponent,
+}
+
+/// Whom a join asks to play.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Opponent {
+    /// The best human in the windows, or a bot once the wait runs out.
+    #[default]
+    Any,
+    /// A bot, at once.
+    Bot,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
