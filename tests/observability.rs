@@ -4,9 +4,11 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashdice::bus::{self, endpoint};
+use dashdice::gateway::{self, AuthConfig, Gateway, GatewayConfig, Limits};
 use dashdice::match_service;
 use dashdice::matches::{ActionReply, MatchHost};
 use dashdice::store::MatchStore;
@@ -40,17 +42,27 @@ async fn request(client: &async_nats::Client, name: &str, body: Value) -> Option
     Some(reply["ok"].take())
 }
 
+/// The process's tracer (the subscriber is global, so the tests share it
+/// and tell their spans apart by trace id).
+fn tracing_to_memory() -> &'static (InMemorySpanExporter, SdkTracerProvider) {
+    static TRACING: OnceLock<(InMemorySpanExporter, SdkTracerProvider)> = OnceLock::new();
+    TRACING.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        telemetry::install(provider.clone());
+        (exporter, provider)
+    })
+}
+
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|s| s.name == name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requests_trace_continues_through_the_host_into_redis_and_events() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    telemetry::install(provider.clone());
+    let (exporter, provider) = tracing_to_memory();
 
     let nats = NatsServer::start();
     let redis = RedisServer::start();
@@ -151,6 +163,126 @@ async fn a_requests_trace_continues_through_the_host_into_redis_and_events() {
             .iter()
             .any(|s| s.parent_span_id == act.span_context.span_id()),
         "the mode call is in the trace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_goes_from_the_gateway_through_the_host_into_redis() {
+    const GATEWAY_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER: &str = "b7ad6b7169203331";
+    let (exporter, provider) = tracing_to_memory();
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    tokio::spawn(match_service::run(
+        async_nats::connect(nats.url()).await.expect("nats"),
+        MatchHost::new(dashdice_tests::registry(), store),
+    ));
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let mut created = None;
+    for _ in 0..250 {
+        created = request(
+            &client,
+            endpoint::CREATE,
+            json!({"mode": "classic", "players": ["alice", "bob"]}),
+        )
+        .await;
+        if created.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let created: ActionReply =
+        serde_json::from_value(created.expect("a host answers")).expect("created");
+    let id = created.snapshot.match_id.clone();
+    let player = created.snapshot.turn.clone().expect("turn");
+
+    let config = GatewayConfig {
+        auth: AuthConfig {
+            dev_secret: Some("trace-test-secret".to_owned()),
+            ..AuthConfig::default()
+        },
+        limits: Limits::default(),
+        cors_origins: Vec::new(),
+        default_region: "eu".to_owned(),
+        trust_forwarded_for: false,
+    };
+    let gateway = Arc::new(
+        Gateway::new(
+            config,
+            async_nats::connect(nats.url()).await.expect("nats"),
+            None,
+            telemetry::prometheus(),
+        )
+        .expect("gateway"),
+    );
+    let token = gateway
+        .auth
+        .dev_token(&player, Duration::from_secs(60))
+        .expect("token")
+        .token;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(gateway::serve(listener, gateway, std::future::pending()));
+
+    let http = reqwest::Client::new();
+    let rolled = http
+        .post(format!("{base}/matches/{id}/roll"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{GATEWAY_TRACE}-{CALLER}-01"))
+        .header("idempotency-key", "g1")
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(rolled.status(), reqwest::StatusCode::OK);
+
+    provider.force_flush().expect("flush");
+    let spans = exporter.get_finished_spans().expect("spans");
+    let trace = TraceId::from_hex(GATEWAY_TRACE).expect("trace id");
+    let in_trace = |name: &str| -> Vec<SpanData> {
+        named(&spans, name)
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .cloned()
+            .collect()
+    };
+    let http_span = in_trace("http request")
+        .into_iter()
+        .next()
+        .expect("the gateway's span joined the caller's trace");
+    assert_eq!(
+        http_span.parent_span_id,
+        SpanId::from_hex(CALLER).expect("id")
+    );
+    let act = in_trace("match request")
+        .into_iter()
+        .find(|s| s.parent_span_id == http_span.span_context.span_id())
+        .expect("the host's span is a child of the gateway's, across NATS");
+    assert!(
+        in_trace("redis")
+            .iter()
+            .any(|s| s.parent_span_id == act.span_context.span_id()),
+        "the host's Redis round trips are in the same trace"
+    );
+
+    // And the gateway counted the request on its /metrics.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("http")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dashdice_gateway_requests_total{")
+                && l.contains(r#"route="/api/v1/matches/{id}/roll""#)
+                && l.contains(r#"status="200""#)),
+        "{metrics}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! `dashdice up` on embedded defaults: with nothing listening at its URLs it
-//! starts nats-server and redis-server itself, runs a match host and a
-//! matchmaker, serves players end to end, and stops its servers on exit.
+//! starts nats-server and redis-server itself, runs the gateway, a match host
+//! and a matchmaker, serves players end to end, and stops its servers on exit.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -19,12 +19,12 @@ fn listening(port: u16) -> bool {
 
 #[tokio::test]
 async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
-    let (nats_port, redis_port, metrics_port) = (free_port(), free_port(), free_port());
+    let (nats_port, redis_port, http_port) = (free_port(), free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
         .arg("up")
         .args(["--nats-url", &format!("nats://127.0.0.1:{nats_port}")])
         .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}/")])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
         .args(["--bot-after-ms", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -34,7 +34,7 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     let banner = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut banner = String::new();
-        for line in lines.by_ref().take(6).map_while(Result::ok) {
+        for line in lines.by_ref().take(10).map_while(Result::ok) {
             banner.push_str(&line);
             banner.push('\n');
             if line.starts_with("Ctrl-C") {
@@ -50,7 +50,11 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
         banner.contains("(started here)"),
         "it started the servers: {banner}"
     );
-    assert!(listening(nats_port) && listening(redis_port));
+    assert!(
+        banner.contains(&format!("play    http://127.0.0.1:{http_port}/")),
+        "it prints the page's URL: {banner}"
+    );
+    assert!(listening(nats_port) && listening(redis_port) && listening(http_port));
 
     let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))
         .await
@@ -106,6 +110,7 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     assert!(exit.success(), "{exit}");
     assert!(!listening(nats_port), "nats-server stopped");
     assert!(!listening(redis_port), "redis-server stopped");
+    assert!(!listening(http_port), "the gateway stopped");
 }
 
 #[test]

@@ -30,14 +30,18 @@ pub enum Command {
     /// Audit matches.
     #[command(subcommand)]
     Match(MatchCommand),
-    /// Run the whole system in this process: a match host and a matchmaker
-    /// with the four built-in modes, starting nats-server and redis-server on
-    /// loopback if none answer at the configured URLs.
+    /// Run the whole system in this process: the gateway (with the web page
+    /// and guest sign-in), a match host and a matchmaker with the four
+    /// built-in modes, starting nats-server and redis-server on loopback if
+    /// none answer at the configured URLs.
     Up(UpArgs),
     /// Run a match host: serve match requests on NATS, state in Redis.
     MatchHost(MatchHostArgs),
     /// Run a matchmaker: queues on NATS, tickets in Redis.
     Matchmaker(MatchmakerArgs),
+    /// Run a gateway: REST and WebSocket for players, bridged to NATS, and
+    /// the web page.
+    Gateway(GatewayCommandArgs),
     /// Measure a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -158,9 +162,8 @@ pub struct UpArgs {
     pub connections: Connections,
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Serve Prometheus metrics on this address (`GET /metrics`).
-    #[arg(long, env = "DASHDICE_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
     /// Keep compiled components here between runs.
     #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
     pub artifact_dir: Option<PathBuf>,
@@ -178,6 +181,129 @@ pub struct MatchmakerArgs {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, env = "DASHDICE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayCommandArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// The gateway's address, sign-in and limits (see `gateway::Limits`).
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Serve HTTP and WebSocket here.
+    #[arg(long, env = "DASHDICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Accept Firebase ID tokens of this project.
+    #[arg(long, env = "DASHDICE_FIREBASE_PROJECT")]
+    pub firebase_project: Option<String>,
+    /// Where the Firebase token keys are (a JWKS); Google's by default.
+    #[arg(long, env = "DASHDICE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Accept HS256 dev tokens signed with this secret.
+    #[arg(long, env = "DASHDICE_DEV_SECRET", hide_env_values = true)]
+    pub dev_secret: Option<String>,
+    /// Dev mode: anyone may sign in as a guest (with a random dev secret if
+    /// none is given). `dashdice up` is always in dev mode.
+    #[arg(long)]
+    pub dev: bool,
+    /// Origins whose pages may call the API (`*` for any); the gateway's
+    /// own page always may.
+    #[arg(long, env = "DASHDICE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// The region of a join that names none.
+    #[arg(long, env = "DASHDICE_DEFAULT_REGION", default_value = "eu")]
+    pub default_region: String,
+    /// Take client IPs from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[arg(long, env = "DASHDICE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// Largest REST body or WebSocket message, bytes.
+    #[arg(long, default_value_t = 8 << 10)]
+    pub max_message_bytes: usize,
+    /// Requests per second per user (bursts of twice that).
+    #[arg(long, default_value_t = 20)]
+    pub user_rate: u32,
+    /// HTTP requests per second per client IP (bursts of twice that).
+    #[arg(long, default_value_t = 100)]
+    pub ip_rate: u32,
+    /// WebSocket messages per second per connection (bursts of twice that).
+    #[arg(long, default_value_t = 20)]
+    pub ws_rate: u32,
+    /// How long a worker may take to answer, ms.
+    #[arg(long, default_value_t = 5_000)]
+    pub request_timeout_ms: u64,
+    /// Close WebSocket sessions silent this long, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub ws_idle_seconds: u64,
+}
+
+impl GatewayArgs {
+    fn config(&self, dev: bool) -> crate::gateway::GatewayConfig {
+        use crate::gateway::{AuthConfig, GatewayConfig, Limits};
+        let dev = dev || self.dev;
+        let dev_secret = self.dev_secret.clone().or_else(|| {
+            dev.then(|| {
+                let mut bytes = [0u8; 32];
+                let _ = getrandom::fill(&mut bytes);
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            })
+        });
+        GatewayConfig {
+            auth: AuthConfig {
+                firebase_project: self.firebase_project.clone(),
+                jwks_url: self.jwks_url.clone(),
+                dev_secret,
+                guests: dev,
+                guest_ttl: std::time::Duration::from_secs(24 * 3600),
+            },
+            limits: Limits {
+                max_message_bytes: self.max_message_bytes,
+                user_per_second: self.user_rate,
+                ip_per_second: self.ip_rate,
+                ws_messages_per_second: self.ws_rate,
+                request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+                ws_idle: std::time::Duration::from_secs(self.ws_idle_seconds),
+                ..Limits::default()
+            },
+            cors_origins: self.cors_origins.clone(),
+            default_region: self.default_region.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
+
+    /// The gateway, bound to its address, ready to serve.
+    async fn start(
+        &self,
+        connections: &Connections,
+        dev: bool,
+    ) -> Result<
+        (
+            tokio::net::TcpListener,
+            std::sync::Arc<crate::gateway::Gateway>,
+        ),
+        CliError,
+    > {
+        let nats = connections.nats("dashdice-gateway").await?;
+        let redis = redis::Client::open(connections.redis_url.as_str())
+            .map_err(|e| connections.redis_error(e))?;
+        let redis = redis::aio::ConnectionManager::new(redis)
+            .await
+            .map_err(|e| connections.redis_error(e))?;
+        let gateway = crate::gateway::Gateway::new(
+            self.config(dev),
+            nats,
+            Some(redis),
+            crate::telemetry::prometheus(),
+        )
+        .map_err(|e| CliError::Service(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| CliError::Service(format!("cannot listen on {}: {e}", self.listen)))?;
+        Ok((listener, std::sync::Arc::new(gateway)))
+    }
 }
 
 /// The matchmaking regions and schedule (see `matchmaking::Policy`).
@@ -408,6 +534,7 @@ fn builtin_ids() -> String {
 /// one call, and so is the test suite's copy of the binary.
 pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
+    crate::gateway::install_crypto();
     let cli = Cli::parse();
     if !cli.command.is_service() {
         crate::telemetry::init_logs();
@@ -428,7 +555,7 @@ impl Command {
     fn is_service(&self) -> bool {
         matches!(
             self,
-            Command::MatchHost(_) | Command::Matchmaker(_) | Command::Up(_)
+            Command::MatchHost(_) | Command::Matchmaker(_) | Command::Gateway(_) | Command::Up(_)
         )
     }
 }
@@ -446,6 +573,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::MatchHost(args) => run_match_host(args),
         Command::Up(args) => run_up(args, out),
         Command::Matchmaker(args) => run_matchmaker(args),
+        Command::Gateway(args) => run_gateway(args, out),
         Command::Bench(BenchCommand::MatchHost {
             matches,
             seconds,
@@ -651,7 +779,9 @@ fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let tokio = tokio::runtime::Runtime::new()?;
     let served = tokio.block_on(async {
         let _telemetry = crate::telemetry::init("dashdice");
-        crate::telemetry::serve_metrics(args.metrics_addr)
+        let (listener, gateway) = args.gateway.start(c, true).await?;
+        let page = listener
+            .local_addr()
             .map_err(|e| CliError::Service(e.to_string()))?;
         let store = crate::store::MatchStore::connect(&c.redis_url)
             .await
@@ -668,15 +798,24 @@ fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         };
         writeln!(
             out,
-            "dashdice is up: match host and matchmaker, modes {}",
+            "dashdice is up: gateway, match host and matchmaker, modes {}",
             modes.join(", ")
         )?;
+        writeln!(out, "  play    http://{page}/")?;
+        writeln!(
+            out,
+            "  API     http://{page}/api/v1 (WebSocket: ws://{page}/api/v1/ws)"
+        )?;
+        writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
         writeln!(out, "  NATS    {}{}", c.nats_url, started(&nats_server))?;
         writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
-        writeln!(out, "  metrics http://{}/metrics", args.metrics_addr)?;
         writeln!(out, "Ctrl-C stops it.")?;
         out.flush()?;
-        tokio::select! {
+        let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(crate::gateway::serve(listener, gateway, async move {
+            let _ = gateway_stopped.await;
+        }));
+        let result = tokio::select! {
             r = crate::match_service::run(host_nats, host) => {
                 r.map_err(|e| CliError::Service(e.to_string()))
             }
@@ -684,7 +823,12 @@ fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 r.map_err(|e| CliError::Service(e.to_string()))
             }
             _ = stopped() => Ok(()),
-        }
+        };
+        // The gateway first: its sessions close (1001) while the workers
+        // still answer.
+        let _ = stop_gateway.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), serving).await;
+        result
     });
     // Stop the roles before the servers they use.
     drop(tokio);
@@ -721,6 +865,26 @@ fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
             }
             _ = stopped() => Ok(()),
         }
+    })
+}
+
+fn run_gateway(args: GatewayCommandArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async move {
+        let _telemetry = crate::telemetry::init("dashdice-gateway");
+        let (listener, gateway) = args.gateway.start(&args.connections, false).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::Service(e.to_string()))?;
+        writeln!(
+            out,
+            "dashdice gateway on http://{addr}/ (API under /api/v1)"
+        )?;
+        out.flush()?;
+        tracing::info!(%addr, nats = %args.connections.nats_url, "gateway serving");
+        crate::gateway::serve(listener, gateway, stopped())
+            .await
+            .map_err(|e| CliError::Service(e.to_string()))
     })
 }
 

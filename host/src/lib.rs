@@ -11,6 +11,7 @@ pub mod builtin;
 pub mod bus;
 pub mod cli;
 pub mod fair_dice;
+pub mod gateway;
 pub mod local;
 pub mod match_service;
 pub mod matches;

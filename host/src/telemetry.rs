@@ -54,6 +54,23 @@ pub mod names {
     /// Counter of finished matches whose record could not be stored yet (a
     /// sweeper retries them).
     pub const RECORDS_PENDING: &str = "dashdice_match_records_failed_total";
+    /// Counter of gateway HTTP requests, by `route` and `status`.
+    pub const GATEWAY_REQUESTS: &str = "dashdice_gateway_requests_total";
+    /// Histogram (seconds) of a gateway HTTP request, by `route`.
+    pub const GATEWAY_REQUEST_SECONDS: &str = "dashdice_gateway_request_seconds";
+    /// Counter of refusals the gateway answered, by `code`.
+    pub const GATEWAY_REJECTIONS: &str = "dashdice_gateway_rejections_total";
+    /// Gauge: open WebSocket sessions.
+    pub const GATEWAY_WS_SESSIONS: &str = "dashdice_gateway_ws_sessions";
+    /// Counter of WebSocket requests, by `type` and `outcome`.
+    pub const GATEWAY_WS_MESSAGES: &str = "dashdice_gateway_ws_messages_total";
+    /// Histogram (seconds) of a WebSocket request, by `type`.
+    pub const GATEWAY_WS_MESSAGE_SECONDS: &str = "dashdice_gateway_ws_message_seconds";
+    /// Counter of sessions the gateway closed on the client, by `reason`
+    /// (`too_slow`, `frame_too_big`).
+    pub const GATEWAY_WS_DROPPED: &str = "dashdice_gateway_ws_dropped_total";
+    /// Counter of live match events found missing (and fetched again).
+    pub const GATEWAY_EVENT_GAPS: &str = "dashdice_gateway_event_gaps_total";
 }
 
 /// Keeps the trace pipeline alive; flushes it when dropped.
@@ -144,6 +161,33 @@ const BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     30.0, 60.0,
 ];
+
+/// The process's Prometheus recorder, installed on first use, for a role
+/// that serves metrics on its own routes (the gateway's `/api/v1/metrics`).
+/// `None` if another recorder was installed first.
+pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .and_then(|b| b.install_recorder())
+                .ok()?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .clone()
+}
 
 /// Serves Prometheus metrics at `http://<addr>/metrics` (any path answers).
 /// Must be called inside the Tokio runtime.

@@ -1,0 +1,693 @@
+// The DashDice page. It speaks only the public client API (PROTOCOL.md):
+// REST for the guest sign-in and match snapshots, one WebSocket for the rest.
+'use strict';
+
+const API = '/api/v1';
+const TOKEN_KEY = 'dashdice.guest';
+const MODES = {
+  'classic': 'First to bank 100 wins. A single 1 loses the turn; 6-6 wipes your bank; doubles switch on ×2.',
+  'zero-hour': 'Count down from 100 to 0. Doubles hand the opponent points and raise your level.',
+  'last-line': 'Both start at 50. Banking takes points from the other player: take them all.',
+  'true-grit': 'One turn each, no banking: roll until a single 1 ends it. The higher total wins.',
+};
+const KINDS = {snake_eyes: 'snake eyes!', double: 'a double!', single_one: 'a single one', normal: ''};
+// Pips of a die face, as cells 0-8 of a 3×3 grid.
+const PIPS = {1: [4], 2: [0, 8], 3: [0, 4, 8], 4: [0, 2, 6, 8], 5: [0, 2, 4, 6, 8], 6: [0, 2, 3, 5, 6, 8]};
+
+const $ = (id) => document.getElementById(id);
+
+const app = {
+  auth: null,           // {token, user_id, expires_ms}
+  ws: null,
+  online: false,        // welcomed on the current socket
+  retries: 0,           // reconnects since the last welcome (for the backoff)
+  nextId: 1,
+  clockSkew: 0,         // server clock minus ours, ms (from pongs)
+  pings: new Map(),     // ping id -> when it was sent
+  queue: {state: 'idle'},
+  match: null,          // the match on screen, see newMatch()
+  left: new Set(),      // matches the player has left the final screen of
+};
+
+function newMatch(id) {
+  return {
+    id,
+    snap: null,         // the latest snapshot (GET, `match` or `acted`)
+    view: null,         // snap.view, moved on by events since
+    viewSeq: -1,        // the seq `view` is at
+    lastSeq: 0,         // the last event received: subscribe resumes after it
+    dice: null,
+    diceKind: null,
+    diceBy: null,
+    diceSeq: 0,
+    over: null,         // the game_over event
+    acting: null,       // the action in flight: {action, requestId, id, tries}
+    refresh: null,      // timer of a pending snapshot refresh
+    seedStatus: 'pending',
+    rematch: null,      // 'offered' (by us) or 'asked' (by them)
+  };
+}
+
+// ---------------------------------------------------------------- helpers
+
+function toast(text, kind = 'error') {
+  // The same note twice (a retry failing again) shows once.
+  if ([...$('toasts').children].some((t) => t.textContent === text)) return;
+  const el = document.createElement('p');
+  el.className = `toast ${kind}`;
+  el.textContent = text;
+  $('toasts').append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+function who(id) {
+  const m = app.match;
+  if (app.auth && id === app.auth.user_id) return 'You';
+  if (id.startsWith('bot:') || (m && m.snap && (m.snap.bots || []).includes(id))) return 'Bot';
+  return id.length > 18 ? `${id.slice(0, 16)}…` : id;
+}
+
+function seconds(ms) {
+  return `${Math.max(0, Math.round(ms / 1000))} s`;
+}
+
+function now() {
+  return Date.now() + app.clockSkew;
+}
+
+async function sha256Hex(hex) {
+  const bytes = new Uint8Array(hex.match(/../g).map((h) => parseInt(h, 16)));
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function rest(method, path) {
+  const response = await fetch(API + path, {
+    method,
+    headers: app.auth ? {Authorization: `Bearer ${app.auth.token}`} : {},
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+    error.code = body.error ? body.error.code : String(response.status);
+    throw error;
+  }
+  return body;
+}
+
+// ---------------------------------------------------------------- sign-in and connection
+
+// A guest token lives in sessionStorage: a reload keeps the same guest (and
+// its match), a new tab is a new guest.
+async function signIn() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(TOKEN_KEY) || 'null');
+    if (saved && saved.expires_ms > Date.now() + 60000) {
+      app.auth = saved;
+      return;
+    }
+  } catch { /* a damaged entry: sign in anew */ }
+  app.auth = null;
+  const auth = await rest('POST', '/auth/guest');
+  sessionStorage.setItem(TOKEN_KEY, JSON.stringify(auth));
+  app.auth = auth;
+}
+
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  app.auth = null;
+}
+
+async function connect() {
+  setConnection('connecting');
+  try {
+    await signIn();
+  } catch (e) {
+    toast(e.code === 'not_found' ? 'Guest sign-in is not enabled on this server.' : `Sign-in failed: ${e.message}`);
+    return reconnectLater();
+  }
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${scheme}://${location.host}${API}/ws`);
+  app.ws = ws;
+  // Browsers cannot set headers on the upgrade: the token is the first message.
+  ws.onopen = () => ws.send(JSON.stringify({v: 1, type: 'hello', token: app.auth.token}));
+  ws.onmessage = (e) => {
+    let message;
+    try { message = JSON.parse(e.data); } catch { return; }
+    onMessage(message);
+  };
+  ws.onclose = (e) => {
+    if (app.ws !== ws) return;
+    app.ws = null;
+    app.online = false;
+    // 4401: the token is no good (perhaps the server restarted with a new
+    // dev secret). The next attempt signs in as a new guest.
+    if (e.code === 4401) forgetToken();
+    reconnectLater();
+  };
+}
+
+function reconnectLater() {
+  setConnection('offline');
+  // 0.5 s, 1 s, 2 s ... up to 15 s, with jitter so clients spread out.
+  const delay = Math.min(15000, 500 * 2 ** app.retries) * (0.75 + Math.random() / 2);
+  app.retries += 1;
+  $('connection').textContent = `offline, retrying in ${Math.ceil(delay / 1000)} s`;
+  setTimeout(connect, delay);
+  render();
+}
+
+function setConnection(state) {
+  document.body.dataset.connection = state;
+  $('connection').textContent = state;
+}
+
+function send(message) {
+  if (!app.online) {
+    toast('Not connected yet; try again in a moment.');
+    return null;
+  }
+  const id = String(app.nextId++);
+  app.ws.send(JSON.stringify({v: 1, id, ...message}));
+  return id;
+}
+
+// Keeps the socket from idling out (60 s) and measures the clock skew for
+// the turn timer.
+function ping() {
+  if (!app.online) return;
+  const id = send({type: 'ping'});
+  app.pings.set(id, Date.now());
+}
+setInterval(ping, 20000);
+
+// ---------------------------------------------------------------- server messages
+
+function onMessage(m) {
+  switch (m.type) {
+    case 'welcome': return onWelcome(m);
+    case 'queue': return onQueue(m.status);
+    case 'invite':
+      app.queue = {state: 'hosting', ...m.invite};
+      return render();
+    case 'match_found': return startMatch(m.match_id);
+    case 'match': return onSnapshot(m.match);
+    case 'event': return onEvent(m.match_id, m.event);
+    case 'acted': return onActed(m);
+    case 'rematch': return onRematch(m.status);
+    case 'rematch_offered':
+      if (app.match && app.match.id === m.match_id) {
+        app.match.rematch = 'asked';
+        toast(`${who(m.by || m.from)} offers a rematch.`, 'info');
+        render();
+      }
+      return;
+    case 'pong': {
+      const sent = app.pings.get(m.id);
+      app.pings.delete(m.id);
+      if (sent) app.clockSkew = m.server_ms - (sent + Date.now()) / 2;
+      return;
+    }
+    case 'error': return onError(m);
+    default: return;
+  }
+}
+
+function onWelcome(m) {
+  app.online = true;
+  app.retries = 0;
+  app.auth.user_id = m.user_id;
+  setConnection('online');
+  const match = app.match;
+  // Resume the match on screen exactly after the last event we applied.
+  if (match && !match.over) {
+    send({type: 'subscribe', match_id: match.id, since: match.lastSeq});
+    // An action whose answer was lost with the socket is sent again with the
+    // same request_id: if it was applied, the server answers the first reply.
+    if (match.acting) sendAct(match);
+  }
+  // Where are we? A match in progress (after a reload) is followed by the
+  // server at once; a queue keeps its status pushes coming.
+  send({type: 'status'});
+  ping();
+  render();
+}
+
+function onQueue(status) {
+  // A match the player already left stays behind them.
+  if (status.state === 'playing' && app.left.has(status.match_id)) status = {state: 'idle'};
+  app.queue = status;
+  if (status.state === 'playing') startMatch(status.match_id);
+  render();
+}
+
+function onError(m) {
+  const {code, message} = m.error || {};
+  const match = app.match;
+  if (match && match.acting && m.id === match.acting.id) {
+    // Safe to retry with the same request_id (PROTOCOL.md).
+    if (['timeout', 'unavailable'].includes(code) && match.acting.tries < 3) {
+      setTimeout(() => sendAct(match), 500 * match.acting.tries);
+      return;
+    }
+    match.acting = null;
+  }
+  // Refused at hello: the socket closes with 4401 and we sign in anew.
+  if (code === 'unauthorized' && !app.online) return;
+  toast(message ? `${message} (${code})` : code || 'something went wrong');
+  render();
+}
+
+function onRematch(status) {
+  if (status.state === 'started') return startMatch(status.match_id);
+  if (app.match) app.match.rematch = 'offered';
+  render();
+}
+
+// ---------------------------------------------------------------- the match
+
+function startMatch(id) {
+  if (app.left.has(id) || (app.match && app.match.id === id)) return;
+  // A new match replaces the one on screen only once that one is over.
+  if (app.match && !app.match.over) return;
+  if (app.match) clearTimeout(app.match.refresh);
+  app.match = newMatch(id);
+  app.queue = {state: 'playing', match_id: id};
+  $('log').replaceChildren();
+  // The server follows a match it tells us about; nothing to subscribe.
+  // The snapshot gives the seed hash and the board before the first event.
+  fetchSnapshot(id);
+  render();
+}
+
+// Takes a snapshot's top-level fields (deadline, seed, bots), and its view
+// if that is newer than ours. Events up to its seq are then only logged.
+function adopt(snap) {
+  const m = app.match;
+  if (!m || snap.match_id !== m.id) return;
+  if (!m.snap || snap.seq >= m.snap.seq) m.snap = snap;
+  // At the same seq the server's view wins over ours.
+  if (snap.seq >= m.viewSeq) {
+    m.view = structuredClone(snap.view);
+    m.viewSeq = snap.seq;
+  }
+  if (snap.finished && !m.over && snap.standings) {
+    m.over = {reason: snap.view.end_reason, standings: snap.standings};
+  }
+  if (snap.seed && m.seedStatus === 'pending') verifySeed(m, snap);
+  if (m.snap.seq < m.lastSeq && !m.over) refreshSoon();
+  render();
+}
+
+function onSnapshot(snap) {
+  if (!app.match || app.match.id !== snap.match_id) {
+    if (snap.finished) return;
+    startMatch(snap.match_id);
+  }
+  adopt(snap);
+}
+
+async function fetchSnapshot(id) {
+  try {
+    const snap = await rest('GET', `/matches/${encodeURIComponent(id)}`);
+    adopt(snap);
+    return snap;
+  } catch (e) {
+    if (app.match && app.match.id === id) toast(`Could not load the match: ${e.message}`);
+    return null;
+  }
+}
+
+// Events carry no deadline: once they stop coming, the snapshot is fetched
+// again for the new one (and the view is checked against the server's).
+function refreshSoon() {
+  const m = app.match;
+  clearTimeout(m.refresh);
+  m.refresh = setTimeout(() => {
+    if (app.match === m && m.snap && m.snap.seq < m.lastSeq) fetchSnapshot(m.id);
+  }, 150);
+}
+
+function onEvent(matchId, ev) {
+  const m = app.match;
+  if (!m || m.id !== matchId || ev.seq <= m.lastSeq) return;
+  m.lastSeq = ev.seq;
+  if (ev.type === 'rolled') {
+    m.dice = ev.dice;
+    m.diceKind = ev.kind;
+    m.diceBy = ev.player;
+    m.diceSeq = ev.seq;
+  }
+  if (ev.seq > m.viewSeq && m.view) {
+    apply(m.view, ev);
+    m.viewSeq = ev.seq;
+  }
+  log(ev);
+  if (ev.type === 'game_over') {
+    m.over = ev;
+    finish(m);
+  } else {
+    refreshSoon();
+  }
+  render();
+}
+
+// Moves the view on by one event (the same fields the snapshot's view has).
+function apply(view, ev) {
+  const seat = (id) => view.players.find((p) => p.id === id) || {};
+  switch (ev.type) {
+    case 'turn_started': view.turn = ev.player; view.turn_score = 0; view.multiplier = 1; break;
+    case 'turn_passed': view.turn = ev.to; view.turn_score = 0; view.multiplier = 1; break;
+    case 'turn_score_changed': view.turn_score = ev.total; break;
+    case 'banked_score_changed': seat(ev.player).score = ev.total; break;
+    case 'multiplier_changed': view.multiplier = ev.multiplier; break;
+    case 'busted': view.turn_score = 0; break;
+    case 'game_over': view.status = 'finished'; view.turn = null; break;
+  }
+}
+
+// The seed is revealed once the match is over; fetch until it shows.
+async function finish(m) {
+  for (let attempt = 0; attempt < 10 && app.match === m && m.seedStatus === 'pending'; attempt++) {
+    const snap = await fetchSnapshot(m.id);
+    if (snap && snap.seed) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  if (m.seedStatus === 'pending') {
+    m.seedStatus = 'missing';
+    render();
+  }
+}
+
+async function verifySeed(m, snap) {
+  m.seedStatus = 'checking';
+  let status = 'mismatch';
+  if (/^[0-9a-f]{64}$/i.test(snap.seed)) {
+    if (!window.crypto || !crypto.subtle) {
+      // crypto.subtle exists only on https (and localhost).
+      status = 'unavailable';
+    } else if ((await sha256Hex(snap.seed)) === snap.seed_hash.toLowerCase()) {
+      status = 'verified';
+    }
+  }
+  m.seedStatus = status;
+  render();
+}
+
+// Zero Hour's multiplier is a level: ×1, ×2, ×3 ... (one more per double).
+function zeroHour() {
+  return !!(app.match && app.match.snap && app.match.snap.mode === 'zero-hour');
+}
+
+function myTurn() {
+  const m = app.match;
+  return !!(m && m.view && !m.over && app.auth && m.view.turn === app.auth.user_id);
+}
+
+let clicks = 0;
+function act(action) {
+  const m = app.match;
+  if (!m || m.over || m.acting || !app.online) return;
+  // One request_id per click: however often it is sent, it is applied once.
+  const requestId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}-${++clicks}`;
+  m.acting = {action, requestId, id: null, tries: 0};
+  sendAct(m);
+}
+
+function sendAct(m) {
+  const acting = m.acting;
+  if (!acting || app.match !== m || !app.online) return;
+  acting.tries += 1;
+  acting.id = send({type: 'act', match_id: m.id, action: acting.action, request_id: acting.requestId});
+  render();
+}
+
+function onActed(message) {
+  const m = app.match;
+  if (m && m.acting && message.id === m.acting.id) m.acting = null;
+  // The reply's events also arrive as `event` messages: only its snapshot is used.
+  if (message.reply && message.reply.match) adopt(message.reply.match);
+  render();
+}
+
+// ---------------------------------------------------------------- the event log
+
+function describe(ev) {
+  const p = ev.player && who(ev.player);
+  switch (ev.type) {
+    case 'turn_started': return `${p === 'You' ? 'Your' : `${p}’s`} turn`;
+    case 'rolled': return `${p} rolled ${ev.dice.join(' and ')}${KINDS[ev.kind] ? `: ${KINDS[ev.kind]}` : ''}`;
+    case 'turn_score_changed': return `turn score ${ev.delta >= 0 ? '+' : ''}${ev.delta} → ${ev.total}`;
+    case 'banked_score_changed': {
+      const what = {bank: 'banked', penalty: 'got a penalty of', reset: 'lost the bank,', attacked: 'was hit for', kept: 'kept'}[ev.reason] || 'scored';
+      return `${p} ${what} ${Math.abs(ev.delta)} → ${ev.total}`;
+    }
+    case 'multiplier_changed': return `${zeroHour() ? 'level' : 'multiplier'} ×${ev.multiplier}`;
+    case 'busted': return `${p} busted (${ev.reason.replace('_', ' ')})${ev.lost ? `, losing ${ev.lost}` : ''}`;
+    case 'timed_out': return `${p} ran out of time`;
+    case 'forfeited': return `${p} forfeited`;
+    case 'turn_passed': return `turn passes to ${who(ev.to)}`;
+    case 'game_over': {
+      const winner = (ev.standings || []).find((s) => s.result === 'win');
+      return `game over: ${winner ? `${who(winner.player)} won` : 'a draw'}${ev.reason === 'forfeit' ? ' by forfeit' : ''}`;
+    }
+    default: return ev.type;
+  }
+}
+
+function log(ev) {
+  const li = document.createElement('li');
+  li.dataset.seq = ev.seq;
+  li.dataset.type = ev.type;
+  li.textContent = describe(ev);
+  const list = $('log');
+  list.prepend(li);
+  while (list.childElementCount > 1000) list.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------- rendering
+
+function render() {
+  const m = app.match;
+  const screen = !m ? 'lobby' : m.over ? 'final' : 'match';
+  document.body.dataset.screen = screen;
+  $('me').textContent = app.auth ? `signed in as ${app.auth.user_id}` : 'not signed in';
+  $('me').dataset.user = app.auth ? app.auth.user_id : '';
+  $('lobby').hidden = screen !== 'lobby';
+  $('match').hidden = screen === 'lobby';
+  if (screen === 'lobby') renderLobby(); else renderMatch(m);
+}
+
+function renderLobby() {
+  const q = app.queue;
+  const idle = q.state === 'idle';
+  for (const id of ['queue', 'play-bot', 'invite', 'join-code']) $(id).disabled = !app.online || !idle;
+  $('mode-about').textContent = MODES[$('mode').value];
+  $('queue-status').hidden = idle;
+  $('invite-code').hidden = q.state !== 'hosting';
+  $('leave').hidden = !['queued', 'hosting'].includes(q.state);
+  $('leave').textContent = q.state === 'hosting' ? 'Cancel invite' : 'Leave queue';
+  $('leave').disabled = !app.online;
+  let text = '';
+  if (q.state === 'queued') {
+    text = `Looking for an opponent (${q.kind}, ${q.mode}): number ${q.position} of ${q.queue_size} in the queue, ` +
+      `waiting ${seconds(q.waited_ms)}, about ${seconds(q.estimated_wait_ms)} to go.`;
+  } else if (q.state === 'hosting') {
+    text = `Give this code to a friend (${q.mode}); it works until ${new Date(q.expires_ms).toLocaleTimeString()}:`;
+    $('invite-code').textContent = q.code;
+  } else if (q.state === 'matching') {
+    text = 'Opponent found, setting up the match…';
+  } else if (q.state === 'playing') {
+    text = 'Joining the match…';
+  }
+  $('queue-text').textContent = text;
+  $('queue-status').dataset.state = q.state;
+}
+
+function renderMatch(m) {
+  const view = m.view;
+  const snap = m.snap;
+  const me = app.auth && app.auth.user_id;
+  const mine = myTurn();
+  $('match').dataset.seq = m.lastSeq;
+  $('match-mode').textContent = snap ? `${$('mode').querySelector(`[value="${snap.mode}"]`)?.textContent || snap.mode}` +
+    `${snap.ranked ? ' · ranked' : ''} · ${(snap.players || []).map(who).join(' vs ')}` : '';
+  $('match').dataset.turn = !view || m.over ? 'none' : mine ? 'me' : 'them';
+
+  // Players and their banked scores.
+  const players = view ? view.players : [];
+  $('players').replaceChildren(...players.map((p) => {
+    const card = document.createElement('div');
+    card.className = 'player';
+    card.dataset.player = p.id;
+    card.dataset.me = String(p.id === me);
+    card.classList.toggle('on-turn', !!view && view.turn === p.id && !m.over);
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = who(p.id);
+    const score = document.createElement('span');
+    score.className = 'score';
+    score.textContent = p.score;
+    card.append(name, score);
+    return card;
+  }));
+
+  // Whose turn, the dice, the turn score.
+  $('turn').textContent = !view ? 'Loading the match…' : m.over ? 'Game over'
+    : mine ? 'Your turn: roll or bank' : `${who(view.turn || '')} is playing…`;
+  const dice = $('dice');
+  if (String(m.diceSeq) !== dice.dataset.seq) {
+    dice.dataset.seq = m.diceSeq;
+    dice.dataset.dice = m.dice ? m.dice.join(',') : '';
+    dice.setAttribute('aria-label', m.dice ? `dice: ${m.dice.join(' and ')}` : 'no dice yet');
+    dice.replaceChildren(...(m.dice || [0, 0]).map(face));
+    dice.classList.remove('fresh');
+    void dice.offsetWidth; // restart the roll animation
+    if (m.dice) dice.classList.add('fresh');
+  }
+  $('roll-kind').textContent = m.dice ? `${who(m.diceBy)} rolled ${m.dice.join(' and ')}${KINDS[m.diceKind] ? `: ${KINDS[m.diceKind]}` : ''}` : '';
+  const turnScore = view ? view.turn_score : 0;
+  $('turn-score-line').hidden = !!m.over;
+  $('turn-score').textContent = turnScore;
+  $('turn-score').dataset.value = turnScore;
+  const multiplier = view ? view.multiplier : 1;
+  $('multiplier').hidden = !(multiplier > 1) || !!m.over;
+  $('multiplier').textContent = zeroHour() ? `level ×${multiplier}` : `×${multiplier}`;
+
+  // Buttons: only on our turn, and one action at a time.
+  const ready = mine && app.online && !m.acting;
+  const grit = !!snap && snap.mode === 'true-grit'; // no banking in True Grit
+  $('roll').disabled = !ready;
+  $('bank').disabled = !ready || turnScore <= 0 || grit;
+  $('bank').hidden = grit;
+  $('forfeit').disabled = !app.online || !view || !!m.over || !!m.acting;
+  $('controls').hidden = !!m.over;
+  renderTimer();
+
+  // Fair dice.
+  $('seed-hash').textContent = snap ? snap.seed_hash : '…';
+  $('seed').textContent = snap && snap.seed ? snap.seed : 'revealed at the end';
+  const status = $('seed-status');
+  status.dataset.status = m.seedStatus;
+  status.textContent = {
+    pending: 'waiting for the end', checking: 'checking…',
+    verified: 'verified: SHA-256(seed) matches the published hash',
+    mismatch: 'MISMATCH: the seed does not match the published hash',
+    unavailable: 'could not check here (needs https)',
+    missing: 'the server did not reveal the seed',
+  }[m.seedStatus];
+
+  // The end.
+  $('final').hidden = !m.over;
+  if (m.over) renderFinal(m);
+}
+
+function renderFinal(m) {
+  const standings = m.over.standings || [];
+  const winner = standings.find((s) => s.result === 'win');
+  const me = app.auth && app.auth.user_id;
+  const heading = $('winner');
+  heading.dataset.winner = winner ? winner.player : '';
+  heading.dataset.result = !winner ? 'draw' : winner.player === me ? 'win' : 'loss';
+  heading.textContent = (!winner ? 'A draw!' : winner.player === me ? 'You win!' : `${who(winner.player)} wins`) +
+    (m.over.reason === 'forfeit' ? ' (by forfeit)' : '');
+  $('standings').tBodies[0].replaceChildren(...standings.map((s) => {
+    const row = document.createElement('tr');
+    row.dataset.player = s.player;
+    row.dataset.result = s.result;
+    for (const text of [s.rank, who(s.player), s.score, s.result]) {
+      const cell = document.createElement('td');
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  }));
+  const bot = m.snap && (m.snap.bots || []).length > 0;
+  const rematch = $('rematch');
+  rematch.hidden = bot;
+  rematch.disabled = !app.online || m.rematch === 'offered';
+  rematch.textContent = m.rematch === 'asked' ? 'Accept rematch' : m.rematch === 'offered' ? 'Rematch offered…' : 'Rematch';
+}
+
+function renderTimer() {
+  const m = app.match;
+  const el = $('timer');
+  const snap = m && m.snap;
+  // A deadline is only good for the state it came with.
+  if (!snap || !snap.deadline_ms || m.over || snap.seq < m.lastSeq) {
+    el.textContent = '';
+    delete el.dataset.left;
+    return;
+  }
+  const left = Math.max(0, snap.deadline_ms - now());
+  const turn = m.view && m.view.turn;
+  el.dataset.left = left;
+  // A bot's deadline is only when it will act: not worth a countdown.
+  el.textContent = myTurn() ? `${Math.ceil(left / 1000)} s left`
+    : turn && who(turn) !== 'Bot' ? `${who(turn)}: ${Math.ceil(left / 1000)} s left` : '';
+  el.classList.toggle('urgent', myTurn() && left < 10000);
+}
+setInterval(renderTimer, 250);
+
+function face(value) {
+  const die = document.createElement('span');
+  die.className = 'die';
+  die.dataset.value = value;
+  for (let cell = 0; cell < 9; cell++) {
+    const pip = document.createElement('span');
+    if ((PIPS[value] || []).includes(cell)) pip.className = 'pip';
+    die.append(pip);
+  }
+  return die;
+}
+
+// ---------------------------------------------------------------- controls
+
+$('mode').addEventListener('change', render);
+$('queue').addEventListener('click', () => send({type: 'join', mode: $('mode').value, kind: $('kind').value}));
+$('play-bot').addEventListener('click', () => send({type: 'join', mode: $('mode').value, kind: 'quick', opponent: 'bot'}));
+$('invite').addEventListener('click', () => send({type: 'invite', mode: $('mode').value}));
+$('join-code-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const code = $('code').value.trim();
+  if (code) send({type: 'join_code', code});
+});
+$('leave').addEventListener('click', () => send({type: 'leave'}));
+$('roll').addEventListener('click', () => act('roll'));
+$('bank').addEventListener('click', () => act('bank'));
+
+// Forfeit asks twice (without a blocking dialog).
+let forfeitArmed = null;
+$('forfeit').addEventListener('click', () => {
+  const button = $('forfeit');
+  if (forfeitArmed) {
+    clearTimeout(forfeitArmed);
+    forfeitArmed = null;
+    button.textContent = 'Forfeit';
+    act('forfeit');
+    return;
+  }
+  button.textContent = 'Really forfeit?';
+  forfeitArmed = setTimeout(() => { forfeitArmed = null; button.textContent = 'Forfeit'; }, 3000);
+});
+
+$('play-again').addEventListener('click', () => {
+  const m = app.match;
+  if (m) {
+    clearTimeout(m.refresh);
+    app.left.add(m.id);
+  }
+  app.match = null;
+  app.queue = {state: 'idle'};
+  if (app.online) send({type: 'status'});
+  render();
+});
+$('rematch').addEventListener('click', () => {
+  if (app.match) send({type: 'rematch', match_id: app.match.id});
+});
+
+// For tests and debugging: drop the connection as a network failure would.
+window.dashdice = {drop: () => app.ws && app.ws.close()};
+
+render();
+connect();

@@ -1,0 +1,1034 @@
+//! The gateway over real nats-server and redis-server processes, with a
+//! real match host and matchmaker behind it: players on WebSocket and on
+//! REST play every mode to the end and see the same gap-free events; a
+//! client that reconnects resumes where it left off; forged, expired and
+//! misaddressed tokens are refused; bad input gets a typed error and the
+//! session goes on; rates are limited with `Retry-After`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashdice::fair_dice::verify;
+use dashdice::gateway::{self, AuthConfig, Gateway, GatewayConfig, Limits};
+use dashdice::match_service;
+use dashdice::matches::{MatchHost, verifiable_record};
+use dashdice::matchmaker_service::{self, NatsMatches, NatsNotify};
+use dashdice::matchmaking::{Matchmaker, Policy};
+use dashdice::store::MatchStore;
+use dashdice::store::queues::QueueStore;
+use dashdice_tests::servers::{NatsServer, RedisServer};
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const MODES: [&str; 4] = ["classic", "zero-hour", "last-line", "true-grit"];
+const PROJECT: &str = "dashdice-test";
+const DEV_SECRET: &str = "a-test-only-dev-secret";
+const FIREBASE_KEY: &[u8] = include_bytes!("fixtures/firebase-test-key.pem");
+const FORGER_KEY: &[u8] = include_bytes!("fixtures/forger-key.pem");
+const JWKS: &str = include_str!("fixtures/firebase-test-jwks.json");
+
+/// Servers on free ports, a match host, a matchmaker, a JWKS endpoint
+/// standing in for Google's, and the gateway under test.
+struct Stack {
+    _nats: NatsServer,
+    _redis: RedisServer,
+    gateway: Arc<Gateway>,
+    /// `http://127.0.0.1:<port>`
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A stack whose rate limits the tests' fast clients stay under (the
+/// defaults are for humans; the rate test sets its own).
+async fn stack() -> Stack {
+    stack_with(Limits {
+        user_per_second: 1_000,
+        ip_per_second: 10_000,
+        ws_messages_per_second: 1_000,
+        ..Limits::default()
+    })
+    .await
+}
+
+async fn stack_with(limits: Limits) -> Stack {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    let mut host = MatchHost::new(dashdice_tests::registry(), store);
+    host.bot_delay_ms = (10, 40);
+    tokio::spawn(match_service::run(client, host));
+
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let queues = QueueStore::connect(&redis.url()).await.expect("redis");
+    let matchmaker = Matchmaker::new(
+        queues,
+        Policy {
+            bot_after_ms: Some(300),
+            ..Policy::default()
+        },
+        MODES.map(str::to_owned),
+        ["eu".to_owned(), "us".to_owned()],
+        NatsMatches {
+            client: client.clone(),
+        },
+        NatsNotify {
+            client: client.clone(),
+        },
+    );
+    tokio::spawn(matchmaker_service::run(client, matchmaker));
+
+    let jwks = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let jwks_url = format!("http://{}/jwks", jwks.local_addr().expect("addr"));
+    let keys = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(|| async {
+            (
+                [
+                    ("content-type", "application/json"),
+                    ("cache-control", "public, max-age=3600"),
+                ],
+                JWKS,
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(jwks, keys).await });
+
+    let config = GatewayConfig {
+        auth: AuthConfig {
+            firebase_project: Some(PROJECT.to_owned()),
+            jwks_url: Some(jwks_url),
+            dev_secret: Some(DEV_SECRET.to_owned()),
+            guests: true,
+            guest_ttl: Duration::from_secs(3600),
+        },
+        limits,
+        cors_origins: vec!["https://dashdice.example".to_owned()],
+        default_region: "eu".to_owned(),
+        trust_forwarded_for: false,
+    };
+    let nats_client = async_nats::connect(nats.url()).await.expect("nats");
+    let redis_client = redis::Client::open(redis.url()).expect("redis url");
+    let manager = redis::aio::ConnectionManager::new(redis_client)
+        .await
+        .expect("redis");
+    let gateway =
+        Arc::new(Gateway::new(config, nats_client, Some(manager), None).expect("gateway"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(gateway::serve(
+        listener,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    let stack = Stack {
+        _nats: nats,
+        _redis: redis,
+        gateway,
+        base,
+        http: reqwest::Client::new(),
+    };
+    stack.wait_ready().await;
+    stack
+}
+
+impl Stack {
+    /// Until the matchmaker and the match host answer through the gateway.
+    async fn wait_ready(&self) {
+        let token = self.token("probe");
+        for _ in 0..250 {
+            let status = self.get("/queue/status", &token).await.0;
+            let host = self.get("/matches/none", &token).await.0;
+            if status == StatusCode::OK && host == StatusCode::NOT_FOUND {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the workers never answered through the gateway");
+    }
+
+    /// A dev token for `user`.
+    fn token(&self, user: &str) -> String {
+        self.gateway
+            .auth
+            .dev_token(user, Duration::from_secs(600))
+            .expect("dev token")
+            .token
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("http");
+        answer(response).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("http");
+        answer(response).await
+    }
+
+    /// Acts over REST with an `Idempotency-Key`.
+    async fn act(
+        &self,
+        token: &str,
+        match_id: &str,
+        action: &str,
+        key: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(&format!("/matches/{match_id}/{action}")))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .send()
+            .await
+            .expect("http");
+        answer(response).await
+    }
+
+    async fn ws(&self, token: Option<&str>) -> Ws {
+        let url = format!("{}/api/v1/ws", self.base.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().expect("request");
+        if let Some(token) = token {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
+        Ws { socket }
+    }
+
+    /// A signed-in session (by `hello`), past its welcome.
+    async fn session(&self, user: &str) -> Ws {
+        let mut ws = self.ws(None).await;
+        ws.send(json!({"type": "hello", "token": self.token(user)}))
+            .await;
+        let welcome = ws.next_of("welcome").await;
+        assert_eq!(welcome["user_id"], user);
+        ws
+    }
+}
+
+async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let body = response.bytes().await.expect("body");
+    let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        panic!(
+            "every answer is JSON; got {status}: {}",
+            String::from_utf8_lossy(&body)
+        )
+    });
+    (status, value)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Ws {
+    socket: Socket,
+}
+
+impl Ws {
+    async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("ws send");
+    }
+
+    async fn send_text(&mut self, text: String) {
+        self.socket
+            .send(Message::text(text))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON message; `None` once the server closed.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(15), self.socket.next())
+                .await
+                .expect("a message in time")?;
+            match frame {
+                Ok(Message::Text(text)) => {
+                    let value: Value = serde_json::from_str(&text).expect("server JSON");
+                    assert_eq!(value["v"], 1, "every message carries the version: {value}");
+                    return Some(value);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next message of `kind`, skipping others.
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.next().await.expect("the session is open");
+            if message["type"] == kind {
+                return message;
+            }
+            assert_ne!(message["type"], "error", "unexpected error: {message}");
+        }
+    }
+
+    /// The close code the server ends with (messages before it skipped).
+    async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(15), self.socket.next())
+                .await
+                .expect("a close in time");
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => return Some(u16::from(frame.code)),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// A Firebase-style ID token for `user`, with `claims` overriding the valid
+/// ones, signed by `key` (PEM) as `kid`.
+fn firebase_token(user: &str, key: &[u8], kid: &str, claims: Value) -> String {
+    let now = dashdice::matches::now_ms() / 1000;
+    let mut body = json!({
+        "iss": format!("https://securetoken.google.com/{PROJECT}"),
+        "aud": PROJECT,
+        "sub": user,
+        "iat": now,
+        "exp": now + 600,
+    });
+    if let (Some(body), Some(claims)) = (body.as_object_mut(), claims.as_object()) {
+        for (k, v) in claims {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &body,
+        &EncodingKey::from_rsa_pem(key).expect("test key"),
+    )
+    .expect("sign")
+}
+
+/// Whose turn it is, if the match is on.
+fn turn(snapshot: &Value) -> Option<String> {
+    (snapshot["finished"] == false)
+        .then(|| snapshot["turn"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+/// The test's strategy: bank from 15 (True Grit has no banking).
+fn choose(snapshot: &Value) -> &'static str {
+    let banked = snapshot["mode"] != "true-grit";
+    if banked && snapshot["view"]["turn_score"].as_i64() >= Some(15) {
+        "bank"
+    } else {
+        "roll"
+    }
+}
+
+/// Alice (WebSocket) invites, Bob (REST) joins by code: the match id.
+async fn invite_match(stack: &Stack, alice: &mut Ws, bob: &str, mode: &str) -> String {
+    alice
+        .send(json!({"type": "invite", "id": "i1", "mode": mode}))
+        .await;
+    let invite = alice.next_of("invite").await;
+    assert_eq!(invite["id"], "i1");
+    let code = invite["invite"]["code"]
+        .as_str()
+        .expect("a code")
+        .to_owned();
+    let (status, joined) = stack
+        .post("/matches/join", &stack.token(bob), json!({"code": code}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(joined["state"], "playing", "{joined}");
+    joined["match_id"].as_str().expect("a match id").to_owned()
+}
+
+/// Events Alice's session has received for the match, read until the one
+/// that ends it.
+async fn events_until_game_over(ws: &mut Ws, match_id: &str, seen: &mut Vec<Value>) {
+    if seen.last().is_some_and(|e| e["type"] == "game_over") {
+        return;
+    }
+    loop {
+        let message = ws.next().await.expect("the session is open");
+        if message["type"] == "event" && message["match_id"] == match_id {
+            seen.push(message["event"].clone());
+            if message["event"]["type"] == "game_over" {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_plays_to_the_end_with_one_player_on_websocket_and_one_on_rest() {
+    let stack = stack().await;
+    for (n, mode) in MODES.into_iter().enumerate() {
+        let (alice, bob) = (format!("alice{n}"), format!("bob{n}"));
+        let bob_token = stack.token(&bob);
+        let mut ws = stack.session(&alice).await;
+        let match_id = invite_match(&stack, &mut ws, &bob, mode).await;
+
+        // Alice is told, and her session follows the match on its own.
+        let mut seen = Vec::new();
+        let mut snapshot = loop {
+            let message = ws.next().await.expect("open");
+            match message["type"].as_str() {
+                Some("match") => break message["match"].clone(),
+                Some("event") => seen.push(message["event"].clone()),
+                _ => {}
+            }
+        };
+        assert_eq!(snapshot["match_id"], match_id.as_str());
+        assert_eq!(snapshot["mode"], mode);
+        assert_eq!(
+            snapshot["seed"],
+            Value::Null,
+            "the seed stays secret while playing"
+        );
+
+        let mut step = 0;
+        while let Some(player) = turn(&snapshot) {
+            step += 1;
+            assert!(step < 2_000, "{mode}: the match never ended");
+            let action = choose(&snapshot);
+            let request_id = format!("{mode}-{step}");
+            let reply = if player == alice {
+                ws.send(
+                    json!({"type": "act", "id": request_id, "match_id": match_id,
+                    "action": action, "request_id": request_id}),
+                )
+                .await;
+                loop {
+                    let message = ws.next().await.expect("open");
+                    match message["type"].as_str() {
+                        Some("acted") => {
+                            assert_eq!(message["id"], request_id.as_str());
+                            break message["reply"].clone();
+                        }
+                        Some("event") => seen.push(message["event"].clone()),
+                        Some("error") => panic!("{mode}: {message}"),
+                        _ => {}
+                    }
+                }
+            } else {
+                assert_eq!(player, bob);
+                let (status, reply) = stack.act(&bob_token, &match_id, action, &request_id).await;
+                assert_eq!(status, StatusCode::OK, "{mode}: {reply}");
+                // The same key again changes nothing and answers the same.
+                let (again_status, again) =
+                    stack.act(&bob_token, &match_id, action, &request_id).await;
+                assert_eq!(again_status, StatusCode::OK);
+                assert_eq!(again["events"], reply["events"], "{mode}: applied once");
+                reply
+            };
+            snapshot = reply["match"].clone();
+        }
+
+        events_until_game_over(&mut ws, &match_id, &mut seen).await;
+        let (status, events) = stack
+            .get(&format!("/matches/{match_id}/events?since=0"), &bob_token)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let events = events.as_array().expect("a list").clone();
+        assert_eq!(
+            seen, events,
+            "{mode}: the session saw every event once, in order"
+        );
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["seq"], i as u64 + 1, "{mode}: gap-free");
+        }
+
+        // The finished match reveals its seed, and its record verifies.
+        let (status, finished) = stack.get(&format!("/matches/{match_id}"), &bob_token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(finished["finished"], true);
+        let record = verifiable_record(finished.to_string().as_bytes()).expect("a record");
+        verify(&dashdice_tests::builtin(mode), &record)
+            .expect("every roll follows from the revealed seed");
+        assert_eq!(finished["standings"].as_array().map(Vec::len), Some(2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_client_resumes_after_the_last_event_it_saw() {
+    let stack = stack().await;
+    let mut ws = stack.session("carol").await;
+    let match_id = invite_match(&stack, &mut ws, "dave", "classic").await;
+    let tokens = [
+        ("carol", stack.token("carol")),
+        ("dave", stack.token("dave")),
+    ];
+
+    // Play eight actions over REST while Carol's session is open...
+    let play = |step: usize| {
+        let stack = &stack;
+        let tokens = &tokens;
+        let match_id = match_id.clone();
+        async move {
+            let (_, snapshot) = stack
+                .get(&format!("/matches/{match_id}"), &tokens[0].1)
+                .await;
+            let Some(player) = turn(&snapshot) else {
+                return false;
+            };
+            let token = &tokens
+                .iter()
+                .find(|(p, _)| *p == player)
+                .expect("a player")
+                .1;
+            let (status, reply) = stack
+                .act(token, &match_id, choose(&snapshot), &format!("r{step}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{reply}");
+            true
+        }
+    };
+    for step in 0..8 {
+        assert!(play(step).await);
+    }
+    let (_, snapshot) = stack
+        .get(&format!("/matches/{match_id}"), &tokens[0].1)
+        .await;
+    let upto = snapshot["seq"].as_u64().expect("seq");
+    let mut first = Vec::new();
+    while first.len() < upto as usize {
+        let message = ws.next().await.expect("open");
+        if message["type"] == "event" {
+            first.push(message["event"].clone());
+        }
+    }
+    // ...then drop it, play on, and come back saying what was seen last.
+    let last_seen = first[first.len() / 2]["seq"].as_u64().expect("seq");
+    drop(ws);
+    for step in 8..14 {
+        if !play(step).await {
+            break;
+        }
+    }
+    let mut ws = stack.session("carol").await;
+    ws.send(json!({"type": "subscribe", "id": "s", "match_id": match_id, "since": last_seen}))
+        .await;
+    let resumed = ws.next_of("match").await;
+    assert_eq!(resumed["id"], "s");
+    let now = resumed["match"]["seq"].as_u64().expect("seq");
+    let mut replay = Vec::new();
+    while replay.len() < (now - last_seen) as usize {
+        let message = ws.next().await.expect("open");
+        if message["type"] == "event" {
+            replay.push(message["event"]["seq"].as_u64().expect("seq"));
+        }
+    }
+    let expected: Vec<u64> = (last_seen + 1..=now).collect();
+    assert_eq!(replay, expected, "each missed event once, in order");
+
+    // Live events keep coming on the resumed session.
+    assert!(play(100).await);
+    let message = ws.next_of("event").await;
+    assert_eq!(message["event"]["seq"], now + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_valid_tokens_of_our_issuers_get_in() {
+    let stack = stack().await;
+    let me = |token: String| {
+        let stack = &stack;
+        async move { stack.get("/me", &token).await }
+    };
+
+    let (status, body) = me(firebase_token(
+        "fb-user",
+        FIREBASE_KEY,
+        "test-key-1",
+        json!({}),
+    ))
+    .await;
+    assert_eq!(
+        (status, &body["user_id"]),
+        (StatusCode::OK, &json!("fb-user"))
+    );
+    let (status, body) = me(stack.token("dev-user")).await;
+    assert_eq!(
+        (status, &body["user_id"]),
+        (StatusCode::OK, &json!("dev-user"))
+    );
+
+    let now = dashdice::matches::now_ms() / 1000;
+    let refused = [
+        (
+            "forged",
+            firebase_token("x", FORGER_KEY, "test-key-1", json!({})),
+        ),
+        (
+            "unknown key",
+            firebase_token("x", FORGER_KEY, "other-key", json!({})),
+        ),
+        (
+            "expired",
+            firebase_token(
+                "x",
+                FIREBASE_KEY,
+                "test-key-1",
+                json!({"exp": now - 3600, "iat": now - 7200}),
+            ),
+        ),
+        (
+            "other project",
+            firebase_token(
+                "x",
+                FIREBASE_KEY,
+                "test-key-1",
+                json!({"aud": "someone-else"}),
+            ),
+        ),
+        (
+            "other issuer",
+            firebase_token(
+                "x",
+                FIREBASE_KEY,
+                "test-key-1",
+                json!({"iss": "https://evil.example"}),
+            ),
+        ),
+        (
+            "issued in the future",
+            firebase_token("x", FIREBASE_KEY, "test-key-1", json!({"iat": now + 3600})),
+        ),
+        (
+            "bad user id",
+            firebase_token("a.b>", FIREBASE_KEY, "test-key-1", json!({})),
+        ),
+        ("wrong dev secret", {
+            let claims =
+                json!({"sub": "x", "iss": "dashdice-dev", "aud": "dashdice", "exp": now + 600});
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"guess"),
+            )
+            .expect("sign")
+        }),
+        ("not a token", "hello".to_owned()),
+    ];
+    for (why, token) in refused {
+        let (status, body) = me(token.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{why}");
+        assert!(
+            !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{why} says why"
+        );
+
+        // On a WebSocket: an error, then close 4401.
+        let mut ws = stack.ws(None).await;
+        ws.send(json!({"type": "hello", "token": token})).await;
+        let error = ws.next().await.expect("an error first");
+        assert_eq!(error["error"]["code"], "unauthorized", "{why}");
+        assert_eq!(ws.close_code().await, Some(4401), "{why}");
+    }
+
+    // No token at all, and a bad token on the upgrade itself.
+    let response = stack.http.get(stack.url("/me")).send().await.expect("http");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let url = format!("{}/api/v1/ws", stack.base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer nope".parse().expect("header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+        other => panic!("the upgrade should be refused: {:?}", other.map(|_| ())),
+    }
+    // A session that never says hello is closed.
+    let mut ws = stack.ws(None).await;
+    ws.send(json!({"type": "ping"})).await;
+    let error = ws.next().await.expect("an error");
+    assert_eq!(error["error"]["code"], "unauthorized");
+    assert_eq!(ws.close_code().await, Some(4401));
+    // A bearer on the upgrade signs the session in without hello.
+    let mut ws = stack.ws(Some(&stack.token("erin"))).await;
+    assert_eq!(ws.next_of("welcome").await["user_id"], "erin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_act_only_in_their_own_match_and_on_their_turn() {
+    let stack = stack().await;
+    let mut ws = stack.session("frank").await;
+    let match_id = invite_match(&stack, &mut ws, "grace", "classic").await;
+    let (_, snapshot) = stack
+        .get(&format!("/matches/{match_id}"), &stack.token("grace"))
+        .await;
+    let on_turn = turn(&snapshot).expect("a turn");
+    let waiting = if on_turn == "frank" { "grace" } else { "frank" };
+
+    let (status, body) = stack
+        .act(&stack.token("mallory"), &match_id, "roll", "m1")
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("not_a_player"))
+    );
+    let (status, body) = stack
+        .act(&stack.token(waiting), &match_id, "roll", "w1")
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("not_your_turn"))
+    );
+    let (status, body) = stack
+        .act(&stack.token(waiting), "no-such-match", "roll", "w2")
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("unknown_match"))
+    );
+
+    // Nothing of that changed the match.
+    let (_, after) = stack
+        .get(&format!("/matches/{match_id}"), &stack.token("grace"))
+        .await;
+    assert_eq!(after["seq"], snapshot["seq"]);
+
+    // Over the WebSocket, the same refusal carries the message's id.
+    let mut mallory = stack.session("mallory").await;
+    mallory
+        .send(json!({"type": "act", "id": 9, "match_id": match_id, "action": "roll", "request_id": "m2"}))
+        .await;
+    let error = mallory.next_of("error").await;
+    assert_eq!(
+        (&error["id"], &error["error"]["code"]),
+        (&json!("9"), &json!("not_a_player"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_typed_error_and_the_session_goes_on() {
+    let stack = stack().await;
+    let token = stack.token("heidi");
+    let mut ws = stack.session("heidi").await;
+    ws.send(json!({"type": "join", "id": "j", "mode": "classic", "opponent": "bot"}))
+        .await;
+    let joined = ws.next_of("queue").await;
+    assert_eq!(joined["status"]["state"], "playing", "{joined}");
+    let match_id = joined["status"]["match_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let cases = [
+        ("x".repeat(10_000), "too_large"),
+        ("{\"type\":\"join\",".to_owned(), "malformed_json"),
+        ("[1,2]".to_owned(), "malformed_json"),
+        (json!({"type": "teleport"}).to_string(), "bad_request"),
+        (
+            json!({"type": "act", "match_id": "m", "action": "roll", "dice": [6, 6]}).to_string(),
+            "bad_request",
+        ),
+        (json!({"v": 2, "type": "ping"}).to_string(), "bad_request"),
+        (
+            json!({"type": "join", "mode": "snakes"}).to_string(),
+            "unknown_mode",
+        ),
+        (
+            json!({"type": "act", "match_id": "m", "action": "cheat"}).to_string(),
+            "unknown_action",
+        ),
+    ];
+    for (text, code) in cases {
+        ws.send_text(text.clone()).await;
+        let error = ws.next_of("error").await;
+        assert_eq!(
+            error["error"]["code"],
+            code,
+            "{}",
+            &text[..text.len().min(60)]
+        );
+    }
+    ws.socket
+        .send(Message::binary(vec![1, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(ws.next_of("error").await["error"]["code"], "bad_request");
+    // Still open and served.
+    ws.send(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(ws.next_of("pong").await["id"], "p");
+    ws.send(json!({"type": "status", "id": "s"})).await;
+    assert_eq!(ws.next_of("queue").await["status"]["state"], "playing");
+    // And so is the match: Heidi rolls once her turn comes.
+    loop {
+        let (_, snapshot) = stack.get(&format!("/matches/{match_id}"), &token).await;
+        if turn(&snapshot).as_deref() == Some("heidi") {
+            break;
+        }
+        assert_eq!(snapshot["finished"], false);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ws.send(json!({"type": "act", "id": "a", "match_id": match_id, "action": "roll", "request_id": "h1"}))
+        .await;
+    let acted = ws.next_of("acted").await;
+    assert_eq!(acted["reply"]["events"][0]["type"], "rolled", "{acted}");
+
+    // REST: the same codes, with their HTTP statuses; nothing was queued.
+    let big = json!({"mode": "x".repeat(10_000)});
+    let (status, body) = stack.post("/queue/join", &token, big).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::PAYLOAD_TOO_LARGE, &json!("too_large"))
+    );
+    let response = stack
+        .http
+        .post(stack.url("/queue/join"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"mode\":")
+        .send()
+        .await
+        .expect("http");
+    let (status, body) = answer(response).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("malformed_json"))
+    );
+    let (status, body) = stack
+        .post(
+            "/queue/join",
+            &token,
+            json!({"mode": "classic", "rating": 3000}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "clients do not choose ratings: {body}"
+    );
+    let (status, body) = stack
+        .post("/queue/join", &token, json!({"mode": "snakes"}))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("unknown_mode"))
+    );
+    let (status, body) = stack.get("/matches/m/events?since=minus-one", &token).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("bad_request"))
+    );
+    let (status, body) = stack.get("/no/such/route", &token).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+    let (status, body) = stack.get("/queue/status", &token).await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("playing"))
+    );
+
+    // A frame past the hard cap ends the session with 1009. (The server may
+    // close while the frame is still being written; then the write fails
+    // and the close frame can be lost to the reset, but the session is over.)
+    let sent = ws.socket.send(Message::text("x".repeat(2 << 20))).await;
+    let code = ws.close_code().await;
+    if sent.is_ok() {
+        assert_eq!(code, Some(1009));
+    } else {
+        assert!(matches!(code, Some(1009) | None), "{code:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_past_their_rate_is_told_when_to_come_back() {
+    let stack = stack_with(Limits {
+        user_per_second: 2,
+        ..Limits::default()
+    })
+    .await;
+    let token = stack.token("ivan");
+    let mut refused = None;
+    for _ in 0..20 {
+        let response = stack
+            .http
+            .get(stack.url("/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("http");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(response);
+            break;
+        }
+    }
+    let response = refused.expect("a burst past the rate is refused");
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!(retry_after >= 1);
+    let (_, body) = answer(response).await;
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another user is not held up by Ivan.
+    let (status, _) = stack.get("/me", &stack.token("judy")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Ivan's WebSocket messages count against the same rate.
+    let mut ws = stack.ws(Some(&stack.token("judy"))).await;
+    ws.next_of("welcome").await;
+    let mut limited = false;
+    for i in 0..20 {
+        ws.send(json!({"type": "ping", "id": i})).await;
+        let message = ws.next().await.expect("open");
+        if message["type"] == "error" {
+            assert_eq!(message["error"]["code"], "rate_limited");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "a WebSocket burst past the rate is refused too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_quick_players_on_websockets_are_paired_and_a_bot_comes_at_once_on_request() {
+    let stack = stack().await;
+    let mut kim = stack.session("kim").await;
+    let mut lee = stack.session("lee").await;
+    for ws in [&mut kim, &mut lee] {
+        ws.send(json!({"type": "join", "id": "j", "mode": "zero-hour", "region": "us"}))
+            .await;
+    }
+    let mut matches = Vec::new();
+    for ws in [&mut kim, &mut lee] {
+        let found = ws.next_of("match_found").await;
+        let followed = ws.next_of("match").await;
+        assert_eq!(followed["match"]["match_id"], found["match_id"]);
+        assert_eq!(followed["match"]["mode"], "zero-hour");
+        matches.push(found["match_id"].clone());
+    }
+    assert_eq!(matches[0], matches[1], "one match for both");
+
+    let (status, body) = stack
+        .post(
+            "/queue/join",
+            &stack.token("mia"),
+            json!({"mode": "classic", "opponent": "bot"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("playing")),
+        "{body}"
+    );
+    let (_, snapshot) = stack
+        .get(
+            &format!("/matches/{}", body["match_id"].as_str().expect("id")),
+            &stack.token("mia"),
+        )
+        .await;
+    assert_eq!(snapshot["bots"].as_array().map(Vec::len), Some(1));
+    let (status, body) = stack
+        .post(
+            "/queue/join",
+            &stack.token("ned"),
+            json!({"mode": "classic", "kind": "ranked", "opponent": "bot"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("bad_request")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_sign_in_and_the_page_and_probes_answer() {
+    let stack = stack().await;
+    let response = stack
+        .http
+        .post(stack.url("/auth/guest"))
+        .send()
+        .await
+        .expect("http");
+    let (status, guest) = answer(response).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = guest["token"].as_str().expect("token");
+    let (status, me) = stack.get("/me", token).await;
+    assert_eq!(
+        (status, &me["user_id"]),
+        (StatusCode::OK, &guest["user_id"])
+    );
+
+    let (status, _) = stack.get("/health", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ready) = stack.get("/ready", "").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let page = stack.http.get(&stack.base).send().await.expect("http");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("page").contains("DashDice"));
+
+    // CORS: the configured origin may call; others get no grant.
+    let allowed = stack
+        .http
+        .get(stack.url("/health"))
+        .header("origin", "https://dashdice.example")
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"https://dashdice.example"[..])
+    );
+    let other = stack
+        .http
+        .get(stack.url("/health"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("http");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // A page from elsewhere may not open a session.
+    let url = format!("{}/api/v1/ws", stack.base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().expect("header"));
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+}
