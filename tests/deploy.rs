@@ -37,7 +37,11 @@ fn the_kustomization_renders_every_role() {
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8(out.stdout).expect("utf-8");
-    for (role, user) in [("match-host", "match-host"), ("matchmaker", "matchmaker")] {
+    for (role, user) in [
+        ("match-host", "match-host"),
+        ("matchmaker", "matchmaker"),
+        ("gateway", "gateway"),
+    ] {
         assert!(
             yaml.contains(&format!("- args:\n        - {role}\n")),
             "{role} runs its role"
