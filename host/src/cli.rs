@@ -45,6 +45,36 @@ pub enum Command {
     /// Measure a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Simulated players against a running gateway over real WebSockets:
+    /// they sign in as guests, queue, play to the end and queue again.
+    /// Reports time to match and action round trips (p50/p95/p99), and
+    /// errors. The gateway must offer guest sign-in (`dashdice up` does).
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    #[arg(long, default_value_t = 100)]
+    pub players: usize,
+    /// How long players keep queueing (e.g. 60s, 2m); matches under way
+    /// then play to their end.
+    #[arg(long, default_value = "60s", value_parser = crate::bench::loadgen::parse_duration)]
+    pub duration: std::time::Duration,
+    /// The gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The modes to play, comma-separated; players are spread over them.
+    #[arg(long, default_value = "classic", value_delimiter = ',')]
+    pub mode: Vec<String>,
+    /// Mean think time before each action, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub think_ms: u64,
+    /// Seconds over which players start.
+    #[arg(long, default_value_t = 10)]
+    pub ramp_seconds: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -597,6 +627,37 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                     .map_err(|e| CliError::Service(e.to_string()))
             })?;
             if json {
+                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", report.render())?;
+            }
+            Ok(())
+        }
+        Command::Loadgen(args) => {
+            crate::gateway::install_crypto();
+            let tokio = tokio::runtime::Runtime::new()?;
+            let options = crate::bench::loadgen::LoadOptions {
+                url: args.url,
+                players: args.players,
+                duration: args.duration,
+                modes: args.mode,
+                think: std::time::Duration::from_millis(args.think_ms),
+                ramp: std::time::Duration::from_secs(args.ramp_seconds),
+            };
+            let report = tokio.block_on(async {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                crate::bench::loadgen::run(&options, bar)
+                    .await
+                    .map_err(|e| CliError::Service(e.to_string()))
+            })?;
+            if args.json {
                 serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
                 writeln!(out)?;
             } else {

@@ -1,6 +1,8 @@
-//! Load generators for the roles: each drives a running system over NATS,
-//! as its clients would, and reports what it measured.
+//! Load generators: each drives a running system as its clients would
+//! (the roles over NATS; the gateway over WebSockets, as players) and
+//! reports what it measured.
 
+pub mod loadgen;
 pub mod match_host;
 pub mod matchmaker;
 
