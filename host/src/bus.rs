@@ -82,6 +82,23 @@ pub fn record_stream_config() -> async_nats::jetstream::stream::Config {
     }
 }
 
+/// Opens [`RECORD_STREAM`], creating it if missing. Roles starting at the
+/// same moment may both try to create it; the one that loses the race
+/// (older servers then answer "subjects overlap") finds it made.
+pub async fn open_record_stream(
+    js: &async_nats::jetstream::Context,
+) -> Result<async_nats::jetstream::stream::Stream, String> {
+    match js.get_or_create_stream(record_stream_config()).await {
+        Ok(stream) => Ok(stream),
+        Err(first) => {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            js.get_stream(RECORD_STREAM)
+                .await
+                .map_err(|_| first.to_string())
+        }
+    }
+}
+
 /// Where a match's record is stored in [`RECORD_STREAM`].
 pub fn match_record(match_id: &str) -> String {
     format!("{MATCH_GROUP}.{match_id}.record")

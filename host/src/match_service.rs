@@ -162,9 +162,7 @@ struct RecordStream(async_nats::jetstream::Context);
 impl RecordStream {
     async fn open(client: &async_nats::Client) -> Result<Self, ServiceError> {
         let js = async_nats::jetstream::new(client.clone());
-        js.get_or_create_stream(bus::record_stream_config())
-            .await
-            .map_err(nats_error)?;
+        bus::open_record_stream(&js).await.map_err(nats_error)?;
         Ok(RecordStream(js))
     }
 

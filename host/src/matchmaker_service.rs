@@ -145,10 +145,7 @@ pub async fn run(
     matchmaker: NatsMatchmaker,
 ) -> Result<(), ServiceError> {
     let js = jetstream::new(client.clone());
-    let stream = js
-        .get_or_create_stream(bus::record_stream_config())
-        .await
-        .map_err(nats_error)?;
+    let stream = bus::open_record_stream(&js).await.map_err(nats_error)?;
     let consumer = stream
         .get_or_create_consumer(
             bus::MATCHMAKER_RECORDS_CONSUMER,

@@ -18,7 +18,7 @@
 //! The loadgen is a client: it speaks the gateway's protocol (PROTOCOL.md)
 //! as any client would, and shares no code with the gateway.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,9 +68,14 @@ pub enum LoadError {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LoadReport {
     pub players: usize,
+    /// Players queued for this long...
+    pub queueing_seconds: f64,
+    /// ...and the last match ended after this long.
     pub seconds: f64,
-    pub matches_started: u64,
-    pub matches_finished: u64,
+    /// Distinct matches the players were in.
+    pub matches: u64,
+    /// Matches played to the end, counted per player (two per match).
+    pub matches_finished_per_player: u64,
     pub actions: u64,
     pub actions_per_sec: f64,
     pub action_ms_p50: f64,
@@ -103,17 +108,18 @@ impl LoadReport {
             format!("{} ({})", self.error_count(), detail.join(", "))
         };
         format!(
-            "{} players for {:.1} s\n\
-             matches        {} started, {} finished\n\
+            "{} players queueing for {:.0} s, the last match over at {:.1} s\n\
+             matches        {} ({} played to the end, counted per player)\n\
              actions        {} ({:.0}/s)\n\
              action rtt     p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
              time to match  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms\n\
              errors         {}\n\
              429 retries    {}\n",
             self.players,
+            self.queueing_seconds,
             self.seconds,
-            self.matches_started,
-            self.matches_finished,
+            self.matches,
+            self.matches_finished_per_player,
             self.actions,
             self.actions_per_sec,
             self.action_ms_p50,
@@ -133,7 +139,7 @@ impl LoadReport {
 #[derive(Default)]
 struct Tally {
     actions: AtomicU64,
-    matches_started: AtomicU64,
+    matches: Mutex<HashSet<String>>,
     matches_finished: AtomicU64,
     rate_limited: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -226,7 +232,7 @@ pub async fn run(options: &LoadOptions, bar: ProgressBar) -> Result<LoadReport, 
                 bar.set_position(started.elapsed().as_secs());
                 bar.set_message(format!(
                     "{} matches, {} actions, {} errors",
-                    tally.matches_started.load(Ordering::Relaxed),
+                    tally.matches.lock().map_or(0, |m| m.len()),
                     tally.actions.load(Ordering::Relaxed),
                     tally.error_count(),
                 ));
@@ -258,9 +264,10 @@ pub async fn run(options: &LoadOptions, bar: ProgressBar) -> Result<LoadReport, 
     let actions = tally.actions.load(Ordering::Relaxed);
     Ok(LoadReport {
         players: options.players,
+        queueing_seconds: options.duration.as_secs_f64(),
         seconds,
-        matches_started: tally.matches_started.load(Ordering::Relaxed),
-        matches_finished: tally.matches_finished.load(Ordering::Relaxed),
+        matches: tally.matches.lock().map_or(0, |m| m.len() as u64),
+        matches_finished_per_player: tally.matches_finished.load(Ordering::Relaxed),
         actions,
         actions_per_sec: actions as f64 / seconds.max(f64::EPSILON),
         action_ms_p50: ms(quantile(&action, 0.50)),
@@ -495,10 +502,9 @@ impl Player {
                     .lock()
                     .map(|mut s| s.push(micros(sent.elapsed())))
                     .ok();
-                self.ctx
-                    .tally
-                    .matches_started
-                    .fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut matches) = self.ctx.tally.matches.lock() {
+                    matches.insert(match_id.clone());
+                }
                 return Ok(Some(match_id));
             }
         }
@@ -643,7 +649,8 @@ async fn connect(ctx: &Ctx, token: &str) -> Result<(Socket, String), Failed> {
             .parse()
             .map_err(|_| Failed::new("bad_token"))?;
         request.headers_mut().insert("authorization", bearer);
-        match tokio_tungstenite::connect_async(request).await {
+        // Nagle off, as browsers have it for WebSockets.
+        match tokio_tungstenite::connect_async_with_config(request, None, true).await {
             Ok((mut socket, _)) => {
                 let welcome = tokio::time::timeout(STALL, socket.next())
                     .await

@@ -177,6 +177,11 @@ pub async fn serve(
         })
     };
     let closing = gateway.clone();
+    // Small messages go out at once: with Nagle on, a push right after
+    // another waits for the client's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
