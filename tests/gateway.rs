@@ -844,6 +844,31 @@ async fn bad_input_gets_a_typed_error_and_the_session_goes_on() {
         (status, &body["error"]["code"]),
         (StatusCode::BAD_REQUEST, &json!("unknown_mode"))
     );
+    let (status, body) = stack.act(&token, &match_id, "teleport", "t1").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("unknown_action"))
+    );
+    let (status, body) = stack
+        .post(
+            &format!("/matches/{match_id}/roll"),
+            &token,
+            json!({"dice": [6, 6]}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("malformed_json")),
+        "clients never send dice"
+    );
+    let (status, body) = stack
+        .post(&format!("/matches/{match_id}/custom"), &token, json!({}))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("bad_request")),
+        "{body}"
+    );
     let (status, body) = stack.get("/matches/m/events?since=minus-one", &token).await;
     assert_eq!(
         (status, &body["error"]["code"]),

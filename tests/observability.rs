@@ -56,6 +56,28 @@ fn tracing_to_memory() -> &'static (InMemorySpanExporter, SdkTracerProvider) {
     })
 }
 
+/// Servers, a match host, a client, and a classic match made with a traced
+/// request (retried until the host answers).
+async fn host_with_a_match() -> (NatsServer, RedisServer, async_nats::Client, ActionReply) {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    tokio::spawn(match_service::run(
+        async_nats::connect(nats.url()).await.expect("nats"),
+        MatchHost::new(dashdice_tests::registry(), store),
+    ));
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    for _ in 0..250 {
+        let players = json!({"mode": "classic", "players": ["alice", "bob"]});
+        if let Some(created) = request(&client, endpoint::CREATE, players).await {
+            let created = serde_json::from_value(created).expect("created");
+            return (nats, redis, client, created);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no match host answered");
+}
+
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|s| s.name == name).collect()
 }
@@ -64,31 +86,7 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
 async fn a_requests_trace_continues_through_the_host_into_redis_and_events() {
     let (exporter, provider) = tracing_to_memory();
 
-    let nats = NatsServer::start();
-    let redis = RedisServer::start();
-    let registry = dashdice_tests::registry();
-    let store = MatchStore::connect(&redis.url()).await.expect("redis");
-    let host = MatchHost::new(registry, store);
-    tokio::spawn(match_service::run(
-        async_nats::connect(nats.url()).await.expect("nats"),
-        host,
-    ));
-    let client = async_nats::connect(nats.url()).await.expect("nats");
-    let mut created = None;
-    for _ in 0..250 {
-        created = request(
-            &client,
-            endpoint::CREATE,
-            json!({"mode": "classic", "players": ["alice", "bob"]}),
-        )
-        .await;
-        if created.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let created: ActionReply =
-        serde_json::from_value(created.expect("a host answers")).expect("created");
+    let (_nats, _redis, client, created) = host_with_a_match().await;
     let id = created.snapshot.match_id.clone();
     let mut events = client
         .subscribe(bus::match_events(&id))
@@ -171,29 +169,7 @@ async fn one_trace_goes_from_the_gateway_through_the_host_into_redis() {
     const GATEWAY_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
     const CALLER: &str = "b7ad6b7169203331";
     let (exporter, provider) = tracing_to_memory();
-    let nats = NatsServer::start();
-    let redis = RedisServer::start();
-    let store = MatchStore::connect(&redis.url()).await.expect("redis");
-    tokio::spawn(match_service::run(
-        async_nats::connect(nats.url()).await.expect("nats"),
-        MatchHost::new(dashdice_tests::registry(), store),
-    ));
-    let client = async_nats::connect(nats.url()).await.expect("nats");
-    let mut created = None;
-    for _ in 0..250 {
-        created = request(
-            &client,
-            endpoint::CREATE,
-            json!({"mode": "classic", "players": ["alice", "bob"]}),
-        )
-        .await;
-        if created.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let created: ActionReply =
-        serde_json::from_value(created.expect("a host answers")).expect("created");
+    let (nats, _redis, _client, created) = host_with_a_match().await;
     let id = created.snapshot.match_id.clone();
     let player = created.snapshot.turn.clone().expect("turn");
 
@@ -280,7 +256,7 @@ async fn one_trace_goes_from_the_gateway_through_the_host_into_redis() {
         metrics
             .lines()
             .any(|l| l.starts_with("dashdice_gateway_requests_total{")
-                && l.contains(r#"route="/api/v1/matches/{id}/roll""#)
+                && l.contains(r#"route="/api/v1/matches/{id}/{action}""#)
                 && l.contains(r#"status="200""#)),
         "{metrics}"
     );

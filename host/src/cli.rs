@@ -626,12 +626,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                     .await
                     .map_err(|e| CliError::Service(e.to_string()))
             })?;
-            if json {
-                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", report.render())?;
-            }
+            print_report(out, json, &report, || report.render())?;
             Ok(())
         }
         Command::Loadgen(args) => {
@@ -657,12 +652,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                     .await
                     .map_err(|e| CliError::Service(e.to_string()))
             })?;
-            if args.json {
-                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", report.render())?;
-            }
+            print_report(out, args.json, &report, || report.render())?;
             Ok(())
         }
         Command::Bench(BenchCommand::Matchmaker {
@@ -707,12 +697,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                     .await
                     .map_err(|e| CliError::Service(e.to_string()))
             })?;
-            if json {
-                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", report.render())?;
-            }
+            print_report(out, json, &report, || report.render())?;
             Ok(())
         }
         Command::Match(MatchCommand::Verify { record, mode }) => {
@@ -770,13 +755,24 @@ fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Res
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             };
             let report = simulate::simulate(&mode, &options, &progress_bar(args.games))?;
-            if args.json {
-                serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", report.render())?;
-            }
+            print_report(out, args.json, &report, || report.render())?;
         }
+    }
+    Ok(())
+}
+
+/// A report as pretty JSON (`--json`) or as its text rendering.
+fn print_report<T: serde::Serialize>(
+    out: &mut dyn Write,
+    json: bool,
+    report: &T,
+    render: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render())?;
     }
     Ok(())
 }

@@ -142,10 +142,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/matches", post(rest::create_invite))
         .route("/matches/join", post(rest::join_code))
         .route("/matches/{id}", get(rest::get_match))
-        .route("/matches/{id}/roll", post(rest::roll))
-        .route("/matches/{id}/bank", post(rest::bank))
-        .route("/matches/{id}/forfeit", post(rest::forfeit))
         .route("/matches/{id}/rematch", post(rest::rematch))
+        .route("/matches/{id}/{action}", post(rest::act))
         .route("/matches/{id}/events", get(rest::events))
         .route("/ws", get(ws::upgrade))
         .layer(limits::cors(&gateway.config.cors_origins));

@@ -67,12 +67,17 @@ pub struct CodeFields {
     pub code: String,
 }
 
-/// `POST /api/v1/matches/{id}/roll|bank|forfeit` (the body is optional).
+/// `POST /api/v1/matches/{id}/{action}` (the body is optional; `name` and
+/// `payload` are for `custom` actions only).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActFields {
     #[serde(default)]
     pub request_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub payload: Option<String>,
 }
 
 /// An action a client may name. Custom actions of designer modes travel as

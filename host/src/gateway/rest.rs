@@ -21,8 +21,8 @@ use serde_json::json;
 use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
-use super::protocol::{ActFields, CodeFields, InviteFields, JoinFields};
-use crate::matches::{ActRequest, ActionReply, PlayerAction, SequencedEvent, Snapshot};
+use super::protocol::{ActFields, CodeFields, InviteFields, JoinFields, player_action};
+use crate::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
 use crate::matchmaking::{
     CreateInviteRequest, Invite, JoinInviteRequest, RematchRequest, RematchStatus, Status,
 };
@@ -203,45 +203,16 @@ pub async fn rematch(
     gateway.backend.rematch(&request).await.map(Json)
 }
 
-pub async fn roll(
-    gateway: Gw,
-    user: User,
-    id: Path<String>,
-    headers: HeaderMap,
-    body: WithRejection<Bytes, ApiError>,
-) -> Result<Json<ActionReply>, ApiError> {
-    act(gateway, user, id, headers, body, PlayerAction::Roll).await
-}
-
-pub async fn bank(
-    gateway: Gw,
-    user: User,
-    id: Path<String>,
-    headers: HeaderMap,
-    body: WithRejection<Bytes, ApiError>,
-) -> Result<Json<ActionReply>, ApiError> {
-    act(gateway, user, id, headers, body, PlayerAction::Bank).await
-}
-
-pub async fn forfeit(
-    gateway: Gw,
-    user: User,
-    id: Path<String>,
-    headers: HeaderMap,
-    body: WithRejection<Bytes, ApiError>,
-) -> Result<Json<ActionReply>, ApiError> {
-    act(gateway, user, id, headers, body, PlayerAction::Forfeit).await
-}
-
-/// Acts for the signed-in user. The request id is the body's `request_id`,
-/// else the `Idempotency-Key` header, else a fresh one.
-async fn act(
+/// `POST /matches/{id}/{action}`: roll, bank, forfeit, or a designer mode's
+/// `custom` action (its `name` and `payload` in the body). The request id is
+/// the body's `request_id`, else the `Idempotency-Key` header, else a fresh
+/// one.
+pub async fn act(
     State(gateway): Gw,
     User(user): User,
-    Path(match_id): Path<String>,
+    Path((match_id, action)): Path<(String, String)>,
     headers: HeaderMap,
     WithRejection(body, _): WithRejection<Bytes, ApiError>,
-    action: PlayerAction,
 ) -> Result<Json<ActionReply>, ApiError> {
     let fields: ActFields = if body.iter().all(u8::is_ascii_whitespace) {
         ActFields::default()
@@ -249,6 +220,7 @@ async fn act(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new("malformed_json", format!("not a valid body: {e}")))?
     };
+    let action = player_action(&action, fields.name, fields.payload)?;
     let header_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
