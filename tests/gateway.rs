@@ -1057,3 +1057,78 @@ async fn guests_sign_in_and_the_page_and_probes_answer() {
         .insert("origin", "https://evil.example".parse().expect("header"));
     assert!(tokio_tungstenite::connect_async(request).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_not_buffered_without_bound() {
+    let stack = stack_with(Limits {
+        user_per_second: 1_000_000,
+        ws_messages_per_second: 1_000_000,
+        ..Limits::default()
+    })
+    .await;
+    // A client with a small receive window, so the server's socket fills
+    // soon after the client stops reading.
+    let addr: std::net::SocketAddr = stack
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let mut request = format!("ws://{addr}/api/v1/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", stack.token("oscar"))
+            .parse()
+            .expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("upgrade");
+
+    // Ask for far more answers than any buffer on the way holds, reading
+    // none of them.
+    const PINGS: usize = 50_000;
+    let ping = Message::text(json!({"type": "ping"}).to_string());
+    for _ in 0..PINGS {
+        if ws.feed(ping.clone()).await.is_err() {
+            break;
+        }
+    }
+    let _ = ws.flush().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Now read: what was buffered, then the end of the session, well
+    // before every ping was answered.
+    let mut pongs = 0;
+    let mut close = None;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("the session ends")
+        {
+            Some(Ok(Message::Text(text))) => {
+                if text.contains("\"pong\"") {
+                    pongs += 1;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                close = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!(
+        pongs < PINGS,
+        "the server dropped the session instead of queueing {PINGS} answers"
+    );
+    assert!(
+        matches!(close, None | Some(4008)),
+        "a too-slow client is closed with 4008 when the close frame fits: {close:?}"
+    );
+}

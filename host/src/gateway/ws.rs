@@ -355,7 +355,12 @@ impl Session {
                         }
                         return;
                     }
-                    Ok(Some(Ok(Message::Text(text)))) => self.on_text(&text).await,
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        self.on_text(&text).await;
+                        // Frames already read answer without awaiting
+                        // anything; let the writer drain between them.
+                        tokio::task::consume_budget().await;
+                    }
                     Ok(Some(Ok(Message::Binary(_)))) => {
                         self.out.error(None, &ApiError::bad_request("send text frames of JSON"));
                     }
