@@ -150,6 +150,46 @@ fn playing(status: &Status) -> Option<&str> {
 }
 
 #[tokio::test]
+async fn a_join_that_finds_nobody_says_where_it_stands() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    rate(&mm, "alice", 1500.0).await;
+    rate(&mm, "carol", 2500.0).await;
+    mm.join(&join("alice", QueueKind::Ranked, "eu"))
+        .await
+        .expect("join");
+    // Far outside alice's window: both wait, carol second in line.
+    let second = mm
+        .join(&join("carol", QueueKind::Ranked, "eu"))
+        .await
+        .expect("join");
+    assert!(
+        matches!(
+            second,
+            Status::Queued {
+                position: 2,
+                queue_size: 2,
+                ..
+            }
+        ),
+        "{second:?}"
+    );
+    assert!(
+        matches!(
+            mm.status("carol").await.expect("status"),
+            Status::Queued {
+                position: 2,
+                queue_size: 2,
+                ..
+            }
+        ),
+        "status agrees"
+    );
+    assert!(host.made().is_empty(), "no match was made");
+}
+
+#[tokio::test]
 async fn a_compatible_pair_is_matched_at_once_and_both_are_told() {
     let redis = RedisServer::start();
     let (host, inbox) = (Host::default(), Inbox::default());

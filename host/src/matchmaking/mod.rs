@@ -60,7 +60,7 @@ pub use wire::{
 
 use crate::matches::now_ms;
 use crate::store::StoreError;
-use crate::store::queues::{QueueKeys, QueueStore, StoredTicket};
+use crate::store::queues::{QueueKeys, QueuePosition, QueueStore, StoredTicket};
 
 /// A `matching` state older than this is taken to be left behind by a
 /// matchmaker that died mid-pairing, and a new join may replace it.
@@ -324,19 +324,27 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             }
             return self.status(&ticket.player).await;
         }
-        if let Err(e) = self.enqueue(&ticket).await {
-            let state = serde_json::to_string(&queued)?;
-            let _ = self
-                .store
-                .swap(&ticket.player, Some(&state), None, None)
-                .await;
-            return Err(e);
-        }
-        if let Some(match_id) = self.try_pair(&ticket).await? {
-            return Ok(Status::Playing { match_id });
-        }
-        let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
-        let at = self.store.position(&keys, &ticket.player).await?;
+        let (found, queued_at) = match self.enqueue_and_search(&ticket).await {
+            Ok(found) => found,
+            Err(e) => {
+                let state = serde_json::to_string(&queued)?;
+                let _ = self
+                    .store
+                    .swap(&ticket.player, Some(&state), None, None)
+                    .await;
+                return Err(e);
+            }
+        };
+        let at = match self.try_pair(&ticket, found).await? {
+            Paired::Match(match_id) => return Ok(Status::Playing { match_id }),
+            // Nothing changed since the ticket went in: where it stood then
+            // is where it stands.
+            Paired::NoPartner => queued_at,
+            Paired::Lost => {
+                let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
+                self.store.position(&keys, &ticket.player).await?
+            }
+        };
         if at.position.is_none() {
             // Paired meanwhile by another matchmaker, or left.
             return self.status(&ticket.player).await;
@@ -432,6 +440,11 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         new: &str,
         ttl: Option<Duration>,
     ) -> Result<Claimed, MatchmakingError> {
+        // Most players who ask have no state at all: try that first, which
+        // is one round trip instead of a read and a compare-and-set.
+        if self.store.set_if_absent(player, new, ttl).await? {
+            return Ok(Claimed::Done);
+        }
         for _ in 0..2 {
             match self.current(player).await? {
                 Current::Busy(state) => return Ok(Claimed::Busy(state)),
@@ -468,40 +481,87 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         Ok(())
     }
 
-    /// Looks for `ticket`'s best opponent now and, if there is one, makes
-    /// the match. Returns the match made, if any.
-    async fn try_pair(&self, ticket: &Ticket) -> Result<Option<String>, MatchmakingError> {
+    /// Puts a new ticket in its queue and finds its candidates (JSON), in
+    /// one round trip; also says where it stands.
+    async fn enqueue_and_search(
+        &self,
+        ticket: &Ticket,
+    ) -> Result<(Vec<String>, QueuePosition), MatchmakingError> {
+        let json = serde_json::to_string(ticket)?;
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
-        // A lost race for a candidate means looking again, a few times.
-        for _ in 0..3 {
+        let now = now_ms();
+        let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
+        let regions = self.policy.regions(ticket, now);
+        let stored = StoredTicket {
+            player: &ticket.player,
+            ticket_id: &ticket.ticket_id,
+            region: &ticket.region,
+            rating: ticket.rating,
+            joined_ms: ticket.joined_ms,
+            json: &json,
+        };
+        Ok(self
+            .store
+            .enqueue_and_search(
+                &keys,
+                &stored,
+                &regions,
+                window.range(ticket.rating),
+                CANDIDATES_PER_SIDE,
+            )
+            .await?)
+    }
+
+    /// Pairs `ticket` with its best opponent among `found` (its candidates,
+    /// JSON) and makes the match. A lost race for a candidate means looking
+    /// again, a few times.
+    async fn try_pair(
+        &self,
+        ticket: &Ticket,
+        found: Vec<String>,
+    ) -> Result<Paired, MatchmakingError> {
+        let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
+        let mut found = found;
+        for attempt in 0..3 {
             let now = now_ms();
-            let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
-            let regions = self.policy.regions(ticket, now);
-            let found = self
-                .store
-                .candidates(
-                    &keys,
-                    &regions,
-                    ticket.rating,
-                    window.range(ticket.rating),
-                    CANDIDATES_PER_SIDE,
-                )
-                .await?;
+            if attempt > 0 {
+                let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
+                let regions = self.policy.regions(ticket, now);
+                found = self
+                    .store
+                    .candidates(
+                        &keys,
+                        &regions,
+                        ticket.rating,
+                        window.range(ticket.rating),
+                        CANDIDATES_PER_SIDE,
+                    )
+                    .await?;
+            }
             let candidates: Vec<Ticket> = found
                 .iter()
                 .filter_map(|json| serde_json::from_str(json).ok())
                 .collect();
             let Some(partner) = self.policy.best_partner(ticket, &candidates, now) else {
-                return Ok(None);
+                return Ok(if attempt == 0 {
+                    Paired::NoPartner
+                } else {
+                    Paired::Lost
+                });
             };
             match self.take(&keys, &[ticket, partner]).await? {
-                Taken::All(pair) => return Ok(self.make_match(pair, false).await),
+                Taken::All(pair) => {
+                    return Ok(match self.make_match(pair, false).await {
+                        Some(match_id) => Paired::Match(match_id),
+                        None => Paired::Lost,
+                    });
+                }
                 // Our own ticket is gone: we left, or someone paired us.
-                Taken::None if !self.still_waiting(ticket).await? => return Ok(None),
+                Taken::None if !self.still_waiting(ticket).await? => return Ok(Paired::Lost),
                 Taken::None => continue,
             }
         }
-        Ok(None)
+        Ok(Paired::Lost)
     }
 
     async fn still_waiting(&self, ticket: &Ticket) -> Result<bool, MatchmakingError> {
@@ -609,15 +669,21 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             bot,
             origin,
         });
-        for (player, matching) in marked {
-            if let Ok(playing) = serde_json::to_string(&playing) {
+        let Ok(playing) = serde_json::to_string(&playing) else {
+            return;
+        };
+        // Each player's state, then their notice; the players side by side.
+        let tell = marked.iter().map(|(player, matching)| {
+            let (playing, found) = (&playing, &found);
+            async move {
                 let _ = self
                     .store
-                    .swap(player, Some(matching), Some(&playing), Some(PLAYING_TTL))
+                    .swap(player, Some(matching), Some(playing), Some(PLAYING_TTL))
                     .await;
+                self.notify.notify(player, found).await;
             }
-            self.notify.notify(player, &found).await;
-        }
+        });
+        futures_util::future::join_all(tell).await;
     }
 
     /// `queued` (with this ticket) → `matching`; the `matching` state as
@@ -845,6 +911,16 @@ fn queued_state(t: &Ticket) -> PlayerState {
         ticket_id: t.ticket_id.clone(),
         since_ms: t.joined_ms,
     }
+}
+
+/// What a join's pairing attempt came to.
+enum Paired {
+    Match(String),
+    /// The first search found nobody: the queue is as the join left it.
+    NoPartner,
+    /// Candidates were raced away, or the match could not be made: the
+    /// queue has moved on.
+    Lost,
 }
 
 enum Taken {
