@@ -5,7 +5,8 @@
 //! misaddressed tokens are refused; bad input gets a typed error and the
 //! session goes on; rates are limited with `Retry-After`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashdice::fair_dice::verify;
@@ -18,6 +19,7 @@ use dashdice::store::MatchStore;
 use dashdice::store::queues::QueueStore;
 use dashdice_tests::servers::{NatsServer, RedisServer};
 use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,6 +32,8 @@ const DEV_SECRET: &str = "a-test-only-dev-secret";
 const FIREBASE_KEY: &[u8] = include_bytes!("fixtures/firebase-test-key.pem");
 const FORGER_KEY: &[u8] = include_bytes!("fixtures/forger-key.pem");
 const JWKS: &str = include_str!("fixtures/firebase-test-jwks.json");
+/// The gateway under test may fetch its keys again this soon.
+const JWKS_MIN_REFETCH: Duration = Duration::from_millis(300);
 
 /// Servers on free ports, a match host, a matchmaker, a JWKS endpoint
 /// standing in for Google's, and the gateway under test.
@@ -40,6 +44,10 @@ struct Stack {
     /// `http://127.0.0.1:<port>`
     base: String,
     http: reqwest::Client,
+    /// What the stand-in for Google's JWKS endpoint serves, and how often
+    /// it was asked.
+    jwks_served: Arc<Mutex<String>>,
+    jwks_fetches: Arc<AtomicUsize>,
 }
 
 /// A stack whose rate limits the tests' fast clients stay under (the
@@ -87,16 +95,23 @@ async fn stack_with(limits: Limits) -> Stack {
         .await
         .expect("bind");
     let jwks_url = format!("http://{}/jwks", jwks.local_addr().expect("addr"));
+    let jwks_served = Arc::new(Mutex::new(JWKS.to_owned()));
+    let jwks_fetches = Arc::new(AtomicUsize::new(0));
     let keys = axum::Router::new().route(
         "/jwks",
-        axum::routing::get(|| async {
-            (
-                [
-                    ("content-type", "application/json"),
-                    ("cache-control", "public, max-age=3600"),
-                ],
-                JWKS,
-            )
+        axum::routing::get({
+            let (served, fetches) = (jwks_served.clone(), jwks_fetches.clone());
+            move || async move {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().map(|s| s.clone()).unwrap_or_default();
+                (
+                    [
+                        ("content-type", "application/json"),
+                        ("cache-control", "public, max-age=3600"),
+                    ],
+                    body,
+                )
+            }
         }),
     );
     tokio::spawn(async move { axum::serve(jwks, keys).await });
@@ -108,6 +123,7 @@ async fn stack_with(limits: Limits) -> Stack {
             dev_secret: Some(DEV_SECRET.to_owned()),
             guests: true,
             guest_ttl: Duration::from_secs(3600),
+            jwks_min_refetch: JWKS_MIN_REFETCH,
         },
         limits,
         cors_origins: vec!["https://dashdice.example".to_owned()],
@@ -136,6 +152,8 @@ async fn stack_with(limits: Limits) -> Stack {
         gateway,
         base,
         http: reqwest::Client::new(),
+        jwks_served,
+        jwks_fetches,
     };
     stack.wait_ready().await;
     stack
@@ -1130,5 +1148,61 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered_without_bound() {
     assert!(
         matches!(close, None | Some(4008)),
         "a too-slow client is closed with 4008 when the close frame fits: {close:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firebase_keys_are_cached_and_follow_a_rotation() {
+    let stack = stack().await;
+    let me = |token: String| {
+        let stack = &stack;
+        async move { stack.get("/me", &token).await.0 }
+    };
+    for n in 0..5 {
+        let token = firebase_token(&format!("u{n}"), FIREBASE_KEY, "test-key-1", json!({}));
+        assert_eq!(me(token).await, StatusCode::OK);
+    }
+    assert_eq!(
+        stack.jwks_fetches.load(Ordering::SeqCst),
+        1,
+        "the keys are fetched once, then cached"
+    );
+
+    // A flood of unknown key ids fetches at most once per refetch interval.
+    for n in 0..20 {
+        let token = firebase_token("x", FORGER_KEY, &format!("forged-{n}"), json!({}));
+        assert_eq!(me(token).await, StatusCode::UNAUTHORIZED);
+    }
+    assert!(
+        stack.jwks_fetches.load(Ordering::SeqCst) <= 2,
+        "unknown kids do not become a flood of fetches"
+    );
+
+    // Google rotates: a new key (here the forger's, as `test-key-2`) replaces
+    // the old one. Tokens signed by the new key are accepted once the
+    // gateway may look again; those of the retired key are not.
+    let mut new_key = Jwk::from_encoding_key(
+        &EncodingKey::from_rsa_pem(FORGER_KEY).expect("key"),
+        Algorithm::RS256,
+    )
+    .expect("jwk");
+    new_key.common.key_id = Some("test-key-2".to_owned());
+    let rotated = serde_json::to_string(&JwkSet {
+        keys: vec![new_key],
+    })
+    .expect("jwks");
+    *stack.jwks_served.lock().expect("lock") = rotated;
+    tokio::time::sleep(JWKS_MIN_REFETCH * 2).await;
+    let token = firebase_token("rotated", FORGER_KEY, "test-key-2", json!({}));
+    assert_eq!(
+        me(token).await,
+        StatusCode::OK,
+        "a rotated-in key is picked up"
+    );
+    let token = firebase_token("old", FIREBASE_KEY, "test-key-1", json!({}));
+    assert_eq!(
+        me(token).await,
+        StatusCode::UNAUTHORIZED,
+        "a retired key is dropped"
     );
 }

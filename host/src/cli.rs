@@ -287,7 +287,7 @@ impl GatewayArgs {
                 jwks_url: self.jwks_url.clone(),
                 dev_secret,
                 guests: dev,
-                guest_ttl: std::time::Duration::from_secs(24 * 3600),
+                ..AuthConfig::default()
             },
             limits: Limits {
                 max_message_bytes: self.max_message_bytes,

@@ -28,12 +28,12 @@ pub const FIREBASE_JWKS_URL: &str =
 /// Dev tokens' issuer and audience.
 pub const DEV_ISSUER: &str = "dashdice-dev";
 pub const DEV_AUDIENCE: &str = "dashdice";
-/// The soonest the JWKS is fetched again for an unknown `kid`.
+/// The soonest the JWKS is fetched again for an unknown `kid`, by default.
 pub const MIN_REFETCH: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `exp`, `iat` and `nbf`.
 const LEEWAY_S: u64 = 30;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AuthConfig {
     /// The Firebase project id: accept its ID tokens.
     pub firebase_project: Option<String>,
@@ -45,6 +45,23 @@ pub struct AuthConfig {
     pub guests: bool,
     /// How long a guest token lasts.
     pub guest_ttl: Duration,
+    /// The soonest the JWKS is fetched again (for an unknown `kid`, or
+    /// after a failed fetch), so forged `kid`s cannot become a flood of
+    /// fetches.
+    pub jwks_min_refetch: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            firebase_project: None,
+            jwks_url: None,
+            dev_secret: None,
+            guests: false,
+            guest_ttl: Duration::from_secs(24 * 3600),
+            jwks_min_refetch: MIN_REFETCH,
+        }
+    }
 }
 
 pub struct Auth {
@@ -65,6 +82,7 @@ struct Firebase {
     validation: Validation,
     http: reqwest::Client,
     keys: RwLock<Keys>,
+    min_refetch: Duration,
     /// Held while fetching, so concurrent misses fetch once.
     fetching: Mutex<()>,
 }
@@ -156,6 +174,7 @@ impl Auth {
                     validation,
                     http,
                     keys: RwLock::new(Keys::default()),
+                    min_refetch: config.jwks_min_refetch,
                     fetching: Mutex::new(()),
                 })
             }
@@ -287,7 +306,9 @@ impl Firebase {
         // Another caller may have fetched while we waited.
         {
             let keys = self.keys.read().await;
-            let recent = keys.fetched.is_some_and(|at| at.elapsed() < MIN_REFETCH);
+            let recent = keys
+                .fetched
+                .is_some_and(|at| at.elapsed() < self.min_refetch);
             let fresh = keys.fetched.is_some_and(|at| at.elapsed() < keys.max_age);
             match keys.by_kid.get(kid) {
                 Some(key) if fresh => return Ok(key.clone()),
@@ -312,7 +333,7 @@ impl Firebase {
                 // Keep the keys we had (a brief outage must not sign everyone
                 // out), and do not retry at once.
                 keys.fetched = Some(Instant::now());
-                keys.max_age = MIN_REFETCH;
+                keys.max_age = self.min_refetch;
                 if keys.by_kid.is_empty() {
                     return Err(ApiError::new(
                         "unavailable",
@@ -353,7 +374,7 @@ impl Firebase {
                 Err(e) => tracing::warn!(%kid, error = %e, "skipping an unusable key"),
             }
         }
-        Ok((by_kid, max_age.max(MIN_REFETCH)))
+        Ok((by_kid, max_age.max(self.min_refetch)))
     }
 }
 
