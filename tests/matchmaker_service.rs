@@ -842,3 +842,101 @@ async fn the_bench_sends_tickets_and_measures() {
         "every ticket is matched or waiting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matchmaker_at_capacity_refuses_new_work_at_once_and_does_none_of_it() {
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let mm = Matchmaker::new(
+        QueueStore::connect(&redis.url()).await.expect("redis"),
+        Policy {
+            bot_after_ms: None,
+            ..Policy::default()
+        },
+        ["classic".to_owned()],
+        ["eu".to_owned(), "us".to_owned()],
+        NatsMatches {
+            client: client.clone(),
+        },
+        NatsNotify {
+            client: client.clone(),
+        },
+    );
+    // One join at a time: a burst must find it busy.
+    tokio::spawn(matchmaker_service::run_with(client, mm, 1));
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    for _ in 0..250 {
+        let probe = client
+            .request(
+                bus::queue_request(queue_endpoint::STATUS),
+                r#"{"player":"probe"}"#.into(),
+            )
+            .await;
+        if probe.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Players far apart in rating never pair (and bots are off), so every admitted join
+    // leaves a ticket behind.
+    let joins = (0..60).map(|n| {
+        let client = client.clone();
+        async move {
+            let player = format!("p{n}");
+            let body = json!({"player": player, "mode": "classic", "kind": "quick",
+                "region": if n % 2 == 0 { "eu" } else { "us" }, "rating": 100.0 + 150.0 * f64::from(n)});
+            let reply = queue::<Status>(&client, queue_endpoint::JOIN, body).await;
+            (player, reply)
+        }
+    });
+    let statuses = (0..20).map(|_| {
+        let client = client.clone();
+        async move {
+            queue::<Status>(
+                &client,
+                queue_endpoint::STATUS,
+                json!({"player": "someone"}),
+            )
+            .await
+        }
+    });
+    let (joined, statuses) = tokio::join!(
+        futures_util::future::join_all(joins),
+        futures_util::future::join_all(statuses)
+    );
+    assert!(
+        statuses.iter().all(Result::is_ok),
+        "status is never refused for capacity"
+    );
+    let refused: Vec<&String> = joined
+        .iter()
+        .filter_map(|(player, reply)| match reply {
+            Err(e) => {
+                assert_eq!(e.code, "unavailable", "{e:?}");
+                assert!(e.message.contains("nothing was done"), "{}", e.message);
+                Some(player)
+            }
+            Ok(status) => {
+                assert!(matches!(status, Status::Queued { .. }), "{status:?}");
+                None
+            }
+        })
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "a burst of 60 joins finds one at a time busy"
+    );
+    assert!(refused.len() < 60, "some joins were admitted");
+    for player in refused {
+        let status = queue::<Status>(&client, queue_endpoint::STATUS, json!({"player": player}))
+            .await
+            .expect("status");
+        assert_eq!(
+            status,
+            Status::Idle,
+            "{player}: a refused join left nothing behind"
+        );
+    }
+}

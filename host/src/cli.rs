@@ -377,6 +377,10 @@ pub struct PolicyArgs {
     /// After a match, a rematch may be agreed this long (ms).
     #[arg(long, default_value_t = 30_000)]
     pub rematch_window_ms: u64,
+    /// Joins (and invite and rematch requests) one matchmaker runs at once;
+    /// more are refused at once with `unavailable` rather than queued.
+    #[arg(long, default_value_t = crate::matchmaker_service::MAX_NEW_WORK_IN_FLIGHT)]
+    pub max_in_flight: usize,
 }
 
 impl PolicyArgs {
@@ -876,7 +880,7 @@ fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             r = crate::match_service::run(host_nats, host) => {
                 r.map_err(|e| CliError::Service(e.to_string()))
             }
-            r = crate::matchmaker_service::run(mm_nats, matchmaker) => {
+            r = crate::matchmaker_service::run_with(mm_nats, matchmaker, args.policy.max_in_flight) => {
                 r.map_err(|e| CliError::Service(e.to_string()))
             }
             _ = stopped() => Ok(()),
@@ -917,7 +921,7 @@ fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
         let matchmaker = args.policy.matchmaker(store, modes, &nats)?;
         tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "matchmaker serving");
         tokio::select! {
-            served = crate::matchmaker_service::run(nats, matchmaker) => {
+            served = crate::matchmaker_service::run_with(nats, matchmaker, args.policy.max_in_flight) => {
                 served.map_err(|e| CliError::Service(e.to_string()))
             }
             _ = stopped() => Ok(()),

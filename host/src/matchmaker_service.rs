@@ -34,6 +34,9 @@ pub const PASS_EVERY: Duration = Duration::from_millis(500);
 pub const MAX_REQUEST_BYTES: usize = 4 << 10;
 /// How long to wait for the match host, per attempt.
 const HOST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Requests that start new work (joins, invite codes, rematches) one
+/// matchmaker runs at once, by default. See [`run_with`].
+pub const MAX_NEW_WORK_IN_FLIGHT: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("nats: {0}")]
@@ -144,6 +147,20 @@ pub async fn run(
     client: async_nats::Client,
     matchmaker: NatsMatchmaker,
 ) -> Result<(), ServiceError> {
+    run_with(client, matchmaker, MAX_NEW_WORK_IN_FLIGHT).await
+}
+
+/// [`run`], with at most `max_in_flight` requests that start new work
+/// (join, private create and join, rematch) running at once. One more is
+/// refused at once with `unavailable` instead of queueing: past its
+/// capacity a matchmaker that takes everything slows every request down
+/// until clients time out, and then it does work nobody waits for. Leave
+/// and status are never refused this way.
+pub async fn run_with(
+    client: async_nats::Client,
+    matchmaker: NatsMatchmaker,
+    max_in_flight: usize,
+) -> Result<(), ServiceError> {
     let js = jetstream::new(client.clone());
     let stream = bus::open_record_stream(&js).await.map_err(nats_error)?;
     let consumer = stream
@@ -168,6 +185,7 @@ pub async fn run(
         .map_err(nats_error)?;
     let group = service.group(bus::QUEUE_GROUP);
     let matchmaker = Arc::new(matchmaker);
+    let new_work = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for name in [
         queue_endpoint::JOIN,
@@ -179,10 +197,30 @@ pub async fn run(
     ] {
         let mut requests = group.endpoint(name).await.map_err(nats_error)?;
         let matchmaker = matchmaker.clone();
+        let new_work = new_work.clone();
+        let sheddable = !matches!(name, queue_endpoint::LEAVE | queue_endpoint::STATUS);
         tasks.spawn(async move {
             while let Some(request) = requests.next().await {
                 let matchmaker = matchmaker.clone();
+                let permit = if sheddable {
+                    match new_work.clone().try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            metrics::counter!(names::QUEUE_REQUESTS, "endpoint" => name, "outcome" => "unavailable")
+                                .increment(1);
+                            let refusal = bus::refuse(
+                                "unavailable",
+                                "the matchmaker is at capacity; nothing was done, retry shortly",
+                            );
+                            let _ = request.respond(Ok(refusal.0)).await;
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let started = Instant::now();
                     let span = tracing::info_span!("queue request", endpoint = name, outcome = tracing::field::Empty);
                     let _ = span.set_parent(bus::trace_context(request.message.headers.as_ref()));
