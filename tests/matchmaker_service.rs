@@ -78,6 +78,16 @@ async fn system_with(host: bool, private: PrivatePolicy) -> System {
     }
     start_matchmaker(&nats, &redis, private).await;
     let client = async_nats::connect(nats.url()).await.expect("nats");
+    wait_for_matchmaker(&client).await;
+    System {
+        nats,
+        redis,
+        client,
+    }
+}
+
+/// Until a matchmaker answers on `client`.
+async fn wait_for_matchmaker(client: &Client) {
     for _ in 0..250 {
         let probe = client
             .request(
@@ -86,15 +96,11 @@ async fn system_with(host: bool, private: PrivatePolicy) -> System {
             )
             .await;
         if probe.is_ok() {
-            break;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    System {
-        nats,
-        redis,
-        client,
-    }
+    panic!("no matchmaker answered");
 }
 
 async fn ask<T: DeserializeOwned>(
@@ -418,18 +424,7 @@ async fn every_role_works_with_only_its_own_permissions() {
         .await
         .expect("subscribe");
     gateway.flush().await.expect("flush");
-    for _ in 0..250 {
-        let probe = gateway
-            .request(
-                bus::queue_request(queue_endpoint::STATUS),
-                r#"{"player":"probe"}"#.into(),
-            )
-            .await;
-        if probe.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_matchmaker(&gateway).await;
     for p in ["g1", "g2"] {
         queue::<Status>(
             &gateway,
@@ -866,18 +861,7 @@ async fn a_matchmaker_at_capacity_refuses_new_work_at_once_and_does_none_of_it()
     // One join at a time: a burst must find it busy.
     tokio::spawn(matchmaker_service::run_with(client, mm, 1));
     let client = async_nats::connect(nats.url()).await.expect("nats");
-    for _ in 0..250 {
-        let probe = client
-            .request(
-                bus::queue_request(queue_endpoint::STATUS),
-                r#"{"player":"probe"}"#.into(),
-            )
-            .await;
-        if probe.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_matchmaker(&client).await;
 
     // Players far apart in rating never pair (and bots are off), so every admitted join
     // leaves a ticket behind.

@@ -465,19 +465,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     async fn enqueue(&self, ticket: &Ticket) -> Result<(), MatchmakingError> {
         let json = serde_json::to_string(ticket)?;
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
-        self.store
-            .enqueue(
-                &keys,
-                &StoredTicket {
-                    player: &ticket.player,
-                    ticket_id: &ticket.ticket_id,
-                    region: &ticket.region,
-                    rating: ticket.rating,
-                    joined_ms: ticket.joined_ms,
-                    json: &json,
-                },
-            )
-            .await?;
+        self.store.enqueue(&keys, &stored(ticket, &json)).await?;
         Ok(())
     }
 
@@ -492,19 +480,11 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         let now = now_ms();
         let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
         let regions = self.policy.regions(ticket, now);
-        let stored = StoredTicket {
-            player: &ticket.player,
-            ticket_id: &ticket.ticket_id,
-            region: &ticket.region,
-            rating: ticket.rating,
-            joined_ms: ticket.joined_ms,
-            json: &json,
-        };
         Ok(self
             .store
             .enqueue_and_search(
                 &keys,
-                &stored,
+                &stored(ticket, &json),
                 &regions,
                 window.range(ticket.rating),
                 CANDIDATES_PER_SIDE,
@@ -899,6 +879,18 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             }
         }
         Ok(())
+    }
+}
+
+/// A ticket as the store keeps it, with its JSON.
+fn stored<'a>(t: &'a Ticket, json: &'a str) -> StoredTicket<'a> {
+    StoredTicket {
+        player: &t.player,
+        ticket_id: &t.ticket_id,
+        region: &t.region,
+        rating: t.rating,
+        joined_ms: t.joined_ms,
+        json,
     }
 }
 

@@ -210,9 +210,15 @@ impl QueueStore {
         Ok(QueueStore {
             conn,
             enqueue: Script::new(include_str!("queues/enqueue.lua")),
-            enqueue_search: Script::new(include_str!("queues/enqueue_search.lua")),
+            enqueue_search: Script::new(concat!(
+                include_str!("queues/nearest.lua"),
+                include_str!("queues/enqueue_search.lua")
+            )),
             dequeue: Script::new(include_str!("queues/dequeue.lua")),
-            candidates: Script::new(include_str!("queues/candidates.lua")),
+            candidates: Script::new(concat!(
+                include_str!("queues/nearest.lua"),
+                include_str!("queues/candidates.lua")
+            )),
             waiting: Script::new(include_str!("queues/waiting.lua")),
             swap: Script::new(include_str!("queues/swap.lua")),
             invite_create: Script::new(include_str!("queues/invite_create.lua")),

@@ -1,20 +1,10 @@
 -- The tickets nearest in rating to `at` within [lo, hi], from each given
 -- region: up to `limit` just above and `limit` just below. Read-only.
--- (Nearest first keeps the reply small however crowded the window is.)
+-- (`nearest` comes from nearest.lua, prepended.)
 -- KEYS: 1 tickets hash, then one rating zset per region
 -- ARGV: 1 lo, 2 hi, 3 limit per side, 4 at (the searcher's rating)
-local out = {}
+local zsets = {}
 for i = 2, #KEYS do
-  local above = redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[4], ARGV[2], 'LIMIT', 0, ARGV[3])
-  local below = redis.call('ZREVRANGEBYSCORE', KEYS[i], '(' .. ARGV[4], ARGV[1], 'LIMIT', 0, ARGV[3])
-  for _, players in ipairs({above, below}) do
-    if #players > 0 then
-      for _, t in ipairs(redis.call('HMGET', KEYS[1], unpack(players))) do
-        if t then
-          out[#out + 1] = t
-        end
-      end
-    end
-  end
+  zsets[#zsets + 1] = KEYS[i]
 end
-return out
+return nearest(KEYS[1], zsets, ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], false)

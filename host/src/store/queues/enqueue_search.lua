@@ -1,6 +1,7 @@
 -- Puts a ticket in its queue and, in the same round trip, looks for its
 -- opponents and says where it stands. (A join's common path: one script
--- instead of enqueue, candidates and position.)
+-- instead of enqueue, candidates and position. `nearest` comes from
+-- nearest.lua, prepended.)
 -- KEYS: 1 tickets hash, 2 wait zset, 3 stats hash, 4 the ticket's region's
 --       rating zset, then one rating zset per region to search
 -- ARGV: 1 player, 2 ticket (JSON), 3 joined ms, 4 rating,
@@ -10,27 +11,12 @@
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-local out = {}
+local zsets = {}
 for i = 5, #KEYS do
-  local above = redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[4], ARGV[6], 'LIMIT', 0, ARGV[7] + 1)
-  local below = redis.call('ZREVRANGEBYSCORE', KEYS[i], '(' .. ARGV[4], ARGV[5], 'LIMIT', 0, ARGV[7])
-  for _, players in ipairs({above, below}) do
-    local others = {}
-    for _, p in ipairs(players) do
-      if p ~= ARGV[1] then
-        others[#others + 1] = p
-      end
-    end
-    if #others > 0 then
-      for _, t in ipairs(redis.call('HMGET', KEYS[1], unpack(others))) do
-        if t then
-          out[#out + 1] = t
-        end
-      end
-    end
-  end
+  zsets[#zsets + 1] = KEYS[i]
 end
+local found = nearest(KEYS[1], zsets, ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[4], ARGV[1])
 local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
 local size = redis.call('ZCARD', KEYS[2])
 local avg = redis.call('HGET', KEYS[3], 'avg_wait_ms')
-return { out, rank, size, avg }
+return { found, rank, size, avg }
