@@ -43,7 +43,7 @@ impl Default for Limits {
             user_per_second: 20,
             ip_per_second: 100,
             ws_messages_per_second: 20,
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
             ws_idle: Duration::from_secs(60),
             ws_outbox: 256,
             ws_subscriptions: 8,
