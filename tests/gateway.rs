@@ -63,16 +63,30 @@ async fn stack() -> Stack {
 }
 
 async fn stack_with(limits: Limits) -> Stack {
-    let nats = NatsServer::start();
+    build(NatsServer::start(), false, limits).await
+}
+
+/// Connects as `role`: under its own user with the project's NATS
+/// configuration (`as_users`), else anonymously.
+async fn connect_as(nats: &NatsServer, as_users: bool, role: &str) -> async_nats::Client {
+    let options = if as_users {
+        async_nats::ConnectOptions::with_user_and_password(role.into(), format!("{role}-dev"))
+    } else {
+        async_nats::ConnectOptions::new()
+    };
+    options.connect(nats.url()).await.expect("nats")
+}
+
+async fn build(nats: NatsServer, as_users: bool, limits: Limits) -> Stack {
     let redis = RedisServer::start();
 
-    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let client = connect_as(&nats, as_users, "match-host").await;
     let store = MatchStore::connect(&redis.url()).await.expect("redis");
     let mut host = MatchHost::new(dashdice_tests::registry(), store);
     host.bot_delay_ms = (10, 40);
     tokio::spawn(match_service::run(client, host));
 
-    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let client = connect_as(&nats, as_users, "matchmaker").await;
     let queues = QueueStore::connect(&redis.url()).await.expect("redis");
     let matchmaker = Matchmaker::new(
         queues,
@@ -130,7 +144,7 @@ async fn stack_with(limits: Limits) -> Stack {
         default_region: "eu".to_owned(),
         trust_forwarded_for: false,
     };
-    let nats_client = async_nats::connect(nats.url()).await.expect("nats");
+    let nats_client = connect_as(&nats, as_users, "gateway").await;
     let redis_client = redis::Client::open(redis.url()).expect("redis url");
     let manager = redis::aio::ConnectionManager::new(redis_client)
         .await
@@ -1205,4 +1219,40 @@ async fn firebase_keys_are_cached_and_follow_a_rotation() {
         StatusCode::UNAUTHORIZED,
         "a retired key is dropped"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_under_its_own_nats_user_serves_players_end_to_end() {
+    // The project's nats-server.conf: the gateway may request and listen,
+    // but only match hosts publish events and only matchmakers create.
+    let stack = build(
+        NatsServer::start_with_project_config(),
+        true,
+        Limits {
+            user_per_second: 1_000,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let mut ws = stack.session("rita").await;
+    let match_id = invite_match(&stack, &mut ws, "sam", "classic").await;
+    let (_, snapshot) = stack
+        .get(&format!("/matches/{match_id}"), &stack.token("sam"))
+        .await;
+    let player = turn(&snapshot).expect("a turn");
+    let (status, rolled) = stack
+        .act(&stack.token(&player), &match_id, "roll", "r1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    let (status, over) = stack
+        .act(&stack.token("sam"), &match_id, "forfeit", "f1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{over}");
+    // Rita's session got every event live, through the gateway's own
+    // subscription, up to the end.
+    let mut seen = Vec::new();
+    events_until_game_over(&mut ws, &match_id, &mut seen).await;
+    let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected);
 }
