@@ -670,13 +670,7 @@ async fn connect(ctx: &Ctx, token: &str) -> Result<(Socket, String), Failed> {
                 if response.status().as_u16() == 429 =>
             {
                 ctx.tally.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let seconds = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(seconds.clamp(1, 10))).await;
+                tokio::time::sleep(retry_after(response.headers())).await;
             }
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 return Err(Failed(format!("upgrade_{}", response.status().as_u16())));

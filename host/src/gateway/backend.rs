@@ -62,12 +62,8 @@ impl Backend {
             .map_err(ApiError::from)
     }
 
-    fn queue(&self, endpoint: &str) -> String {
-        bus::queue_request(endpoint)
-    }
-
     pub async fn join(&self, request: &JoinRequest) -> Result<Status, ApiError> {
-        self.request(self.queue(queue_endpoint::JOIN), request)
+        self.request(bus::queue_request(queue_endpoint::JOIN), request)
             .await
     }
 
@@ -75,7 +71,7 @@ impl Backend {
         let request = PlayerRequest {
             player: player.to_owned(),
         };
-        self.request(self.queue(queue_endpoint::LEAVE), &request)
+        self.request(bus::queue_request(queue_endpoint::LEAVE), &request)
             .await
     }
 
@@ -83,22 +79,22 @@ impl Backend {
         let request = PlayerRequest {
             player: player.to_owned(),
         };
-        self.request(self.queue(queue_endpoint::STATUS), &request)
+        self.request(bus::queue_request(queue_endpoint::STATUS), &request)
             .await
     }
 
     pub async fn create_invite(&self, request: &CreateInviteRequest) -> Result<Invite, ApiError> {
-        self.request(self.queue(queue_endpoint::PRIVATE_CREATE), request)
+        self.request(bus::queue_request(queue_endpoint::PRIVATE_CREATE), request)
             .await
     }
 
     pub async fn join_invite(&self, request: &JoinInviteRequest) -> Result<Status, ApiError> {
-        self.request(self.queue(queue_endpoint::PRIVATE_JOIN), request)
+        self.request(bus::queue_request(queue_endpoint::PRIVATE_JOIN), request)
             .await
     }
 
     pub async fn rematch(&self, request: &RematchRequest) -> Result<RematchStatus, ApiError> {
-        self.request(self.queue(queue_endpoint::REMATCH), request)
+        self.request(bus::queue_request(queue_endpoint::REMATCH), request)
             .await
     }
 

@@ -106,6 +106,18 @@ pub fn player_action(
     })
 }
 
+/// A request id for a client that sent none (so its retries are not
+/// idempotent: PROTOCOL.md says to send one).
+pub fn fresh_request_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::internal(format!("no randomness for a request id: {e}")))?;
+    Ok(format!(
+        "gw-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
 /// A WebSocket message from the client (without `v` and `id`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

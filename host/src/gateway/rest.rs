@@ -21,7 +21,9 @@ use serde_json::json;
 use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
-use super::protocol::{ActFields, CodeFields, InviteFields, JoinFields, player_action};
+use super::protocol::{
+    ActFields, CodeFields, InviteFields, JoinFields, fresh_request_id, player_action,
+};
 use crate::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
 use crate::matchmaking::{
     CreateInviteRequest, Invite, JoinInviteRequest, RematchRequest, RematchStatus, Status,
@@ -236,16 +238,4 @@ pub async fn act(
         action,
     };
     gateway.backend.act(&request).await.map(Json)
-}
-
-/// A request id for a client that sent none (so its retries are not
-/// idempotent: PROTOCOL.md says to send one).
-pub fn fresh_request_id() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ApiError::internal(format!("no randomness for a request id: {e}")))?;
-    Ok(format!(
-        "gw-{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
 }

@@ -16,12 +16,11 @@
 //! in order, from the client's `since` (see [`follow`]).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -63,7 +62,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// upgrades.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -502,7 +500,7 @@ impl Session {
                     player: self.user.clone(),
                     request_id: match request_id {
                         Some(r) => r,
-                        None => super::rest::fresh_request_id()?,
+                        None => protocol::fresh_request_id()?,
                     },
                     action: protocol::player_action(&action, name, payload)?,
                 };
