@@ -14,9 +14,9 @@ use dashdice::matches::now_ms;
 use dashdice::matchmaking::{
     CODE_ALPHABET, Connection, CreateInviteRequest, JoinInviteRequest, JoinRequest, MatchFound,
     Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Opponent, Origin, Policy,
-    PrivatePolicy, QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status,
+    PrivatePolicy, QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status, Ticket,
 };
-use dashdice::store::queues::{QueueKeys, QueueStore};
+use dashdice::store::queues::{QueueKeys, QueueStore, StoredTicket};
 use dashdice_mode_sdk::{Action, MatchResult, Standing};
 use dashdice_tests::servers::RedisServer;
 
@@ -694,6 +694,102 @@ async fn several_matchmakers_never_share_a_ticket_and_lose_none() {
         "all but an odd one out are paired: {waiting} waiting"
     );
     assert_eq!(host.made().len() * 2, in_match);
+}
+
+/// Taking tickets needs each one's exact id (an id that only starts or ends
+/// the same is another ticket), and takes all of them or none.
+#[tokio::test]
+async fn a_take_needs_every_exact_ticket_id_and_takes_all_or_none() {
+    let redis = RedisServer::start();
+    let store = QueueStore::connect(&redis.url()).await.expect("redis");
+    let keys = QueueKeys::new("classic", "quick");
+    for (player, ticket_id) in [("ann", "t-abc1"), ("bob", "t-b0b")] {
+        let ticket = Ticket {
+            player: player.into(),
+            mode: "classic".into(),
+            kind: QueueKind::Quick,
+            region: "eu".into(),
+            rating: 1500.0,
+            joined_ms: now_ms(),
+            poor_connection: false,
+            latency_ms: BTreeMap::new(),
+            ticket_id: ticket_id.into(),
+        };
+        let json = serde_json::to_string(&ticket).expect("json");
+        store
+            .enqueue(
+                &keys,
+                &StoredTicket {
+                    player,
+                    ticket_id,
+                    region: "eu",
+                    rating: 1500.0,
+                    joined_ms: ticket.joined_ms,
+                    json: &json,
+                },
+            )
+            .await
+            .expect("enqueue");
+    }
+    let now = now_ms();
+    for wrong in ["t-abc", "t-abc1x", "abc1", "t-b0b"] {
+        let taken = store
+            .take(&keys, &[("ann", wrong, "eu")], now)
+            .await
+            .expect("take");
+        assert_eq!(taken, None, "{wrong} is not ann's ticket");
+    }
+    let taken = store
+        .take(
+            &keys,
+            &[("ann", "t-abc1", "eu"), ("bob", "t-nope", "eu")],
+            now,
+        )
+        .await
+        .expect("take");
+    assert_eq!(taken, None, "one wrong id takes nothing");
+    assert_eq!(store.size(&keys).await.expect("size"), 2);
+    let taken = store
+        .take(
+            &keys,
+            &[("ann", "t-abc1", "eu"), ("bob", "t-b0b", "eu")],
+            now,
+        )
+        .await
+        .expect("take")
+        .expect("both taken");
+    assert_eq!(taken.len(), 2);
+    assert!(taken[0].contains("\"player\":\"ann\""), "{taken:?}");
+    assert_eq!(store.size(&keys).await.expect("size"), 0);
+}
+
+/// Redis forgetting its scripts (a restart, `SCRIPT FLUSH`) costs nothing:
+/// a script Redis lacks is loaded again, and the join goes on.
+#[tokio::test]
+async fn joins_survive_redis_forgetting_its_scripts() {
+    let redis = RedisServer::start();
+    let (host, inbox) = (Host::default(), Inbox::default());
+    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let mut flush = redis::cmd("SCRIPT");
+    flush.arg("FLUSH");
+    let mut request = join("f1", QueueKind::Quick, "eu");
+    request.rating = Some(1500.0);
+    let _: () = flush.query_async(&mut conn).await.expect("flush");
+    assert!(queued(&mm.join(&request).await.expect("join")));
+    let _: () = flush.query_async(&mut conn).await.expect("flush");
+    let second = JoinRequest {
+        player: "f2".into(),
+        ..request.clone()
+    };
+    assert!(playing(&mm.join(&second).await.expect("join")).is_some());
+    assert_eq!(host.made().len(), 1);
+    let players: Vec<String> = ["f1", "f2"].map(String::from).into();
+    assert_eq!(assert_consistent(&mm, &host, &players).await, (2, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
