@@ -53,6 +53,14 @@ fn the_kustomization_renders_every_role() {
             "{role} connects as {user}"
         );
     }
+    // Each role sizes its Tokio pool: with no CPU limit it would start a
+    // worker per core of the node.
+    assert_eq!(
+        yaml.matches("- name: TOKIO_WORKER_THREADS\n          value: \"2\"\n")
+            .count(),
+        3,
+        "match-host, matchmaker and gateway each set TOKIO_WORKER_THREADS"
+    );
     assert!(yaml.contains("namespace: dashdice"));
     assert!(
         yaml.contains("nats-server.conf: |"),
