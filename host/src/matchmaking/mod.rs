@@ -477,19 +477,27 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     ) -> Result<(Vec<String>, QueuePosition), MatchmakingError> {
         let json = serde_json::to_string(ticket)?;
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
-        let now = now_ms();
-        let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
-        let regions = self.policy.regions(ticket, now);
+        let (regions, range) = self.search_bounds(ticket, now_ms());
         Ok(self
             .store
             .enqueue_and_search(
                 &keys,
                 &stored(ticket, &json),
                 &regions,
-                window.range(ticket.rating),
+                range,
                 CANDIDATES_PER_SIDE,
             )
             .await?)
+    }
+
+    /// Where `ticket`'s opponents may be found at `now`: the regions, and
+    /// the rating range its window has widened to.
+    fn search_bounds(&self, ticket: &Ticket, now: u64) -> (Vec<String>, (f64, f64)) {
+        let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
+        (
+            self.policy.regions(ticket, now),
+            window.range(ticket.rating),
+        )
     }
 
     /// Pairs `ticket` with its best opponent among `found` (its candidates,
@@ -498,24 +506,16 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     async fn try_pair(
         &self,
         ticket: &Ticket,
-        found: Vec<String>,
+        mut found: Vec<String>,
     ) -> Result<Paired, MatchmakingError> {
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
-        let mut found = found;
         for attempt in 0..3 {
             let now = now_ms();
             if attempt > 0 {
-                let window = self.policy.window(ticket.kind, policy::waited(ticket, now));
-                let regions = self.policy.regions(ticket, now);
+                let (regions, range) = self.search_bounds(ticket, now);
                 found = self
                     .store
-                    .candidates(
-                        &keys,
-                        &regions,
-                        ticket.rating,
-                        window.range(ticket.rating),
-                        CANDIDATES_PER_SIDE,
-                    )
+                    .candidates(&keys, &regions, ticket.rating, range, CANDIDATES_PER_SIDE)
                     .await?;
             }
             let candidates: Vec<Ticket> = found

@@ -170,6 +170,18 @@ pub struct QueuePosition {
     pub avg_wait_ms: Option<f64>,
 }
 
+impl QueuePosition {
+    /// From Redis's answers: `ZRANK` (0-based, nil if absent), `ZCARD`, and
+    /// the stored average wait.
+    fn from_redis(rank: Option<u64>, size: u64, avg_wait_ms: Option<f64>) -> Self {
+        QueuePosition {
+            position: rank.map(|r| r + 1),
+            size,
+            avg_wait_ms,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct QueueStore {
     conn: ConnectionManager,
@@ -332,14 +344,7 @@ impl QueueStore {
             .invoke_async(&mut self.conn.clone())
             .instrument(span("enqueue_search"))
             .await?;
-        Ok((
-            candidates,
-            QueuePosition {
-                position: rank.map(|r| r + 1),
-                size,
-                avg_wait_ms: avg,
-            },
-        ))
+        Ok((candidates, QueuePosition::from_redis(rank, size, avg)))
     }
 
     /// Takes these tickets (player, ticket id, region) out of the queue, all
@@ -418,11 +423,7 @@ impl QueueStore {
             .query_async(&mut self.conn.clone())
             .instrument(span("position"))
             .await?;
-        Ok(QueuePosition {
-            position: rank.map(|r| r + 1),
-            size,
-            avg_wait_ms: avg,
-        })
+        Ok(QueuePosition::from_redis(rank, size, avg))
     }
 
     /// How many tickets wait in the queue of `keys`.

@@ -17,7 +17,8 @@ for i = 1, n do
   found[i] = ticket
 end
 local now = tonumber(ARGV[1])
-local avg = tonumber(redis.call('HGET', KEYS[3], 'avg_wait_ms') or false)
+-- (HGET gives false when unset, and tonumber(false) is nil.)
+local avg = tonumber(redis.call('HGET', KEYS[3], 'avg_wait_ms'))
 for i = 1, n do
   local player = ARGV[2 * i]
   local waited = now - tonumber(redis.call('ZSCORE', KEYS[2], player) or now)
