@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use dashdice::cli::{Cli, CliError, run};
-use dashdice::runtime::ModeHash;
+use dashdice_runtime::ModeHash;
 use serde_json::Value;
 
 fn dashdice(args: &[&str]) -> Result<String, CliError> {
@@ -335,7 +335,7 @@ fn simulate_ends_every_game_of_every_mode() {
 fn inspect_prints_the_description_and_version_hash() {
     let out = dashdice(&["mode", "inspect", "true-grit"]).expect("inspect");
     let report: Value = serde_json::from_str(&out).expect("JSON");
-    let bytes = dashdice::builtin::bytes("true-grit").expect("embedded");
+    let bytes = dashdice_runtime::builtin::bytes("true-grit").expect("embedded");
     assert_eq!(report["version_hash"], ModeHash::of(bytes).to_string());
     assert_eq!(report["info"]["id"], "true-grit");
     assert_eq!(report["info"]["turn_time_limit_ms"], 60_000);
@@ -394,7 +394,7 @@ fn the_artifact_dir_flag_keeps_compiled_modes() {
         })
         .map(|f| f.file_name().to_string_lossy().into_owned())
         .collect();
-    let hash = ModeHash::of(dashdice::builtin::bytes("classic").expect("classic"));
+    let hash = ModeHash::of(dashdice_runtime::builtin::bytes("classic").expect("classic"));
     assert_eq!(cached, [format!("{hash}.cwasm")]);
     // The second run loads the artifact and says the same.
     let second =

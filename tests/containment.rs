@@ -4,8 +4,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use dashdice::runtime::{CallError, Limit, Limits, LoadError, Mode, Runtime, Step};
 use dashdice_mode_sdk::{Action, Event, MatchConfig, ModeError};
+use dashdice_runtime::{CallError, Limit, Limits, LoadError, Mode, Runtime, Step};
 use dashdice_tests::{HOSTILE, NOT_A_MODE, builtin, runtime};
 
 fn hostile() -> Arc<Mode> {
@@ -255,7 +255,7 @@ fn the_pool_bounds_live_instances() {
         ..Limits::default()
     };
     let runtime = Runtime::new(limits).expect("runtime");
-    let (_, bytes) = dashdice::builtin::MODES[0];
+    let (_, bytes) = dashdice_runtime::builtin::MODES[0];
     let mode = runtime.load(bytes).expect("load");
     let a = mode.session().expect("first");
     let _b = mode.session().expect("second");

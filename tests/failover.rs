@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::Client;
-use dashdice::bus::{self, Reply, endpoint};
-use dashdice::fair_dice::{MatchRecord, verify};
-use dashdice::matches::{ActionReply, SequencedEvent};
+use dashdice_match_host::{ActionReply, SequencedEvent};
+use dashdice_proto::bus::{self, Reply, endpoint};
+use dashdice_runtime::fair_dice::{MatchRecord, verify};
 use dashdice_tests::servers::{NatsServer, RedisServer};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -159,9 +159,9 @@ async fn a_killed_host_loses_nothing() {
 
 #[tokio::test]
 async fn a_record_its_host_left_behind_is_stored_by_another() {
-    use dashdice::match_service;
-    use dashdice::matches::{ActRequest, CreateMatch, MatchHost, PlayerAction};
-    use dashdice::store::MatchStore;
+    use dashdice_match_host::service as match_service;
+    use dashdice_match_host::{ActRequest, CreateMatch, MatchHost, PlayerAction};
+    use dashdice_store::MatchStore;
 
     let nats = NatsServer::start();
     let redis = RedisServer::start();

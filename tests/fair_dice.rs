@@ -3,9 +3,11 @@
 
 use clap::Parser;
 use dashdice::cli::{Cli, run};
-use dashdice::fair_dice::{MatchRecord, Purpose, RecordedAction, Seed, VerifyError, verify};
-use dashdice::runtime::Step;
 use dashdice_mode_sdk::{Action, MatchConfig, RollKind, TwoDice};
+use dashdice_runtime::Step;
+use dashdice_runtime::fair_dice::{
+    MatchRecord, Purpose, RecordedAction, Seed, VerifyError, verify,
+};
 use dashdice_tests::builtin;
 
 const MODES: [&str; 4] = ["classic", "zero-hour", "last-line", "true-grit"];

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashdice::fair_dice::verify;
-use dashdice::gateway::{self, AuthConfig, Gateway, GatewayConfig, Limits};
-use dashdice::match_service;
-use dashdice::matches::{MatchHost, verifiable_record};
-use dashdice::matchmaker_service::{self, NatsMatches, NatsNotify};
-use dashdice::matchmaking::{Matchmaker, Policy};
-use dashdice::store::MatchStore;
-use dashdice::store::queues::QueueStore;
+use dashdice_gateway::{self as gateway, AuthConfig, Gateway, GatewayConfig, Limits};
+use dashdice_match_host::service as match_service;
+use dashdice_match_host::{MatchHost, verifiable_record};
+use dashdice_matchmaker::service::{self as matchmaker_service, NatsMatches, NatsNotify};
+use dashdice_matchmaker::{Matchmaker, Policy};
+use dashdice_runtime::fair_dice::verify;
+use dashdice_store::MatchStore;
+use dashdice_store::queues::QueueStore;
 use dashdice_tests::servers::{NatsServer, RedisServer};
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -145,12 +145,10 @@ async fn build(nats: NatsServer, as_users: bool, limits: Limits) -> Stack {
         trust_forwarded_for: false,
     };
     let nats_client = connect_as(&nats, as_users, "gateway").await;
-    let redis_client = redis::Client::open(redis.url()).expect("redis url");
-    let manager = redis::aio::ConnectionManager::new(redis_client)
+    let probe = dashdice_store::RedisProbe::connect(&redis.url())
         .await
         .expect("redis");
-    let gateway =
-        Arc::new(Gateway::new(config, nats_client, Some(manager), None).expect("gateway"));
+    let gateway = Arc::new(Gateway::new(config, nats_client, Some(probe), None).expect("gateway"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -350,7 +348,7 @@ impl Ws {
 /// A Firebase-style ID token for `user`, with `claims` overriding the valid
 /// ones, signed by `key` (PEM) as `kid`.
 fn firebase_token(user: &str, key: &[u8], kid: &str, claims: Value) -> String {
-    let now = dashdice::matches::now_ms() / 1000;
+    let now = dashdice_proto::clock::now_ms() / 1000;
     let mut body = json!({
         "iss": format!("https://securetoken.google.com/{PROJECT}"),
         "aud": PROJECT,
@@ -619,7 +617,7 @@ async fn only_valid_tokens_of_our_issuers_get_in() {
         (StatusCode::OK, &json!("dev-user"))
     );
 
-    let now = dashdice::matches::now_ms() / 1000;
+    let now = dashdice_proto::clock::now_ms() / 1000;
     let refused = [
         (
             "forged",

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
-use dashdice::bus::{self, ErrorBody, Reply, endpoint};
-use dashdice::fair_dice::{MatchRecord, verify};
-use dashdice::match_service;
-use dashdice::matches::{ActionReply, MatchHost, SequencedEvent, Snapshot};
-use dashdice::registry::ModeRegistry;
-use dashdice::store::MatchStore;
+use dashdice_match_host::service as match_service;
+use dashdice_match_host::{ActionReply, MatchHost, SequencedEvent, Snapshot};
 use dashdice_mode_sdk::{EndReason, Event};
+use dashdice_proto::bus::{self, ErrorBody, Reply, endpoint};
+use dashdice_runtime::fair_dice::{MatchRecord, verify};
+use dashdice_runtime::registry::ModeRegistry;
+use dashdice_store::MatchStore;
 use dashdice_tests::servers::{NatsServer, RedisServer};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -416,13 +416,13 @@ async fn the_project_config_lets_only_match_hosts_publish_match_events() {
 async fn the_bench_drives_matches_and_measures() {
     let sys = system(1, None).await;
     let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
-    let options = dashdice::bench::Options {
+    let options = dashdice_tools::bench::Options {
         matches: 4,
         duration: Duration::from_millis(1500),
         mode: "classic".into(),
         rate: Some(200.0),
     };
-    let report = dashdice::bench::match_host(
+    let report = dashdice_tools::bench::match_host(
         sys.client.clone(),
         store,
         &options,

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use dashdice::fair_dice::verify;
-use dashdice::matches::{
+use dashdice_match_host::{
     ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost, PlayerAction,
     SequencedEvent,
 };
-use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{Limits, Runtime};
-use dashdice::store::MatchStore;
 use dashdice_mode_sdk::{EndReason, Event, MatchResult, ModeError};
+use dashdice_runtime::fair_dice::verify;
+use dashdice_runtime::registry::ModeRegistry;
+use dashdice_runtime::{Limits, Runtime};
+use dashdice_store::MatchStore;
 use dashdice_tests::servers::RedisServer;
 
 async fn host(redis: &RedisServer) -> MatchHost {

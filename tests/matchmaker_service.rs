@@ -8,16 +8,16 @@
 use std::time::Duration;
 
 use async_nats::Client;
-use dashdice::bus::{self, ErrorBody, Reply, endpoint, queue_endpoint};
-use dashdice::match_service;
-use dashdice::matches::{ActionReply, MatchHost, Snapshot};
-use dashdice::matchmaker_service::{self, NatsMatches, NatsNotify};
-use dashdice::matchmaking::{
+use dashdice_match_host::service as match_service;
+use dashdice_match_host::{ActionReply, MatchHost, Snapshot};
+use dashdice_matchmaker::service::{self as matchmaker_service, NatsMatches, NatsNotify};
+use dashdice_matchmaker::{
     Invite, MatchFound, Matchmaker, Notice, Origin, Policy, PrivatePolicy, Rating, Ratings,
     RatingsStore, RematchStatus, Status,
 };
-use dashdice::store::MatchStore;
-use dashdice::store::queues::QueueStore;
+use dashdice_proto::bus::{self, ErrorBody, Reply, endpoint, queue_endpoint};
+use dashdice_store::MatchStore;
+use dashdice_store::queues::QueueStore;
 use dashdice_tests::servers::{NatsServer, RedisServer};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -809,17 +809,17 @@ async fn a_rematch_after_the_window_is_refused_over_nats() {
 async fn the_bench_sends_tickets_and_measures() {
     let sys = system(true).await;
     let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
-    let options = dashdice::bench::matchmaker::Options {
+    let options = dashdice_tools::bench::matchmaker::Options {
         tickets: 200,
         rate: 1_000.0,
         mode: "classic".into(),
-        kind: dashdice::matchmaking::QueueKind::Quick,
+        kind: dashdice_matchmaker::QueueKind::Quick,
         drain: Duration::from_secs(3),
         stub_host: false,
         seed: 42,
         poor_share: 0.05,
     };
-    let report = dashdice::bench::matchmaker::matchmaker(
+    let report = dashdice_tools::bench::matchmaker::matchmaker(
         sys.client.clone(),
         store,
         &options,

@@ -9,15 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashdice::fair_dice::{MatchRecord, RecordedAction};
-use dashdice::matches::now_ms;
-use dashdice::matchmaking::{
+use dashdice_matchmaker::{
     CODE_ALPHABET, Connection, CreateInviteRequest, JoinInviteRequest, JoinRequest, MatchFound,
     Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Opponent, Origin, Policy,
     PrivatePolicy, QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status, Ticket,
 };
-use dashdice::store::queues::{QueueKeys, QueueStore, StoredTicket};
 use dashdice_mode_sdk::{Action, MatchResult, Standing};
+use dashdice_proto::clock::now_ms;
+use dashdice_runtime::fair_dice::{MatchRecord, RecordedAction};
+use dashdice_store::queues::{QueueKeys, QueueStore, StoredTicket};
 use dashdice_tests::servers::RedisServer;
 
 /// Records the matches asked for; can be told to fail, to call matches over,

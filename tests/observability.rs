@@ -7,12 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use dashdice::bus::{self, endpoint};
-use dashdice::gateway::{self, AuthConfig, Gateway, GatewayConfig, Limits};
-use dashdice::match_service;
-use dashdice::matches::{ActionReply, MatchHost};
-use dashdice::store::MatchStore;
-use dashdice::telemetry;
+use dashdice_gateway::{self as gateway, AuthConfig, Gateway, GatewayConfig, Limits};
+use dashdice_match_host::service as match_service;
+use dashdice_match_host::{ActionReply, MatchHost};
+use dashdice_proto::bus::{self, endpoint};
+use dashdice_service::telemetry;
+use dashdice_store::MatchStore;
 use dashdice_tests::servers::{NatsServer, RedisServer, free_port};
 use futures_util::StreamExt;
 use opentelemetry::trace::{SpanId, TraceId};

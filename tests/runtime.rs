@@ -1,14 +1,14 @@
 //! The real `.wasm` components through the runtime: they load, describe
 //! themselves, and behave exactly like the same rules compiled natively.
 
-use dashdice::builtin;
-use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{CallError, Limits, ModeHash, Runtime, Step};
 use dashdice_mode_classic::Classic;
 use dashdice_mode_last_line::LastLine;
 use dashdice_mode_sdk::{Action, MatchConfig, ModeError, ModeInfo, Outcome, Rules, rules};
 use dashdice_mode_true_grit::TrueGrit;
 use dashdice_mode_zero_hour::ZeroHour;
+use dashdice_runtime::builtin;
+use dashdice_runtime::registry::ModeRegistry;
+use dashdice_runtime::{CallError, Limits, ModeHash, Runtime, Step};
 use dashdice_tests::{builtin, runtime};
 use proptest::prelude::*;
 
@@ -59,7 +59,7 @@ fn every_builtin_loads_and_describes_itself_like_its_native_build() {
         let mode = builtin(id);
         assert_eq!(mode.info(), &(native(id).info)(), "{id}");
         assert_eq!(mode.info().id, id);
-        let bytes = dashdice::builtin::bytes(id).expect("embedded");
+        let bytes = dashdice_runtime::builtin::bytes(id).expect("embedded");
         assert_eq!(mode.hash(), ModeHash::of(bytes));
     }
     let limits: Vec<u32> = MODES

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use dashdice::store::{
-    Commit, Committed, Fingerprint, MatchKeys, MatchStore, NewMatch, StoreError,
-};
+use dashdice_store::{Commit, Committed, Fingerprint, MatchKeys, MatchStore, NewMatch, StoreError};
 use dashdice_tests::servers::RedisServer;
 use redis::AsyncCommands;
 

@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dashdice::bus::{self, queue_endpoint};
-use dashdice::matchmaking::Notice;
+use dashdice_matchmaker::Notice;
+use dashdice_proto::bus::{self, queue_endpoint};
 use dashdice_tests::servers::free_port;
 use futures_util::StreamExt;
 use serde_json::{Value, json};

@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use dashdice::runtime::{Limits, Runtime, Step};
 use dashdice_mode_sdk::{Action, MatchConfig};
+use dashdice_runtime::{Limits, Runtime, Step};
 use dashdice_tests::HOSTILE;
 
 fn main() {

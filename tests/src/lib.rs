@@ -2,9 +2,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use dashdice::builtin;
-use dashdice::registry::ModeRegistry;
-use dashdice::runtime::{Limits, Mode, Runtime};
+use dashdice_runtime::builtin;
+use dashdice_runtime::registry::ModeRegistry;
+use dashdice_runtime::{Limits, Mode, Runtime};
 
 /// The hostile test component (see plugins/test-components/hostile).
 pub const HOSTILE: &[u8] = include_bytes!(env!("DASHDICE_TEST_HOSTILE"));

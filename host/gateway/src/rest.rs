@@ -1,0 +1,234 @@
+//! The REST routes under `/api/v1` (listed in PROTOCOL.md): small handlers
+//! over typed extractors, each one backend call.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::TypedHeader;
+use axum_extra::extract::WithRejection;
+use axum_extra::headers::Authorization;
+use axum_extra::headers::authorization::Bearer;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Gateway;
+use super::auth::GuestToken;
+use super::error::ApiError;
+use super::protocol::{
+    ActFields, CodeFields, InviteFields, JoinFields, fresh_request_id, player_action,
+};
+use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
+use dashdice_proto::queue::{
+    CreateInviteRequest, Invite, JoinInviteRequest, RematchRequest, RematchStatus, Status,
+};
+
+type Gw = State<Arc<Gateway>>;
+/// A JSON body whose rejections are [`ApiError`]s (`malformed_json`,
+/// `too_large`), not axum's plain text.
+type Body<T> = WithRejection<Json<T>, ApiError>;
+
+/// The signed-in user, from a verified bearer token, within their rate.
+pub struct User(pub String);
+
+impl<S> FromRequestParts<S> for User
+where
+    Arc<Gateway>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let gateway = Arc::<Gateway>::from_ref(state);
+        let TypedHeader(Authorization(bearer)) =
+            TypedHeader::<Authorization<Bearer>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| {
+                    ApiError::unauthorized("sign in: send `Authorization: Bearer <token>`")
+                })?;
+        let user = gateway.auth.verify(bearer.token()).await?;
+        gateway.rates.check_user(&user)?;
+        Ok(User(user))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new("too_large", rejection.body_text())
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    }
+}
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when NATS is connected and Redis answers.
+pub async fn ready(State(gateway): Gw) -> Response {
+    let nats = gateway.backend.connected();
+    let redis = match gateway.redis.clone() {
+        None => true,
+        Some(redis) => redis.answers(std::time::Duration::from_secs(2)).await,
+    };
+    let ready = nats && redis;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "nats": nats,
+        "redis": redis,
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(gateway): Gw) -> Response {
+    match &gateway.metrics {
+        Some(handle) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not recorded in this process").into_response(),
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; the API is under /api/v1 (see PROTOCOL.md)")
+}
+
+pub async fn guest(State(gateway): Gw) -> Result<Json<GuestToken>, ApiError> {
+    gateway.auth.guest().map(Json)
+}
+
+pub async fn me(User(user): User) -> Json<serde_json::Value> {
+    Json(json!({ "user_id": user }))
+}
+
+pub async fn join(
+    State(gateway): Gw,
+    User(user): User,
+    WithRejection(Json(fields), _): Body<JoinFields>,
+) -> Result<Json<Status>, ApiError> {
+    let request = fields.request(&user, &gateway.config.default_region);
+    gateway.backend.join(&request).await.map(Json)
+}
+
+pub async fn leave(State(gateway): Gw, User(user): User) -> Result<Json<Status>, ApiError> {
+    gateway.backend.leave(&user).await.map(Json)
+}
+
+pub async fn status(State(gateway): Gw, User(user): User) -> Result<Json<Status>, ApiError> {
+    gateway.backend.status(&user).await.map(Json)
+}
+
+pub async fn create_invite(
+    State(gateway): Gw,
+    User(user): User,
+    WithRejection(Json(fields), _): Body<InviteFields>,
+) -> Result<(StatusCode, Json<Invite>), ApiError> {
+    let request = CreateInviteRequest {
+        player: user,
+        mode: fields.mode,
+    };
+    let invite = gateway.backend.create_invite(&request).await?;
+    Ok((StatusCode::CREATED, Json(invite)))
+}
+
+pub async fn join_code(
+    State(gateway): Gw,
+    User(user): User,
+    WithRejection(Json(fields), _): Body<CodeFields>,
+) -> Result<Json<Status>, ApiError> {
+    let request = JoinInviteRequest {
+        player: user,
+        code: fields.code,
+    };
+    gateway.backend.join_invite(&request).await.map(Json)
+}
+
+pub async fn get_match(
+    State(gateway): Gw,
+    _: User,
+    Path(match_id): Path<String>,
+) -> Result<Json<Snapshot>, ApiError> {
+    gateway.backend.get(&match_id).await.map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+pub async fn events(
+    State(gateway): Gw,
+    _: User,
+    Path(match_id): Path<String>,
+    WithRejection(Query(since), _): WithRejection<Query<Since>, ApiError>,
+) -> Result<Json<Vec<SequencedEvent>>, ApiError> {
+    gateway
+        .backend
+        .events(&match_id, since.since)
+        .await
+        .map(Json)
+}
+
+pub async fn rematch(
+    State(gateway): Gw,
+    User(user): User,
+    Path(match_id): Path<String>,
+) -> Result<Json<RematchStatus>, ApiError> {
+    let request = RematchRequest {
+        player: user,
+        match_id,
+    };
+    gateway.backend.rematch(&request).await.map(Json)
+}
+
+/// `POST /matches/{id}/{action}`: roll, bank, forfeit, or a designer mode's
+/// `custom` action (its `name` and `payload` in the body). The request id is
+/// the body's `request_id`, else the `Idempotency-Key` header, else a fresh
+/// one.
+pub async fn act(
+    State(gateway): Gw,
+    User(user): User,
+    Path((match_id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    WithRejection(body, _): WithRejection<Bytes, ApiError>,
+) -> Result<Json<ActionReply>, ApiError> {
+    let fields: ActFields = if body.iter().all(u8::is_ascii_whitespace) {
+        ActFields::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new("malformed_json", format!("not a valid body: {e}")))?
+    };
+    let action = player_action(&action, fields.name, fields.payload)?;
+    let header_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let request_id = match fields.request_id.or(header_key) {
+        Some(id) => id,
+        None => fresh_request_id()?,
+    };
+    let request = ActRequest {
+        match_id,
+        player: user,
+        request_id,
+        action,
+    };
+    gateway.backend.act(&request).await.map(Json)
+}

@@ -1,0 +1,351 @@
+//! The NATS side of dashdice: every subject name and the reply envelope.
+//!
+//! Architecture invariant: this is the only module that spells subject names.
+//! Roles ask it for subjects; clients (the gateway, tests, tools) use the same
+//! functions, so a subject cannot drift between publisher and subscriber.
+//!
+//! | subject | kind | who answers / listens | payload |
+//! |---|---|---|---|
+//! | `dd.match.create` | request/reply, queue group `match-host` | match hosts | [`CreateMatch`](crate::matches::CreateMatch) → [`ActionReply`](crate::matches::ActionReply) |
+//! | `dd.match.act` | request/reply, queue group `match-host` | match hosts | [`ActRequest`](crate::matches::ActRequest) → `ActionReply` |
+//! | `dd.match.get` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`Snapshot`](crate::matches::Snapshot) |
+//! | `dd.match.events` | request/reply, queue group `match-host` | match hosts | `{"match_id","after"}` → `[SequencedEvent]` |
+//! | `dd.match.record` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`MatchRecord`](crate::record::MatchRecord) (finished matches) |
+//! | `dd.match.<id>.events` | pub/sub | gateways, clients | one [`SequencedEvent`](crate::matches::SequencedEvent) per message, `seq` gap-free |
+//! | `dd.match.ended` | pub/sub | matchmaker (ratings, rematch) | [`MatchEnded`] |
+//! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | persistence, matchmakers (durable consumer [`MATCHMAKER_RECORDS_CONSUMER`]) | the finished match's [`MatchRecord`](crate::record::MatchRecord), deduplicated by match id |
+//! | `dd.queue.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinRequest`](crate::queue::JoinRequest) → [`Status`](crate::queue::Status) |
+//! | `dd.queue.leave` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
+//! | `dd.queue.status` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
+//! | `dd.queue.private.create` | request/reply, queue group `matchmaker` | matchmakers | [`CreateInviteRequest`](crate::queue::CreateInviteRequest) `{"player","mode"}` → [`Invite`](crate::queue::Invite) `{"code","mode","expires_ms"}` |
+//! | `dd.queue.private.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinInviteRequest`](crate::queue::JoinInviteRequest) `{"player","code"}` → `Status` (`playing`) |
+//! | `dd.queue.rematch` | request/reply, queue group `matchmaker` | matchmakers | [`RematchRequest`](crate::queue::RematchRequest) `{"player","match_id"}` → [`RematchStatus`](crate::queue::RematchStatus) (`offered` or `started`) |
+//! | `dd.user.<player>.notify` | pub/sub | gateways | [`Notice`](crate::queue::Notice): match found, rematch offered |
+//!
+//! Every reply is an envelope: `{"ok": <payload>}` or
+//! `{"error": {"code": "not_your_turn", "message": "..."}}`.
+//!
+//! Requests and published events may carry W3C trace context in the NATS
+//! headers `traceparent` and `tracestate` ([`trace_headers`],
+//! [`trace_context`]), so one trace follows a request from role to role.
+
+use async_nats::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use serde::{Deserialize, Serialize};
+
+/// The NATS micro service name of the match host (`$SRV.PING.dashdice-match-host`).
+pub const MATCH_SERVICE: &str = "dashdice-match-host";
+/// The queue group match hosts share, so each request reaches one of them.
+pub const MATCH_QUEUE_GROUP: &str = "match-host";
+/// Prefix of the match host's request subjects.
+pub const MATCH_GROUP: &str = "dd.match";
+
+/// Request endpoints of the match host, relative to [`MATCH_GROUP`].
+pub mod endpoint {
+    pub const CREATE: &str = "create";
+    pub const ACT: &str = "act";
+    pub const GET: &str = "get";
+    pub const EVENTS: &str = "events";
+    pub const RECORD: &str = "record";
+}
+
+/// The full subject of a match-host endpoint, e.g. `dd.match.act`.
+pub fn match_request(endpoint: &str) -> String {
+    format!("{MATCH_GROUP}.{endpoint}")
+}
+
+/// Where a match's events are published.
+pub fn match_events(match_id: &str) -> String {
+    format!("{MATCH_GROUP}.{match_id}.events")
+}
+
+/// Where a finished match's final standings are announced.
+pub const MATCH_ENDED: &str = "dd.match.ended";
+/// The JetStream stream holding every finished match's record.
+pub const RECORD_STREAM: &str = "DASHDICE_MATCH_RECORDS";
+/// The subjects of [`RECORD_STREAM`].
+pub const RECORD_SUBJECTS: &str = "dd.match.*.record";
+
+/// The configuration of [`RECORD_STREAM`]; every role that uses the stream
+/// creates it if missing, so none depends on another starting first.
+pub fn record_stream_config() -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::{Config, StorageType};
+    Config {
+        name: RECORD_STREAM.to_owned(),
+        subjects: vec![RECORD_SUBJECTS.to_owned()],
+        storage: StorageType::File,
+        // Publishing a record twice (a retry, a second host, the sweep) is
+        // dropped: the message id is the match id.
+        duplicate_window: std::time::Duration::from_secs(600),
+        ..Default::default()
+    }
+}
+
+/// Opens [`RECORD_STREAM`], creating it if missing. Roles starting at the
+/// same moment may both try to create it; the one that loses the race
+/// (older servers then answer "subjects overlap") finds it made.
+pub async fn open_record_stream(
+    js: &async_nats::jetstream::Context,
+) -> Result<async_nats::jetstream::stream::Stream, String> {
+    match js.get_or_create_stream(record_stream_config()).await {
+        Ok(stream) => Ok(stream),
+        Err(first) => {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            js.get_stream(RECORD_STREAM)
+                .await
+                .map_err(|_| first.to_string())
+        }
+    }
+}
+
+/// [`RECORD_STREAM`] as the match host writes it.
+pub struct RecordStream(async_nats::jetstream::Context);
+
+impl RecordStream {
+    /// Opens the stream, creating it if missing.
+    pub async fn open(client: &async_nats::Client) -> Result<Self, String> {
+        let js = async_nats::jetstream::new(client.clone());
+        open_record_stream(&js).await?;
+        Ok(RecordStream(js))
+    }
+
+    /// Stores a record, deduplicated by match id (the `Nats-Msg-Id` header),
+    /// waiting for the stream's ack; three tries.
+    pub async fn store(&self, record: &crate::record::MatchRecord) -> Result<(), String> {
+        let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+        let mut headers = HeaderMap::new();
+        headers.insert(MSG_ID_HEADER, record.match_id.as_str());
+        let mut last = String::new();
+        for _ in 0..3 {
+            let sent = self
+                .0
+                .publish_with_headers(
+                    match_record(&record.match_id),
+                    headers.clone(),
+                    body.clone().into(),
+                )
+                .await;
+            match sent {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// JetStream's deduplication header: a second message with the same id in
+/// the stream's duplicate window is dropped.
+const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// The W3C trace context headers, the same names on NATS and HTTP.
+pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// Where a match's record is stored in [`RECORD_STREAM`].
+pub fn match_record(match_id: &str) -> String {
+    format!("{MATCH_GROUP}.{match_id}.record")
+}
+
+/// The NATS micro service name of the matchmaker.
+pub const MATCHMAKER_SERVICE: &str = "dashdice-matchmaker";
+/// The queue group matchmakers share.
+pub const MATCHMAKER_QUEUE_GROUP: &str = "matchmaker";
+/// Prefix of the matchmaker's request subjects.
+pub const QUEUE_GROUP: &str = "dd.queue";
+
+/// Request endpoints of the matchmaker, relative to [`QUEUE_GROUP`].
+pub mod queue_endpoint {
+    pub const JOIN: &str = "join";
+    pub const LEAVE: &str = "leave";
+    pub const STATUS: &str = "status";
+    /// Make an invite code to a private match.
+    pub const PRIVATE_CREATE: &str = "private.create";
+    /// Join a private match by its code.
+    pub const PRIVATE_JOIN: &str = "private.join";
+    /// Offer or accept a rematch of a finished match.
+    pub const REMATCH: &str = "rematch";
+}
+
+/// The full subject of a matchmaker endpoint, e.g. `dd.queue.join`.
+pub fn queue_request(endpoint: &str) -> String {
+    format!("{QUEUE_GROUP}.{endpoint}")
+}
+
+/// A player's notifications (match found, ...), which the gateway forwards.
+/// Player ids are limited to letters, digits, `-` and `_`, so they are
+/// always one subject token.
+pub fn user_notify(player: &str) -> String {
+    format!("dd.user.{player}.notify")
+}
+
+/// The durable JetStream consumer through which matchmakers read finished
+/// matches' records (to free players and update ratings), each record once.
+pub const MATCHMAKER_RECORDS_CONSUMER: &str = "matchmaker";
+
+/// Announced on [`MATCH_ENDED`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchEnded {
+    pub match_id: String,
+    pub mode: String,
+    pub mode_version: String,
+    pub standings: Vec<dashdice_mode_sdk::Standing>,
+}
+
+/// `{"match_id": ...}`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchIdRequest {
+    pub match_id: String,
+}
+
+/// `{"match_id": ..., "after": N}`: events with `seq > N`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsRequest {
+    pub match_id: String,
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// The error half of a reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Every reply: exactly one of `ok` and `error`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    Ok(T),
+    Error(ErrorBody),
+}
+
+/// An encoded reply, and its outcome for metrics and spans: `ok` or the
+/// error's stable code.
+pub type Answer = (bytes::Bytes, &'static str);
+
+impl<T: Serialize> Reply<T> {
+    /// The reply as sent. (Encoding these plain types cannot fail; if it
+    /// ever did, the client still gets a well-formed `internal` error.)
+    pub fn encode(&self) -> bytes::Bytes {
+        serde_json::to_vec(self)
+            .map(bytes::Bytes::from)
+            .unwrap_or_else(|e| {
+                bytes::Bytes::from(format!(
+                    r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#
+                ))
+            })
+    }
+}
+
+/// A refusal with a stable `code`.
+pub fn refuse(code: &'static str, message: impl ToString) -> Answer {
+    (Reply::<()>::error(code, message).encode(), code)
+}
+
+/// A request payload decoded, or the refusal to send: `too_large` past
+/// `max_bytes`, `bad_request` if it is not the expected JSON.
+pub fn decode_request<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<T, Answer> {
+    if payload.len() > max_bytes {
+        return Err(refuse(
+            "too_large",
+            format!(
+                "requests are limited to {max_bytes} bytes, got {}",
+                payload.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(payload)
+        .map_err(|e| refuse("bad_request", format!("malformed request: {e}")))
+}
+
+/// The answer to a handled request: `{"ok": …}`, or the error with its code.
+pub fn answer<T: Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    code: impl Fn(&E) -> &'static str,
+) -> Answer {
+    match result {
+        Ok(t) => (Reply::Ok(t).encode(), "ok"),
+        Err(e) => refuse(code(&e), &e),
+    }
+}
+
+impl<T> Reply<T> {
+    pub fn error(code: &str, message: impl ToString) -> Self {
+        Reply::Error(ErrorBody {
+            code: code.to_owned(),
+            message: message.to_string(),
+        })
+    }
+
+    pub fn into_result(self) -> Result<T, ErrorBody> {
+        match self {
+            Reply::Ok(t) => Ok(t),
+            Reply::Error(e) => Err(e),
+        }
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+/// NATS headers carrying `cx`'s trace context (W3C `traceparent`), for a
+/// request or a publish made on its behalf.
+pub fn trace_headers(cx: &opentelemetry::Context) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(&mut headers));
+    headers
+}
+
+/// The trace context a message carries (an empty context if none).
+pub fn trace_context(headers: Option<&HeaderMap>) -> opentelemetry::Context {
+    match headers {
+        Some(headers) => TraceContextPropagator::new().extract(&HeaderExtractor(headers)),
+        None => opentelemetry::Context::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_envelopes() {
+        assert_eq!(match_request(endpoint::ACT), "dd.match.act");
+        assert_eq!(match_events("abc"), "dd.match.abc.events");
+        assert_eq!(
+            queue_request(queue_endpoint::PRIVATE_JOIN),
+            "dd.queue.private.join"
+        );
+        let ok = serde_json::to_string(&Reply::Ok(1)).unwrap();
+        assert_eq!(ok, r#"{"ok":1}"#);
+        let err = serde_json::to_string(&Reply::<()>::error("x", "y")).unwrap();
+        assert_eq!(err, r#"{"error":{"code":"x","message":"y"}}"#);
+    }
+}

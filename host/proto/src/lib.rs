@@ -1,0 +1,25 @@
+//! dashdice-proto: what travels between dashdice's roles, and nothing else.
+//!
+//! - [`bus`]: every NATS subject, header and queue group, the reply envelope
+//!   and W3C trace context in NATS headers.
+//! - [`matches`]: the match host's requests, replies and events (JSON).
+//! - [`queue`]: the matchmaker's requests, replies, notices and stored player
+//!   states (JSON).
+//! - [`record`]: a finished match's record (JetStream, `match verify`).
+//! - [`ModeHash`]: a mode version's identity; [`ids`]: id limits and fresh
+//!   ids; [`clock`]: time, injectable.
+//!
+//! **Architecture Invariant:** this is the only crate that spells a NATS
+//! subject or header name (a tidy test in `tests/` checks it). It knows no
+//! wasmtime, no Redis and no HTTP: the gateway, the matchmaker and tools
+//! depend on it without pulling any of those in.
+
+pub mod bus;
+pub mod clock;
+pub mod ids;
+pub mod matches;
+mod mode_hash;
+pub mod queue;
+pub mod record;
+
+pub use mode_hash::{BadHash, ModeHash};

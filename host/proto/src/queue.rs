@@ -1,0 +1,290 @@
+//! What travels as JSON: the requests the matchmaker answers, its replies,
+//! the notices it sends to players, the player states it stores, and what
+//! it asks of the match host.
+//!
+//! These shapes are the contract with clients and the match host (their
+//! subjects are in [`crate::bus`]), and stored player states outlive a
+//! deploy, so they live apart from the logic: a change here is a change of
+//! wire format. Nothing here decides anything.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Quick queues may widen without bound and fill with bots; ranked queues
+/// stay capped and human-only, and their results move ratings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    Quick,
+    Ranked,
+}
+
+impl QueueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Quick => "quick",
+            QueueKind::Ranked => "ranked",
+        }
+    }
+}
+
+/// Ask to join a queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub player: String,
+    pub mode: String,
+    pub kind: QueueKind,
+    pub region: String,
+    /// The client's measured round trip to other regions, ms.
+    #[serde(default)]
+    pub latency_ms: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub connection: Connection,
+    /// For quick queues only: a rating to match on instead of the stored one
+    /// (ranked queues always use the stored rating).
+    #[serde(default)]
+    pub rating: Option<f64>,
+    /// `bot`: skip the wait and play a bot now (quick queues only).
+    #[serde(default)]
+    pub opponent: Opponent,
+}
+
+/// Whom a join asks to play.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Opponent {
+    /// The best human in the windows, or a bot once the wait runs out.
+    #[default]
+    Any,
+    /// A bot, at once.
+    Bot,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    #[default]
+    Good,
+    Poor,
+}
+
+/// Ask to leave, or for the status of, a player's queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayerRequest {
+    pub player: String,
+}
+
+/// Ask for an invite code to a private match (`dd.queue.private.create`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInviteRequest {
+    pub player: String,
+    pub mode: String,
+}
+
+/// An invite code, for its host to pass on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub code: String,
+    pub mode: String,
+    /// When the code stops working (ms since the epoch).
+    pub expires_ms: u64,
+}
+
+/// Join a private match by its code (`dd.queue.private.join`). The code is
+/// case-insensitive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinInviteRequest {
+    pub player: String,
+    pub code: String,
+}
+
+/// Offer, or accept, a rematch of a finished match (`dd.queue.rematch`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RematchRequest {
+    pub player: String,
+    /// The match that ended.
+    pub match_id: String,
+}
+
+/// Where a rematch stands, as the reply to an offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RematchStatus {
+    /// The offer stands; the others have until `expires_ms` to agree.
+    Offered {
+        /// The match that ended.
+        match_id: String,
+        expires_ms: u64,
+    },
+    /// Everyone agreed: the new match (also told as [`Notice::MatchFound`]).
+    Started { match_id: String },
+}
+
+/// A player's state, as stored (JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PlayerState {
+    Queued {
+        mode: String,
+        kind: QueueKind,
+        region: String,
+        ticket_id: String,
+        since_ms: u64,
+    },
+    /// Made an invite code and waits for a guest; stored with the code's
+    /// expiry, so a host nobody joins is free again when the code dies.
+    Hosting {
+        code: String,
+        mode: String,
+        since_ms: u64,
+        expires_ms: u64,
+    },
+    Matching {
+        /// What is being made into a match: a ticket id, `code:<CODE>` or
+        /// `rematch:<match id>`.
+        ticket_id: String,
+        since_ms: u64,
+    },
+    Playing {
+        match_id: String,
+        since_ms: u64,
+    },
+}
+
+/// What a player is doing, for `status` and `join` replies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    Idle,
+    Queued {
+        mode: String,
+        kind: QueueKind,
+        region: String,
+        /// 1 = the longest waiting.
+        position: u64,
+        queue_size: u64,
+        waited_ms: u64,
+        /// From the recent average wait in this queue; 0 = any moment now.
+        estimated_wait_ms: u64,
+    },
+    /// Waiting for a guest to join with `code`.
+    Hosting {
+        code: String,
+        mode: String,
+        expires_ms: u64,
+    },
+    Matching,
+    Playing {
+        match_id: String,
+    },
+}
+
+/// How a match came about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Paired from a queue.
+    #[default]
+    Queue,
+    /// A private match: the guest joined the host's invite code.
+    Invite,
+    /// The players of a finished match agreed to play again.
+    Rematch,
+}
+
+impl Origin {
+    /// The metric label of a match so made.
+    pub fn label(self, kind: QueueKind) -> &'static str {
+        match self {
+            Origin::Queue => kind.as_str(),
+            Origin::Invite => "invite",
+            Origin::Rematch => "rematch",
+        }
+    }
+}
+
+/// Told to a player (on their notification subject) when their match exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatchFound {
+    pub match_id: String,
+    pub mode: String,
+    pub kind: QueueKind,
+    pub players: Vec<String>,
+    /// The opponent is one of the host's bots.
+    pub bot: bool,
+    /// Queue, invite code or rematch. Private matches and rematches are
+    /// never ranked, and their `kind` is `quick`.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// Notices to a player.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    MatchFound(MatchFound),
+    /// `from` offers a rematch of `match_id`: answer with an offer of one's
+    /// own before `expires_ms` to play again.
+    RematchOffered {
+        match_id: String,
+        from: String,
+        expires_ms: u64,
+    },
+}
+
+/// What the matchmaker asks of the match host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewMatch {
+    pub mode: String,
+    pub players: Vec<String>,
+    pub ranked: bool,
+    /// Which of `players` the host plays itself.
+    pub bots: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_notices_keep_their_wire_shape() {
+        let hosting = PlayerState::Hosting {
+            code: "K7QX2M".into(),
+            mode: "classic".into(),
+            since_ms: 1,
+            expires_ms: 2,
+        };
+        assert_eq!(
+            serde_json::to_value(&hosting).unwrap(),
+            serde_json::json!({"state": "hosting", "code": "K7QX2M", "mode": "classic", "since_ms": 1, "expires_ms": 2})
+        );
+        let offered = Notice::RematchOffered {
+            match_id: "m1".into(),
+            from: "alice".into(),
+            expires_ms: 3,
+        };
+        assert_eq!(
+            serde_json::to_value(&offered).unwrap(),
+            serde_json::json!({"type": "rematch_offered", "match_id": "m1", "from": "alice", "expires_ms": 3})
+        );
+        // A match-found notice from before `origin` existed reads as a queue's.
+        let old = r#"{"type":"match_found","match_id":"m","mode":"classic","kind":"quick","players":["a","b"],"bot":false}"#;
+        let Notice::MatchFound(found) = serde_json::from_str(old).unwrap() else {
+            panic!("a match found");
+        };
+        assert_eq!(found.origin, Origin::Queue);
+        assert_eq!(
+            serde_json::to_value(RematchStatus::Started {
+                match_id: "m2".into()
+            })
+            .unwrap(),
+            serde_json::json!({"state": "started", "match_id": "m2"})
+        );
+    }
+}
