@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::quantile;
+use super::Samples;
 
 /// A wait this long for an answer or an event counts as an error.
 const STALL: Duration = Duration::from_secs(30);
@@ -143,8 +143,8 @@ struct Tally {
     matches_finished: AtomicU64,
     rate_limited: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
-    action_us: Mutex<Vec<u32>>,
-    match_wait_us: Mutex<Vec<u32>>,
+    action_us: Mutex<Samples>,
+    match_wait_us: Mutex<Samples>,
 }
 
 impl Tally {
@@ -248,18 +248,16 @@ pub async fn run(options: &LoadOptions, bar: ProgressBar) -> Result<LoadReport, 
     bar.finish_and_clear();
 
     let seconds = started.elapsed().as_secs_f64();
-    let mut action = tally
+    let action = tally
         .action_us
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    let mut wait = tally
+    let wait = tally
         .match_wait_us
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    action.sort_unstable();
-    wait.sort_unstable();
     let ms = |us: u64| us as f64 / 1000.0;
     let actions = tally.actions.load(Ordering::Relaxed);
     Ok(LoadReport {
@@ -270,13 +268,13 @@ pub async fn run(options: &LoadOptions, bar: ProgressBar) -> Result<LoadReport, 
         matches_finished_per_player: tally.matches_finished.load(Ordering::Relaxed),
         actions,
         actions_per_sec: actions as f64 / seconds.max(f64::EPSILON),
-        action_ms_p50: ms(quantile(&action, 0.50)),
-        action_ms_p95: ms(quantile(&action, 0.95)),
-        action_ms_p99: ms(quantile(&action, 0.99)),
-        action_ms_max: ms(quantile(&action, 1.0)),
-        time_to_match_ms_p50: ms(quantile(&wait, 0.50)),
-        time_to_match_ms_p95: ms(quantile(&wait, 0.95)),
-        time_to_match_ms_p99: ms(quantile(&wait, 0.99)),
+        action_ms_p50: ms(action.quantile(0.50)),
+        action_ms_p95: ms(action.quantile(0.95)),
+        action_ms_p99: ms(action.quantile(0.99)),
+        action_ms_max: ms(action.quantile(1.0)),
+        time_to_match_ms_p50: ms(wait.quantile(0.50)),
+        time_to_match_ms_p95: ms(wait.quantile(0.95)),
+        time_to_match_ms_p99: ms(wait.quantile(0.99)),
         errors: tally.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         rate_limited_retries: tally.rate_limited.load(Ordering::Relaxed),
     })
@@ -500,7 +498,7 @@ impl Player {
                     .tally
                     .match_wait_us
                     .lock()
-                    .map(|mut s| s.push(micros(sent.elapsed())))
+                    .map(|mut s| s.record(u64::from(micros(sent.elapsed()))))
                     .ok();
                 if let Ok(mut matches) = self.ctx.tally.matches.lock() {
                     matches.insert(match_id.clone());
@@ -590,7 +588,7 @@ impl Player {
                         .tally
                         .action_us
                         .lock()
-                        .map(|mut s| s.push(micros(sent.elapsed())))
+                        .map(|mut s| s.record(u64::from(micros(sent.elapsed()))))
                         .ok();
                     self.ctx.tally.actions.fetch_add(1, Ordering::Relaxed);
                     table.apply_snapshot(&message["reply"]["match"]);
@@ -680,24 +678,15 @@ async fn connect(ctx: &Ctx, token: &str) -> Result<(Socket, String), Failed> {
     }
 }
 
-/// Parses a duration like `60s`, `2m`, `500ms` or `90` (seconds).
+/// Parses a duration like `60s`, `2m`, `1m30s`, `500ms` (humantime's
+/// format), or a bare number of seconds like `90`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a duration like 60s, 2m or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?}: {e} (expected a duration like 60s, 2m or 500ms)"))
 }
 
 #[cfg(test)]
@@ -711,7 +700,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("5 parsecs").is_err());
     }
 
     #[test]

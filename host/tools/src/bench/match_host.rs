@@ -82,7 +82,7 @@ pub enum BenchError {
 
 #[derive(Default)]
 struct Tally {
-    latencies_us: Vec<u32>,
+    latencies_us: super::Samples,
     actions: u64,
     finished: u64,
     errors: u64,
@@ -152,7 +152,7 @@ async fn table(
                 Ok(next) => {
                     local
                         .latencies_us
-                        .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        .record(sent.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
                     local.actions += 1;
                     progress.inc(1);
                     reply = next;
@@ -168,7 +168,7 @@ async fn table(
         }
     }
     let mut t = tally.lock().await;
-    t.latencies_us.extend(local.latencies_us);
+    t.latencies_us.add(&local.latencies_us);
     t.actions += local.actions;
     t.finished += local.finished;
     t.errors += local.errors;
@@ -205,9 +205,8 @@ pub async fn match_host(
     }
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    let mut t = tally.lock().await;
-    t.latencies_us.sort_unstable();
-    let at = |q: f64| super::quantile(&t.latencies_us, q);
+    let t = tally.lock().await;
+    let at = |q: f64| t.latencies_us.quantile(q);
     let sample: Vec<String> = t.live.iter().take(200).cloned().collect();
     let mut bytes = 0;
     for id in &sample {

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::{BenchError, quantile};
+use super::{BenchError, Samples};
 use dashdice_proto::bus::{self, Reply, queue_endpoint};
 use dashdice_proto::queue::{QueueKind, Status};
 use dashdice_store::MatchStore;
@@ -148,7 +148,7 @@ fn ticket(rng: &mut ChaCha8Rng, index: usize, options: &Options) -> serde_json::
 #[derive(Default)]
 struct Tally {
     sent: HashMap<String, Instant>,
-    immediate_us: Vec<u32>,
+    immediate_us: Samples,
     errors: u64,
 }
 
@@ -242,14 +242,14 @@ pub async fn matchmaker(
                 let reply = client
                     .request(bus::queue_request(queue_endpoint::JOIN), body.into())
                     .await;
-                let took = at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let took = at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                 let status = reply
                     .ok()
                     .and_then(|m| serde_json::from_slice::<Reply<Status>>(&m.payload).ok())
                     .map(Reply::into_result);
                 let mut t = tally.lock().await;
                 match status {
-                    Some(Ok(Status::Playing { .. })) => t.immediate_us.push(took),
+                    Some(Ok(Status::Playing { .. })) => t.immediate_us.record(took),
                     Some(Ok(_)) => {}
                     _ => t.errors += 1,
                 }
@@ -293,25 +293,23 @@ pub async fn matchmaker(
     progress.finish_and_clear();
 
     let notices = notices.lock().await;
-    let mut t = tally.lock().await;
+    let t = tally.lock().await;
     let last_notice = notices.values().max().copied().unwrap_or(started);
     let seconds = last_notice
         .duration_since(started)
         .as_secs_f64()
         .max(joined_in);
-    let mut all_ms: Vec<u32> = notices
+    let all_ms: Samples = notices
         .iter()
         .filter_map(|(p, at)| {
             let sent = t.sent.get(p)?;
             Some(
                 at.saturating_duration_since(*sent)
                     .as_millis()
-                    .min(u128::from(u32::MAX)) as u32,
+                    .min(u128::from(u64::MAX)) as u64,
             )
         })
         .collect();
-    all_ms.sort_unstable();
-    t.immediate_us.sort_unstable();
 
     Ok(Report {
         tickets: options.tickets,
@@ -321,11 +319,11 @@ pub async fn matchmaker(
         matched_tickets: notices.len() as u64,
         matched_tickets_per_sec: notices.len() as f64 / seconds,
         errors: t.errors,
-        immediate: t.immediate_us.len() as u64,
-        immediate_us_p50: quantile(&t.immediate_us, 0.5),
-        immediate_us_p99: quantile(&t.immediate_us, 0.99),
-        all_matched_ms_p50: quantile(&all_ms, 0.5),
-        all_matched_ms_p99: quantile(&all_ms, 0.99),
+        immediate: t.immediate_us.len(),
+        immediate_us_p50: t.immediate_us.quantile(0.5),
+        immediate_us_p99: t.immediate_us.quantile(0.99),
+        all_matched_ms_p50: all_ms.quantile(0.5),
+        all_matched_ms_p99: all_ms.quantile(0.99),
         waiting_after_arrivals,
         waiting_at_end: (options.tickets - notices.len()) as u64,
         redis_bytes_per_waiting_ticket: per_ticket,
