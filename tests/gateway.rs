@@ -96,9 +96,7 @@ async fn build(nats: NatsServer, as_users: bool, limits: Limits) -> Stack {
         },
         MODES.map(str::to_owned),
         ["eu".to_owned(), "us".to_owned()],
-        NatsMatches {
-            client: client.clone(),
-        },
+        NatsMatches::new(client.clone()),
         NatsNotify {
             client: client.clone(),
         },

@@ -53,9 +53,7 @@ async fn start_matchmaker(nats: &NatsServer, redis: &RedisServer, private: Priva
         policy(),
         ["classic".to_owned(), "true-grit".to_owned()],
         ["eu".to_owned(), "us".to_owned(), "ap".to_owned()],
-        NatsMatches {
-            client: client.clone(),
-        },
+        NatsMatches::new(client.clone()),
         NatsNotify {
             client: client.clone(),
         },
@@ -410,9 +408,7 @@ async fn every_role_works_with_only_its_own_permissions() {
         policy(),
         ["classic".to_owned()],
         ["eu".to_owned()],
-        NatsMatches {
-            client: mm_client.clone(),
-        },
+        NatsMatches::new(mm_client.clone()),
         NatsNotify {
             client: mm_client.clone(),
         },
@@ -851,9 +847,7 @@ async fn a_matchmaker_at_capacity_refuses_new_work_at_once_and_does_none_of_it()
         },
         ["classic".to_owned()],
         ["eu".to_owned(), "us".to_owned()],
-        NatsMatches {
-            client: client.clone(),
-        },
+        NatsMatches::new(client.clone()),
         NatsNotify {
             client: client.clone(),
         },

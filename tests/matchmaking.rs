@@ -15,7 +15,8 @@ use dashdice_matchmaker::{
     PrivatePolicy, QueueKind, Rating, RatingsStore, RematchRequest, RematchStatus, Status, Ticket,
 };
 use dashdice_mode_sdk::{Action, MatchResult, Standing};
-use dashdice_proto::clock::now_ms;
+use dashdice_proto::client::CallError;
+use dashdice_proto::clock::{ManualClock, now_ms};
 use dashdice_runtime::fair_dice::{MatchRecord, RecordedAction};
 use dashdice_store::queues::{QueueKeys, QueueStore, StoredTicket};
 use dashdice_tests::servers::RedisServer;
@@ -31,13 +32,13 @@ struct Host {
 }
 
 impl Matches for Host {
-    async fn create(&self, new: &NewMatch) -> Result<String, String> {
+    async fn create(&self, new: &NewMatch) -> Result<String, CallError> {
         if self
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err("the host is down".into());
+            return Err(CallError::NoResponders);
         }
         let mut made = self.made.lock().expect("lock");
         let id = format!("m{}", made.len() + 1);
@@ -109,6 +110,14 @@ async fn matchmaker(redis: &RedisServer, policy: Policy, host: &Host, inbox: &In
         host.clone(),
         inbox.clone(),
     )
+}
+
+/// Puts `mm` on a clock the test moves, so waiting for windows to widen
+/// takes no time.
+fn manual_clock(mm: &mut Mm) -> Arc<ManualClock> {
+    let clock = ManualClock::at(now_ms());
+    mm.clock = clock.clone();
+    clock
 }
 
 fn join(player: &str, kind: QueueKind, region: &str) -> JoinRequest {
@@ -292,7 +301,8 @@ async fn asking_for_a_bot_plays_one_at_once_and_never_in_ranked() {
 async fn the_rating_window_widens_with_wait_and_ranked_stays_capped() {
     let redis = RedisServer::start();
     let (host, inbox) = (Host::default(), Inbox::default());
-    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let mut mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let clock = manual_clock(&mut mm);
     for (player, rating) in [("a", 1500.0), ("b", 1580.0), ("c", 1000.0), ("d", 1450.0)] {
         rate(&mm, player, rating).await;
     }
@@ -308,7 +318,7 @@ async fn the_rating_window_widens_with_wait_and_ranked_stays_capped() {
             .expect("join")
     ));
     assert_eq!(mm.pass().await.expect("pass"), 0);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance(Duration::from_millis(200));
     assert_eq!(mm.pass().await.expect("pass"), 1);
     assert!(playing(&mm.status("a").await.expect("status")).is_some());
     assert!(playing(&mm.status("b").await.expect("status")).is_some());
@@ -320,7 +330,7 @@ async fn the_rating_window_widens_with_wait_and_ranked_stays_capped() {
     mm.join(&join("d", QueueKind::Ranked, "eu"))
         .await
         .expect("join");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    clock.advance(Duration::from_millis(1_500));
     assert_eq!(mm.pass().await.expect("pass"), 0, "capped in ranked");
     assert!(queued(&mm.status("c").await.expect("status")));
     assert_eq!(host.made().len(), 1);
@@ -330,16 +340,17 @@ async fn the_rating_window_widens_with_wait_and_ranked_stays_capped() {
 async fn quick_queues_become_unbounded() {
     let redis = RedisServer::start();
     let (host, inbox) = (Host::default(), Inbox::default());
-    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let mut mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let clock = manual_clock(&mut mm);
     let mut low = join("low", QueueKind::Quick, "eu");
     low.rating = Some(500.0);
     let mut high = join("high", QueueKind::Quick, "eu");
     high.rating = Some(2500.0);
     mm.join(&low).await.expect("join");
     mm.join(&high).await.expect("join");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     assert_eq!(mm.pass().await.expect("pass"), 0, "±350 is not enough");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    clock.advance(Duration::from_millis(500));
     assert_eq!(mm.pass().await.expect("pass"), 1, "anyone after 1 s");
 }
 
@@ -347,7 +358,8 @@ async fn quick_queues_become_unbounded() {
 async fn other_regions_open_after_the_wait_within_the_latency_limit() {
     let redis = RedisServer::start();
     let (host, inbox) = (Host::default(), Inbox::default());
-    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let mut mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let clock = manual_clock(&mut mm);
     let mut eu = join("eu1", QueueKind::Ranked, "eu");
     eu.latency_ms = [("us".to_owned(), 100), ("ap".to_owned(), 300)].into();
     let mut us = join("us1", QueueKind::Ranked, "us");
@@ -358,7 +370,7 @@ async fn other_regions_open_after_the_wait_within_the_latency_limit() {
         assert!(queued(&mm.join(j).await.expect("join")), "own region first");
     }
     assert_eq!(mm.pass().await.expect("pass"), 0);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    clock.advance(Duration::from_millis(350));
     assert_eq!(mm.pass().await.expect("pass"), 1);
     let (_, new) = &host.made()[0];
     let mut players = new.players.clone();
@@ -489,12 +501,13 @@ async fn nobody_queues_while_in_a_match_until_it_ends() {
 async fn a_failed_creation_puts_both_back_with_their_wait() {
     let redis = RedisServer::start();
     let (host, inbox) = (Host::default(), Inbox::default());
-    let mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let mut mm = matchmaker(&redis, policy(), &host, &inbox).await;
+    let clock = manual_clock(&mut mm);
     host.fail_next.store(1, Ordering::SeqCst);
     mm.join(&join("a", QueueKind::Ranked, "eu"))
         .await
         .expect("join");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(Duration::from_millis(100));
     let b = mm
         .join(&join("b", QueueKind::Ranked, "eu"))
         .await

@@ -1,6 +1,7 @@
 //! What operators see: a request's trace context crosses NATS into the match
 //! host, whose spans (mode call, Redis round trips) join the caller's trace;
-//! events carry it on; and the host process exports Prometheus metrics.
+//! a queue join's trace goes on through the matchmaker into the host; events
+//! carry it on; and the host process exports Prometheus metrics.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -10,9 +11,14 @@ use std::time::Duration;
 use dashdice_gateway::{self as gateway, AuthConfig, Gateway, GatewayConfig, Limits};
 use dashdice_match_host::service as match_service;
 use dashdice_match_host::{ActionReply, MatchHost};
+use dashdice_matchmaker::service::{self as matchmaker_service, NatsMatches, NatsNotify};
+use dashdice_matchmaker::{Matchmaker, Policy};
 use dashdice_proto::bus::{self, endpoint};
+use dashdice_proto::client::{MatchmakerClient, Requester};
+use dashdice_proto::queue::{JoinRequest, Opponent, QueueKind, Status};
 use dashdice_service::telemetry;
 use dashdice_store::MatchStore;
+use dashdice_store::queues::QueueStore;
 use dashdice_tests::servers::{NatsServer, RedisServer, free_port};
 use futures_util::StreamExt;
 use opentelemetry::trace::{SpanId, TraceId};
@@ -162,6 +168,91 @@ async fn a_requests_trace_continues_through_the_host_into_redis_and_events() {
             .any(|s| s.parent_span_id == act.span_context.span_id()),
         "the mode call is in the trace"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_goes_from_a_queue_join_through_the_matchmaker_into_the_hosts_redis() {
+    let (exporter, provider) = tracing_to_memory();
+    let (nats, redis, _client, _created) = host_with_a_match().await;
+    let mm_client = async_nats::connect(nats.url()).await.expect("nats");
+    let matchmaker = Matchmaker::new(
+        QueueStore::connect(&redis.url()).await.expect("redis"),
+        Policy::default(),
+        ["classic".to_owned()],
+        ["eu".to_owned()],
+        NatsMatches::new(mm_client.clone()),
+        NatsNotify {
+            client: mm_client.clone(),
+        },
+    );
+    tokio::spawn(matchmaker_service::run(mm_client, matchmaker));
+
+    // The caller's span, in a trace of its own; the typed client puts its
+    // context in the request's headers.
+    const JOIN_TRACE: &str = "5cf92f3577b34da6a3ce929d0e0e4799";
+    let caller = tracing::info_span!(target: "dashdice", "caller");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        bus::TRACE_HEADERS[0],
+        format!("00-{JOIN_TRACE}-{PARENT}-01").as_str(),
+    );
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = caller.set_parent(bus::trace_context(Some(&headers)));
+    }
+    let trace = TraceId::from_hex(JOIN_TRACE).expect("trace id");
+    let queue = MatchmakerClient::new(Requester::new(
+        async_nats::connect(nats.url()).await.expect("nats"),
+        Duration::from_secs(5),
+    ));
+    let join = JoinRequest {
+        player: "carol".to_owned(),
+        mode: "classic".to_owned(),
+        kind: QueueKind::Quick,
+        region: "eu".to_owned(),
+        latency_ms: Default::default(),
+        connection: Default::default(),
+        rating: None,
+        opponent: Opponent::Bot,
+    };
+    let mut status = None;
+    for _ in 0..250 {
+        use tracing::Instrument;
+        match queue.join(&join).instrument(caller.clone()).await {
+            Ok(s) => {
+                status = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let status = status.expect("the matchmaker answered");
+    assert!(matches!(status, Status::Playing { .. }), "{status:?}");
+    drop(caller);
+
+    provider.force_flush().expect("flush");
+    let spans = exporter.get_finished_spans().expect("spans");
+    let in_trace = |name: &str| -> Vec<&SpanData> {
+        named(&spans, name)
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .collect()
+    };
+    let joins = in_trace("queue request");
+    assert_eq!(joins.len(), 1, "the join joined the caller's trace");
+    let creates: Vec<&SpanData> = in_trace("match request")
+        .into_iter()
+        .filter(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "endpoint" && kv.value.as_str() == "create")
+        })
+        .collect();
+    assert_eq!(creates.len(), 1, "the host's create is in the same trace");
+    let stored = in_trace("redis")
+        .into_iter()
+        .any(|s| s.parent_span_id == creates[0].span_context.span_id());
+    assert!(stored, "the host's Redis round trip is in the same trace");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -402,9 +402,7 @@ impl PolicyArgs {
             self.into(),
             modes,
             self.regions.clone(),
-            NatsMatches {
-                client: nats.clone(),
-            },
+            NatsMatches::new(nats.clone()),
             NatsNotify {
                 client: nats.clone(),
             },

@@ -22,7 +22,7 @@ fn inspect_prints_json_and_exits_zero() {
 fn replay_prints_one_json_line_per_step() {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/scripts/last-line-worked.json"
+        "/../../tests/scripts/last-line-worked.json"
     );
     let out = dashdice(&["mode", "replay", "last-line", "--script", script]);
     assert!(out.status.success(), "{out:?}");

@@ -11,6 +11,7 @@
 //!
 //! The user id is the token's `sub`, and nothing else.
 
+use dashdice_proto::ErrorCode;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -334,7 +335,7 @@ impl Firebase {
                 keys.max_age = self.min_refetch;
                 if keys.by_kid.is_empty() {
                     return Err(ApiError::new(
-                        "unavailable",
+                        ErrorCode::Unavailable,
                         "the token keys cannot be fetched right now",
                     ));
                 }

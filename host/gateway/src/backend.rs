@@ -1,114 +1,74 @@
 //! The workers behind the gateway, as typed calls: the match host and the
 //! matchmaker over NATS request/reply, and the live subjects a connection
-//! listens to. Subject names come from [`dashdice_proto::bus`]; every request carries
-//! the current span's trace context, so one trace runs gateway → worker →
-//! Redis.
+//! listens to, through `dashdice_proto`'s typed clients: every request
+//! carries the current span's trace context, so one trace runs gateway →
+//! worker → Redis. Nothing is retried here: a client that saw `timeout`
+//! repeats its request with the same request id.
 
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-
 use super::error::ApiError;
-use dashdice_proto::bus::{self, EventsRequest, MatchIdRequest, Reply, endpoint, queue_endpoint};
+use dashdice_proto::ErrorCode;
+use dashdice_proto::bus;
+use dashdice_proto::client::{MatchHostClient, MatchmakerClient, Requester};
 use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
 use dashdice_proto::queue::{
-    CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, PlayerRequest, RematchRequest,
-    RematchStatus, Status,
+    CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, RematchRequest, RematchStatus,
+    Status,
 };
 
 #[derive(Clone)]
 pub struct Backend {
-    nats: async_nats::Client,
-    /// How long a worker has to answer one request.
-    timeout: Duration,
+    bus: Requester,
+    host: MatchHostClient,
+    queue: MatchmakerClient,
 }
 
 impl Backend {
     pub fn new(nats: async_nats::Client, timeout: Duration) -> Self {
-        Backend { nats, timeout }
+        let bus = Requester::new(nats, timeout);
+        Backend {
+            host: MatchHostClient::new(bus.clone()),
+            queue: MatchmakerClient::new(bus.clone()),
+            bus,
+        }
     }
 
     /// Whether the NATS connection is up (for `/ready`).
     pub fn connected(&self) -> bool {
-        self.nats.connection_state() == async_nats::connection::State::Connected
-    }
-
-    async fn request<Q: Serialize, A: DeserializeOwned>(
-        &self,
-        subject: String,
-        request: &Q,
-    ) -> Result<A, ApiError> {
-        let body = serde_json::to_vec(request)
-            .map_err(|e| ApiError::internal(format!("encoding a request: {e}")))?;
-        let headers = bus::trace_headers(&tracing::Span::current().context());
-        let call = self
-            .nats
-            .request_with_headers(subject, headers, body.into());
-        let reply = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => {
-                return Err(ApiError::new(
-                    "timeout",
-                    "the service did not answer in time; retrying with the same request_id is safe",
-                ));
-            }
-            Ok(Err(e)) => return Err(request_error(e)),
-            Ok(Ok(reply)) => reply,
-        };
-        serde_json::from_slice::<Reply<A>>(&reply.payload)
-            .map_err(|e| ApiError::internal(format!("an unreadable reply from a service: {e}")))?
-            .into_result()
-            .map_err(ApiError::from)
+        self.bus.connected()
     }
 
     pub async fn join(&self, request: &JoinRequest) -> Result<Status, ApiError> {
-        self.request(bus::queue_request(queue_endpoint::JOIN), request)
-            .await
+        Ok(self.queue.join(request).await?)
     }
 
     pub async fn leave(&self, player: &str) -> Result<Status, ApiError> {
-        let request = PlayerRequest {
-            player: player.to_owned(),
-        };
-        self.request(bus::queue_request(queue_endpoint::LEAVE), &request)
-            .await
+        Ok(self.queue.leave(player).await?)
     }
 
     pub async fn status(&self, player: &str) -> Result<Status, ApiError> {
-        let request = PlayerRequest {
-            player: player.to_owned(),
-        };
-        self.request(bus::queue_request(queue_endpoint::STATUS), &request)
-            .await
+        Ok(self.queue.status(player).await?)
     }
 
     pub async fn create_invite(&self, request: &CreateInviteRequest) -> Result<Invite, ApiError> {
-        self.request(bus::queue_request(queue_endpoint::PRIVATE_CREATE), request)
-            .await
+        Ok(self.queue.create_invite(request).await?)
     }
 
     pub async fn join_invite(&self, request: &JoinInviteRequest) -> Result<Status, ApiError> {
-        self.request(bus::queue_request(queue_endpoint::PRIVATE_JOIN), request)
-            .await
+        Ok(self.queue.join_invite(request).await?)
     }
 
     pub async fn rematch(&self, request: &RematchRequest) -> Result<RematchStatus, ApiError> {
-        self.request(bus::queue_request(queue_endpoint::REMATCH), request)
-            .await
+        Ok(self.queue.rematch(request).await?)
     }
 
     pub async fn act(&self, request: &ActRequest) -> Result<ActionReply, ApiError> {
-        self.request(bus::match_request(endpoint::ACT), request)
-            .await
+        Ok(self.host.act(request).await?)
     }
 
     pub async fn get(&self, match_id: &str) -> Result<Snapshot, ApiError> {
-        let request = MatchIdRequest {
-            match_id: match_id.to_owned(),
-        };
-        self.request(bus::match_request(endpoint::GET), &request)
-            .await
+        Ok(self.host.get(match_id).await?)
     }
 
     /// The match's events with `seq > after`, oldest first.
@@ -117,43 +77,25 @@ impl Backend {
         match_id: &str,
         after: u64,
     ) -> Result<Vec<SequencedEvent>, ApiError> {
-        let request = EventsRequest {
-            match_id: match_id.to_owned(),
-            after,
-        };
-        self.request(bus::match_request(endpoint::EVENTS), &request)
-            .await
+        Ok(self.host.events(match_id, after).await?)
     }
 
     /// The match's live events (core NATS: at most once; see `ws` for how
     /// gaps are filled).
     pub async fn live_events(&self, match_id: &str) -> Result<async_nats::Subscriber, ApiError> {
-        self.nats
+        self.bus
+            .nats()
             .subscribe(bus::match_events(match_id))
             .await
-            .map_err(|e| ApiError::new("unavailable", format!("nats: {e}")))
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("nats: {e}")))
     }
 
     /// The player's notices: match found, rematch offered.
     pub async fn notices(&self, player: &str) -> Result<async_nats::Subscriber, ApiError> {
-        self.nats
+        self.bus
+            .nats()
             .subscribe(bus::user_notify(player))
             .await
-            .map_err(|e| ApiError::new("unavailable", format!("nats: {e}")))
-    }
-}
-
-fn request_error(e: async_nats::RequestError) -> ApiError {
-    use async_nats::RequestErrorKind;
-    match e.kind() {
-        RequestErrorKind::NoResponders => ApiError::new(
-            "unavailable",
-            "no service is answering right now; try again shortly",
-        ),
-        RequestErrorKind::TimedOut => ApiError::new(
-            "timeout",
-            "the service did not answer in time; retrying with the same request_id is safe",
-        ),
-        _ => ApiError::new("unavailable", format!("nats: {e}")),
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("nats: {e}")))
     }
 }

@@ -2,43 +2,43 @@
 //! WebSocket message, is `{"error": {"code", "message"}}` with a stable code
 //! and the HTTP status that code implies (the table is in PROTOCOL.md).
 
-use std::borrow::Cow;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use dashdice_proto::ErrorCode;
 
 use dashdice_proto::bus::ErrorBody;
+use dashdice_proto::client::CallError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: Cow<'static, str>,
+    pub code: ErrorCode,
     pub message: String,
     /// For `rate_limited`: seconds until a retry may pass.
     pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            code: code.into(),
+            code,
             message: message.into(),
             retry_after_s: None,
         }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new("unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new("bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     pub fn too_large(limit: usize) -> Self {
         Self::new(
-            "too_large",
+            ErrorCode::TooLarge,
             format!("requests and messages are limited to {limit} bytes"),
         )
     }
@@ -47,29 +47,29 @@ impl ApiError {
         ApiError {
             retry_after_s: Some(retry_after_s.max(1)),
             ..Self::new(
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many requests; slow down and retry after the given time",
             )
         }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new("not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new("internal", message)
+        Self::new(ErrorCode::Internal, message)
     }
 
     /// The HTTP status for this error's code.
     pub fn status(&self) -> StatusCode {
-        status_of(&self.code)
+        status_of(self.code)
     }
 
     /// The body, as REST answers it and a WebSocket `error` carries it.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            code: self.code.to_string(),
+            code: self.code,
             message: self.message.clone(),
         }
     }
@@ -77,24 +77,23 @@ impl ApiError {
 
 /// The HTTP status of a stable error code, whether the gateway or a worker
 /// behind it chose the code.
-pub fn status_of(code: &str) -> StatusCode {
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
     match code {
-        "unauthorized" => StatusCode::UNAUTHORIZED,
-        "forbidden" | "not_a_player" | "not_in_match" => StatusCode::FORBIDDEN,
-        "not_found" | "unknown_match" | "unknown_code" | "unknown_endpoint" => {
-            StatusCode::NOT_FOUND
-        }
-        "bad_request" | "malformed_json" | "unknown_mode" | "unknown_region" | "unknown_action"
-        | "invalid_config" => StatusCode::BAD_REQUEST,
-        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        "timeout" => StatusCode::GATEWAY_TIMEOUT,
-        "internal" | "mode_fault" => StatusCode::INTERNAL_SERVER_ERROR,
-        // The request was understood but the state does not allow it now:
-        // not_your_turn, game_over, nothing_to_bank, already_queued, in_match,
-        // matching, hosting, code_used, own_code, conflict, rematch_expired, ...
-        _ => StatusCode::CONFLICT,
+        Unauthorized => StatusCode::UNAUTHORIZED,
+        Forbidden | NotAPlayer | NotInMatch => StatusCode::FORBIDDEN,
+        NotFound | UnknownMatch | UnknownCode | UnknownEndpoint => StatusCode::NOT_FOUND,
+        BadRequest | MalformedJson | UnknownMode | UnknownRegion | UnknownAction
+        | InvalidConfig => StatusCode::BAD_REQUEST,
+        TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Internal | ModeFault | Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        // The request was understood but the state does not allow it now.
+        NotYourTurn | GameOver | NothingToBank | Rejected | MatchExists | AlreadyQueued
+        | InMatch | Matching | Hosting | CodeUsed | OwnCode | RematchExpired | OpponentBusy
+        | Conflict | TooManySubscriptions => StatusCode::CONFLICT,
     }
 }
 
@@ -106,10 +105,14 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// A worker's refusal passes through with its code and message.
-impl From<ErrorBody> for ApiError {
-    fn from(e: ErrorBody) -> Self {
-        ApiError::new(e.code, e.message)
+/// A worker's refusal passes through with its code and message; a call
+/// nobody answered says so (`timeout`, `unavailable`).
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Refused(body) => ApiError::new(body.code, body.message),
+            other => ApiError::new(other.code(), other.to_string()),
+        }
     }
 }
 
@@ -117,12 +120,12 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new("too_large", e.body_text())
+                ApiError::new(ErrorCode::TooLarge, e.body_text())
             }
             JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
                 "send the body as JSON, with `Content-Type: application/json`",
             ),
-            other => ApiError::new("malformed_json", other.body_text()),
+            other => ApiError::new(ErrorCode::MalformedJson, other.body_text()),
         }
     }
 }
@@ -135,7 +138,7 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        metrics::counter!(dashdice_service::telemetry::names::GATEWAY_REJECTIONS, "code" => self.code.to_string())
+        metrics::counter!(dashdice_service::telemetry::names::GATEWAY_REJECTIONS, "code" => self.code.as_str())
             .increment(1);
         let status = self.status();
         let retry_after = self.retry_after_s;

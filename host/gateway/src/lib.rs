@@ -3,8 +3,8 @@
 //! `/`; all of it bridged to the workers over NATS. The client API is
 //! specified in `PROTOCOL.md` beside this file.
 //!
-//! Architecture invariant: only this module knows HTTP, WebSocket and the
-//! client JSON. It holds no game state: any number of gateways run side by
+//! Architecture invariant: only this crate knows HTTP, WebSocket and the
+//! client JSON, and it links no wasmtime (`tests/tidy.rs`). It holds no game state: any number of gateways run side by
 //! side, and a client may reconnect to any of them.
 //!
 //! - [`auth`]: who is asking (Firebase and dev tokens, guests).

@@ -3,6 +3,7 @@
 //! knows these shapes; they map onto the workers' requests in
 //! [`super::backend`].
 
+use dashdice_proto::ErrorCode;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ pub fn player_action(
         ("custom", None) => return Err(ApiError::bad_request("a custom action needs a `name`")),
         (other, None) => {
             return Err(ApiError::new(
-                "unknown_action",
+                ErrorCode::UnknownAction,
                 format!("unknown action {other:?}: expected roll, bank, forfeit or custom"),
             ));
         }
@@ -164,13 +165,13 @@ pub fn read_client_message(
         Ok(_) => {
             return Err((
                 None,
-                ApiError::new("malformed_json", "a message is one JSON object"),
+                ApiError::new(ErrorCode::MalformedJson, "a message is one JSON object"),
             ));
         }
         Err(e) => {
             return Err((
                 None,
-                ApiError::new("malformed_json", format!("not valid JSON: {e}")),
+                ApiError::new(ErrorCode::MalformedJson, format!("not valid JSON: {e}")),
             ));
         }
     };
@@ -311,12 +312,12 @@ mod tests {
     #[test]
     fn bad_messages_are_refused_with_a_reason() {
         let (id, e) = read_client_message("{nope").expect_err("not JSON");
-        assert_eq!((id, e.code.as_ref()), (None, "malformed_json"));
+        assert_eq!((id, e.code.as_str()), (None, "malformed_json"));
         let (id, e) = read_client_message(
             r#"{"id":"7","type":"act","match_id":"m","action":"roll","dice":[6,6]}"#,
         )
         .expect_err("clients never send dice");
-        assert_eq!((id.as_deref(), e.code.as_ref()), (Some("7"), "bad_request"));
+        assert_eq!((id.as_deref(), e.code.as_str()), (Some("7"), "bad_request"));
         let (_, e) = read_client_message(r#"{"v":2,"type":"ping"}"#).expect_err("v2");
         assert_eq!(e.code, "bad_request");
         let (_, e) = read_client_message(r#"{"type":"teleport"}"#).expect_err("unknown");

@@ -1,6 +1,7 @@
 //! The REST routes under `/api/v1` (listed in PROTOCOL.md): small handlers
 //! over typed extractors, each one backend call.
 
+use dashdice_proto::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
@@ -61,7 +62,7 @@ where
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new("too_large", rejection.body_text())
+            ApiError::new(ErrorCode::TooLarge, rejection.body_text())
         } else {
             ApiError::bad_request(rejection.body_text())
         }
@@ -212,8 +213,9 @@ pub async fn act(
     let fields: ActFields = if body.iter().all(u8::is_ascii_whitespace) {
         ActFields::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new("malformed_json", format!("not a valid body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(ErrorCode::MalformedJson, format!("not a valid body: {e}"))
+        })?
     };
     let action = player_action(&action, fields.name, fields.payload)?;
     let header_key = headers

@@ -15,6 +15,7 @@
 //! so one slow client never holds up NATS or other clients. Followers send each match's events exactly once,
 //! in order, from the client's `since` (see [`follow`]).
 
+use dashdice_proto::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,7 +72,7 @@ pub async fn upgrade(
         && !limits::origin_allowed(&gateway.config.cors_origins, origin)
     {
         return Err(ApiError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("pages from {origin} may not open a session here"),
         ));
     }
@@ -572,7 +573,7 @@ impl Session {
             self.out.error(
                 id,
                 &ApiError::new(
-                    "too_many_subscriptions",
+                    ErrorCode::TooManySubscriptions,
                     format!(
                         "a session follows at most {} matches at once; unsubscribe from one",
                         self.gateway.limits().ws_subscriptions

@@ -2,7 +2,7 @@
 //!
 //! Architecture invariant: this module knows the rules of *hosting* (who may
 //! act, where dice come from, timers, idempotency, retries) but nothing of NATS
-//! or of Redis commands. It talks to modes through [`crate::runtime`], to the
+//! or of Redis commands. It talks to modes through `dashdice_runtime`, to the
 //! store through [`dashdice_store::MatchStore`], and returns typed results; the
 //! bus layer turns them into messages.
 //!
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use dashdice_mode_sdk::{Action, MatchConfig, ModeError};
 use serde_json::Value;
 
+use dashdice_proto::ErrorCode;
 use dashdice_proto::clock::now_ms;
 use dashdice_proto::ids::{NoRandomness, new_match_id};
 use dashdice_runtime::fair_dice::{MatchRecord, Purpose, Seed, SeedError};
@@ -72,27 +73,31 @@ pub enum MatchError {
     Corrupt(#[from] Corrupt),
     #[error("a view could not be read: {0}")]
     View(#[from] serde_json::Error),
+    #[error("the work was interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl MatchError {
     /// A stable, machine-readable code for clients.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            MatchError::UnknownMode(_) => "unknown_mode",
-            MatchError::UnknownMatch(_) => "unknown_match",
-            MatchError::MatchExists(_) => "match_exists",
-            MatchError::NotAPlayer { .. } => "not_a_player",
-            MatchError::Rejected(ModeError::NotYourTurn(_)) => "not_your_turn",
-            MatchError::Rejected(ModeError::GameOver) => "game_over",
-            MatchError::Rejected(ModeError::NothingToBank) => "nothing_to_bank",
-            MatchError::Rejected(ModeError::UnknownAction(_)) => "unknown_action",
-            MatchError::Rejected(ModeError::InvalidConfig(_)) => "invalid_config",
-            MatchError::Rejected(_) => "rejected",
-            MatchError::Contention => "conflict",
-            MatchError::ModeFault(_) => "mode_fault",
-            MatchError::Store(_) => "unavailable",
-            MatchError::Seed(_) | MatchError::NoRandomness(_) => "unavailable",
-            MatchError::Corrupt(_) | MatchError::View(_) => "internal",
+            MatchError::UnknownMode(_) => ErrorCode::UnknownMode,
+            MatchError::UnknownMatch(_) => ErrorCode::UnknownMatch,
+            MatchError::MatchExists(_) => ErrorCode::MatchExists,
+            MatchError::NotAPlayer { .. } => ErrorCode::NotAPlayer,
+            MatchError::Rejected(ModeError::NotYourTurn(_)) => ErrorCode::NotYourTurn,
+            MatchError::Rejected(ModeError::GameOver) => ErrorCode::GameOver,
+            MatchError::Rejected(ModeError::NothingToBank) => ErrorCode::NothingToBank,
+            MatchError::Rejected(ModeError::UnknownAction(_)) => ErrorCode::UnknownAction,
+            MatchError::Rejected(ModeError::InvalidConfig(_)) => ErrorCode::InvalidConfig,
+            MatchError::Rejected(_) => ErrorCode::Rejected,
+            MatchError::Contention => ErrorCode::Conflict,
+            MatchError::ModeFault(_) => ErrorCode::ModeFault,
+            MatchError::Store(_) => ErrorCode::Unavailable,
+            MatchError::Seed(_) | MatchError::NoRandomness(_) => ErrorCode::Unavailable,
+            MatchError::Corrupt(_) | MatchError::View(_) | MatchError::Interrupted(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 }
@@ -282,12 +287,16 @@ impl MatchHost {
         if live.progress.seq <= after {
             return Ok(Vec::new());
         }
-        let mut missed = Vec::new();
-        self.replay(&live, &log, |step| {
-            missed.extend(step.events.iter().filter(|e| e.seq > after).cloned());
-            ControlFlow::Continue(())
-        })?;
-        Ok(missed)
+        let mode = self.mode_of(&live.meta)?;
+        blocking(move || {
+            let mut missed = Vec::new();
+            replay(&mode, &live, &log, |step| {
+                missed.extend(step.events.iter().filter(|e| e.seq > after).cloned());
+                ControlFlow::Continue(())
+            })?;
+            Ok(missed)
+        })
+        .await
     }
 
     /// A player's action, applied exactly once per request id.
@@ -488,22 +497,27 @@ impl MatchHost {
     /// replaying the match up to it.
     async fn earlier_reply(&self, match_id: &str, index: u64) -> Result<Applied, MatchError> {
         let (live, log) = self.history(match_id).await?;
-        let mut reply = None;
-        self.replay(&live, &log, |step| {
-            if step.index != Some(index) {
-                return ControlFlow::Continue(());
-            }
-            let log = step.progress.finished().then_some(&log[..]);
-            reply = Some(
-                snapshot(match_id, &live.meta, step.progress, step.view, log).map(|snapshot| {
-                    ActionReply {
-                        events: step.events.to_vec(),
-                        snapshot,
-                    }
-                }),
-            );
-            ControlFlow::Break(())
-        })?;
+        let mode = self.mode_of(&live.meta)?;
+        let reply = blocking(move || {
+            let mut reply = None;
+            replay(&mode, &live, &log, |step| {
+                if step.index != Some(index) {
+                    return ControlFlow::Continue(());
+                }
+                let log = step.progress.finished().then_some(&log[..]);
+                reply = Some(
+                    snapshot(&live.id, &live.meta, step.progress, step.view, log).map(|snapshot| {
+                        ActionReply {
+                            events: step.events.to_vec(),
+                            snapshot,
+                        }
+                    }),
+                );
+                ControlFlow::Break(())
+            })?;
+            Ok(reply)
+        })
+        .await?;
         match reply {
             Some(reply) => Ok(Applied {
                 reply: reply?,
@@ -516,50 +530,59 @@ impl MatchHost {
             })),
         }
     }
+}
 
-    /// Replays a match from its seed through its log on fresh instances,
-    /// showing `visit` the start and then each action, until it breaks.
-    fn replay(
-        &self,
-        live: &Live,
-        log: &[u8],
-        mut visit: impl FnMut(Replayed<'_>) -> ControlFlow<()>,
-    ) -> Result<(), MatchError> {
-        let meta = &live.meta;
-        let mode = self.mode_of(meta)?;
-        let started = mode.start(
-            &config(meta),
-            &meta.seed().entropy(&live.id, Purpose::Start),
-        )?;
-        let mut state = started.outcome.state.clone();
-        let (mut progress, events) = crate::stored::begin(meta, started.outcome, 0);
+/// Runs whole-match work (a replay: many synchronous mode calls) on the
+/// blocking pool, so it never holds up an async worker thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MatchError> + Send + 'static,
+) -> Result<T, MatchError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| MatchError::Interrupted(e.to_string()))?
+}
+
+/// Replays a match from its seed through its log on fresh instances,
+/// showing `visit` the start and then each action, until it breaks.
+fn replay(
+    mode: &Mode,
+    live: &Live,
+    log: &[u8],
+    mut visit: impl FnMut(Replayed<'_>) -> ControlFlow<()>,
+) -> Result<(), MatchError> {
+    let meta = &live.meta;
+    let started = mode.start(
+        &config(meta),
+        &meta.seed().entropy(&live.id, Purpose::Start),
+    )?;
+    let mut state = started.outcome.state.clone();
+    let (mut progress, events) = crate::stored::begin(meta, started.outcome, 0);
+    let step = Replayed {
+        index: None,
+        progress: &progress,
+        events: &events,
+        view: &started.view,
+    };
+    if visit(step).is_break() {
+        return Ok(());
+    }
+    for (index, entry) in decode_log(&live.id, log)?.into_iter().enumerate() {
+        let action = Action::from(&entry.action);
+        let acted = mode.act(&state, meta.player(entry.seat), &Step::Apply(action))?;
+        state = acted.outcome.state.clone();
+        let (next, events) = crate::stored::advance(meta, &progress, &entry, acted.outcome);
+        progress = next;
         let step = Replayed {
-            index: None,
+            index: Some(index as u64),
             progress: &progress,
             events: &events,
-            view: &started.view,
+            view: &acted.view,
         };
         if visit(step).is_break() {
-            return Ok(());
+            break;
         }
-        for (index, entry) in decode_log(&live.id, log)?.into_iter().enumerate() {
-            let action = Action::from(&entry.action);
-            let acted = mode.act(&state, meta.player(entry.seat), &Step::Apply(action))?;
-            state = acted.outcome.state.clone();
-            let (next, events) = crate::stored::advance(meta, &progress, &entry, acted.outcome);
-            progress = next;
-            let step = Replayed {
-                index: Some(index as u64),
-                progress: &progress,
-                events: &events,
-                view: &acted.view,
-            };
-            if visit(step).is_break() {
-                break;
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// One step of a replay: the start (`index` None) or the action at `index`.

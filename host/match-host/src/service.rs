@@ -7,16 +7,16 @@
 //! loses nothing that was committed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::service::ServiceExt;
-use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{ActRequest, ActionReply, Applied, CreateMatch, MatchError, MatchHost};
-use dashdice_proto::bus::{self, EventsRequest, MatchIdRequest, RecordStream, endpoint};
+use crate::{ActionReply, Applied, MatchError, MatchHost};
+use dashdice_proto::bus::{self, RecordStream, endpoint};
+use dashdice_proto::matches::MatchRequest;
+use dashdice_service::endpoints::{Endpoints, Service, serve};
 use dashdice_service::telemetry::names;
 
 /// How often due turn timers are looked for.
@@ -39,75 +39,63 @@ fn nats_error(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Nats(e.to_string())
 }
 
-/// Runs the match host on `client` until the connection closes.
-pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), ServiceError> {
-    // Before the service announces itself: everything it needs is ready
-    // when it first answers PING.
-    let records = RecordStream::open(&client).await.map_err(nats_error)?;
-    let service = client
-        .service_builder()
-        .description("DashDice match host: creates matches and applies actions authoritatively")
-        .queue_group(bus::MATCH_QUEUE_GROUP)
-        .start(bus::MATCH_SERVICE, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(nats_error)?;
-    let group = service.group(bus::MATCH_GROUP);
-    let host = Arc::new(host);
-    let mut tasks = tokio::task::JoinSet::new();
-    for name in [
+/// The match host's micro service.
+const SERVICE: Service = Service {
+    name: bus::MATCH_SERVICE,
+    description: "DashDice match host: creates matches and applies actions authoritatively",
+    queue_group: bus::MATCH_QUEUE_GROUP,
+    group: bus::MATCH_GROUP,
+    endpoints: &[
         endpoint::CREATE,
         endpoint::ACT,
         endpoint::GET,
         endpoint::EVENTS,
         endpoint::RECORD,
-    ] {
-        let mut requests = group.endpoint(name).await.map_err(nats_error)?;
-        let host = host.clone();
-        let client = client.clone();
-        let records = records.clone();
-        tasks.spawn(async move {
-            while let Some(request) = requests.next().await {
-                let host = host.clone();
-                let client = client.clone();
-                let records = records.clone();
-                tokio::spawn(async move {
-                    let out = Outbox {
-                        client: &client,
-                        records: &records,
-                        host: &host,
-                    };
-                    let started = Instant::now();
-                    let span = tracing::info_span!("match request", endpoint = name, outcome = tracing::field::Empty);
-                    // Joins the caller's trace, if the request carries one.
-                    let _ = span.set_parent(bus::trace_context(request.message.headers.as_ref()));
-                    let (body, outcome) = handle(name, &request.message.payload, &out)
-                        .instrument(span.clone())
-                        .await;
-                    span.record("outcome", outcome);
-                    metrics::counter!(names::MATCH_REQUESTS, "endpoint" => name, "outcome" => outcome)
-                        .increment(1);
-                    metrics::histogram!(names::MATCH_REQUEST_SECONDS, "endpoint" => name)
-                        .record(started.elapsed().as_secs_f64());
-                    if let Err(e) = request.respond(Ok(body)).await {
-                        tracing::warn!(endpoint = name, error = %e, "could not reply");
-                    }
-                });
-            }
-        });
-    }
-    tasks.spawn(timers(client.clone(), records.clone(), host.clone()));
-    tasks.spawn(housekeeping(records.clone(), host.clone()));
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    ],
+    requests_metric: names::MATCH_REQUESTS,
+    seconds_metric: names::MATCH_REQUEST_SECONDS,
+    max_in_flight: None,
+};
+
+/// Runs the match host on `client` until the connection closes.
+pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), ServiceError> {
+    // Before the service announces itself: everything it needs is ready
+    // when it first answers PING.
+    let records = RecordStream::open(&client).await.map_err(nats_error)?;
+    let host = Arc::new(Host {
+        client: client.clone(),
+        records,
+        logic: Arc::new(host),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(timers(host.clone()));
+    tasks.spawn(housekeeping(host.clone()));
+    let served = serve(client, SERVICE, host).await;
+    tasks.abort_all();
+    served.map_err(nats_error)
 }
 
-/// One request: decode, call the host, publish events, encode the reply.
-/// Returns the reply and its outcome (`ok` or the error code).
-async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> bus::Answer {
-    let host = out.host;
-    match name {
-        endpoint::CREATE => match bus::decode_request::<CreateMatch>(payload, MAX_REQUEST_BYTES) {
-            Ok(req) => {
+/// The match host on the bus: answers requests and announces their effects.
+struct Host {
+    client: async_nats::Client,
+    records: RecordStream,
+    logic: Arc<MatchHost>,
+}
+
+impl Endpoints for Host {
+    fn span(&self, endpoint: &'static str) -> tracing::Span {
+        tracing::info_span!("match request", endpoint, outcome = tracing::field::Empty)
+    }
+
+    /// One request: decode, call the host, publish events, encode the reply.
+    async fn handle(&self, endpoint: &'static str, payload: &[u8]) -> bus::Answer {
+        let request = match MatchRequest::decode(endpoint, payload, MAX_REQUEST_BYTES) {
+            Ok(request) => request,
+            Err(refusal) => return refusal,
+        };
+        let host = &self.logic;
+        match request {
+            MatchRequest::Create(req) => {
                 let created = host
                     .create(&req)
                     .await
@@ -116,30 +104,13 @@ async fn handle(name: &str, payload: &[u8], out: &Outbox<'_>) -> bus::Answer {
                     metrics::counter!(names::MATCHES_CREATED, "mode" => created.reply.snapshot.mode.clone())
                         .increment(1);
                 }
-                out.published(created).await
+                self.published(created).await
             }
-            Err(e) => e,
-        },
-        endpoint::ACT => match bus::decode_request::<ActRequest>(payload, MAX_REQUEST_BYTES) {
-            Ok(req) => out.published(host.act(&req).await).await,
-            Err(e) => e,
-        },
-        endpoint::GET => match bus::decode_request::<MatchIdRequest>(payload, MAX_REQUEST_BYTES) {
-            Ok(req) => respond(host.get(&req.match_id).await),
-            Err(e) => e,
-        },
-        endpoint::EVENTS => {
-            match bus::decode_request::<EventsRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(host.events_since(&req.match_id, req.after).await),
-                Err(e) => e,
-            }
+            MatchRequest::Act(req) => self.published(host.act(&req).await).await,
+            MatchRequest::Get(req) => respond(host.get(&req.match_id).await),
+            MatchRequest::Events(req) => respond(host.events_since(&req.match_id, req.after).await),
+            MatchRequest::Record(req) => respond(host.record(&req.match_id).await),
         }
-        endpoint::RECORD => match bus::decode_request::<MatchIdRequest>(payload, MAX_REQUEST_BYTES)
-        {
-            Ok(req) => respond(host.record(&req.match_id).await),
-            Err(e) => e,
-        },
-        other => bus::refuse("unknown_endpoint", other),
     }
 }
 
@@ -150,22 +121,13 @@ fn respond<T: Serialize>(result: Result<T, MatchError>) -> bus::Answer {
             MatchError::ModeFault(_) | MatchError::Store(_) | MatchError::Corrupt(_)
         )
     {
-        tracing::warn!(code = e.code(), error = %e, "match request failed");
+        tracing::warn!(code = e.code().as_str(), error = %e, "match request failed");
     }
     bus::answer(result, MatchError::code)
 }
 
-/// The JetStream stream of finished matches' records.
-#[derive(Clone)]
-
 /// Where a request's side effects go: events, the end announcement, the record.
-struct Outbox<'a> {
-    client: &'a async_nats::Client,
-    records: &'a RecordStream,
-    host: &'a MatchHost,
-}
-
-impl Outbox<'_> {
+impl Host {
     /// Publishes a newly applied action's effects (a repeated request
     /// publishes nothing again), then replies.
     async fn published(&self, result: Result<Applied, MatchError>) -> bus::Answer {
@@ -177,7 +139,7 @@ impl Outbox<'_> {
 
     /// Events on the match's subject; at the end, the standings and the record.
     async fn announce(&self, reply: &ActionReply) {
-        publish_events(self.client, reply).await;
+        publish_events(&self.client, reply).await;
         if !reply.snapshot.finished {
             return;
         }
@@ -205,7 +167,7 @@ impl Outbox<'_> {
         let id = &record.match_id;
         match self.records.store(record).await {
             Ok(()) => {
-                if let Err(e) = self.host.store().recorded(id).await {
+                if let Err(e) = self.logic.store().recorded(id).await {
                     tracing::warn!(match_id = %id, error = %e, "record stored, but not noted (it will be stored again, deduplicated)");
                 }
             }
@@ -238,12 +200,8 @@ async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {
 
 /// Fires due turn timers. Every host runs this; a timer fires once because
 /// firing is an idempotent, compare-and-set action.
-async fn timers(client: async_nats::Client, records: RecordStream, host: Arc<MatchHost>) {
-    let out = Outbox {
-        client: &client,
-        records: &records,
-        host: &host,
-    };
+async fn timers(out: Arc<Host>) {
+    let host = &out.logic;
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -284,7 +242,8 @@ async fn timers(client: async_nats::Client, records: RecordStream, host: Arc<Mat
 
 /// Once a second: refreshes the live-match gauge, and stores the records of
 /// finished matches whose host died before storing them.
-async fn housekeeping(records: RecordStream, host: Arc<MatchHost>) {
+async fn housekeeping(out: Arc<Host>) {
+    let (records, host) = (&out.records, &out.logic);
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,7 +1,7 @@
 //! Matchmaking: queues, pairing, private matches by invite code, rematches,
 //! and handing pairs to the match host.
 //!
-//! Architecture invariant: like [`crate::matches`], this knows the rules (who
+//! Architecture invariant: like the match host's hosting logic, this knows the rules (who
 //! may queue, who may meet, what happens when creating a match fails) but
 //! neither NATS nor Redis commands. It reaches the match host and the players
 //! through the [`Matches`] and [`Notify`] traits, and the store through
@@ -33,11 +33,12 @@
 //!   the [`Matchmaker`] with what every part shares (player states, claims,
 //!   telling players of a match) and the queues: join, leave, status, the
 //!   periodic pass, pairing, and freeing the players of a finished match;
-//! - `wire.rs`: the JSON shapes of requests, replies, notices and stored
-//!   player states (re-exported here);
+//! - `dashdice_proto::queue`: the JSON shapes of requests, replies, notices
+//!   and stored player states (re-exported here);
 //! - `private.rs`: private matches by invite code;
 //! - `rematch.rs`: rematches of finished matches;
-//! - [`policy`]: who may meet whom, and when; [`ratings`]: Glicko-2 ratings.
+//! - [`policy`]: who may meet whom, and when; [`ratings`]: Glicko-2 ratings;
+//! - [`service`]: the `dashdice matchmaker` role on NATS.
 
 pub mod policy;
 pub mod ratings;
@@ -59,7 +60,9 @@ pub use policy::{Policy, PrivatePolicy, Ticket, Window};
 pub use private::{CODE_ALPHABET, CODE_LEN, normalize_code};
 pub use ratings::{Rating, Ratings, RatingsStore};
 
-use dashdice_proto::clock::now_ms;
+use dashdice_proto::ErrorCode;
+use dashdice_proto::client::CallError;
+use dashdice_proto::clock::{self, SharedClock, now_ms};
 use dashdice_store::StoreError;
 use dashdice_store::queues::{QueueKeys, QueuePosition, QueueStore, StoredTicket};
 
@@ -80,7 +83,7 @@ pub const BOT_PREFIX: &str = "bot:";
 /// The match host, as the matchmaker needs it.
 pub trait Matches: Send + Sync {
     /// Creates a match; returns its id, or why not.
-    fn create(&self, new: &NewMatch) -> impl Future<Output = Result<String, String>> + Send;
+    fn create(&self, new: &NewMatch) -> impl Future<Output = Result<String, CallError>> + Send;
     /// Whether the match is over (`Some(true)` also for unknown matches), or
     /// `None` if the host cannot say now.
     fn is_over(&self, match_id: &str) -> impl Future<Output = Option<bool>> + Send;
@@ -140,24 +143,24 @@ pub enum MatchmakingError {
 
 impl MatchmakingError {
     /// A stable, machine-readable code for clients.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            MatchmakingError::UnknownMode(_) => "unknown_mode",
-            MatchmakingError::UnknownRegion(..) => "unknown_region",
-            MatchmakingError::BadRequest(_) => "bad_request",
-            MatchmakingError::AlreadyQueued { .. } => "already_queued",
-            MatchmakingError::InMatch(_) => "in_match",
-            MatchmakingError::Matching => "matching",
-            MatchmakingError::Hosting(_) => "hosting",
-            MatchmakingError::UnknownCode => "unknown_code",
-            MatchmakingError::CodeUsed => "code_used",
-            MatchmakingError::OwnCode => "own_code",
-            MatchmakingError::RematchExpired(_) => "rematch_expired",
-            MatchmakingError::NotInMatch { .. } => "not_in_match",
-            MatchmakingError::OpponentBusy(_) => "opponent_busy",
-            MatchmakingError::Unavailable(_) => "unavailable",
-            MatchmakingError::Store(_) => "unavailable",
-            MatchmakingError::Corrupt(_) => "internal",
+            MatchmakingError::UnknownMode(_) => ErrorCode::UnknownMode,
+            MatchmakingError::UnknownRegion(..) => ErrorCode::UnknownRegion,
+            MatchmakingError::BadRequest(_) => ErrorCode::BadRequest,
+            MatchmakingError::AlreadyQueued { .. } => ErrorCode::AlreadyQueued,
+            MatchmakingError::InMatch(_) => ErrorCode::InMatch,
+            MatchmakingError::Matching => ErrorCode::Matching,
+            MatchmakingError::Hosting(_) => ErrorCode::Hosting,
+            MatchmakingError::UnknownCode => ErrorCode::UnknownCode,
+            MatchmakingError::CodeUsed => ErrorCode::CodeUsed,
+            MatchmakingError::OwnCode => ErrorCode::OwnCode,
+            MatchmakingError::RematchExpired(_) => ErrorCode::RematchExpired,
+            MatchmakingError::NotInMatch { .. } => ErrorCode::NotInMatch,
+            MatchmakingError::OpponentBusy(_) => ErrorCode::OpponentBusy,
+            MatchmakingError::Unavailable(_) => ErrorCode::Unavailable,
+            MatchmakingError::Store(_) => ErrorCode::Unavailable,
+            MatchmakingError::Corrupt(_) => ErrorCode::Internal,
         }
     }
 }
@@ -169,6 +172,8 @@ pub struct Matchmaker<M, N> {
     pub policy: Policy,
     /// Invite codes' lifetime and the rematch window.
     pub private: PrivatePolicy,
+    /// Where "now" comes from: the system clock, or a test's.
+    pub clock: SharedClock,
     modes: BTreeSet<String>,
     regions: BTreeSet<String>,
     matches: M,
@@ -232,6 +237,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             store,
             policy,
             private: PrivatePolicy::default(),
+            clock: clock::system(),
             modes: modes.into_iter().collect(),
             regions: regions.into_iter().collect(),
             matches,
@@ -289,7 +295,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     /// Joining the same queue again is a no-op that answers the status.
     pub async fn join(&self, request: &JoinRequest) -> Result<Status, MatchmakingError> {
         self.check(request)?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let rating = match (request.kind, request.rating) {
             (QueueKind::Quick, Some(r)) => r,
             _ => {
@@ -358,7 +364,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         since_ms: u64,
         at: dashdice_store::queues::QueuePosition,
     ) -> Status {
-        let waited_ms = now_ms().saturating_sub(since_ms);
+        let waited_ms = self.clock.now_ms().saturating_sub(since_ms);
         let estimate = at
             .avg_wait_ms
             .map_or(0, |avg| (avg as u64).saturating_sub(waited_ms));
@@ -416,7 +422,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 .await?
                 .is_none_or(|invite| invite.host != player),
             PlayerState::Matching { since_ms, .. } => {
-                now_ms().saturating_sub(*since_ms) >= STALE_MATCHING.as_millis() as u64
+                self.clock.now_ms().saturating_sub(*since_ms) >= STALE_MATCHING.as_millis() as u64
             }
             PlayerState::Playing { match_id, .. } => {
                 self.matches.is_over(match_id).await == Some(true)
@@ -475,7 +481,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     ) -> Result<(Vec<String>, QueuePosition), MatchmakingError> {
         let json = serde_json::to_string(ticket)?;
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
-        let (regions, range) = self.search_bounds(ticket, now_ms());
+        let (regions, range) = self.search_bounds(ticket, self.clock.now_ms());
         Ok(self
             .store
             .enqueue_and_search(
@@ -508,7 +514,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     ) -> Result<Paired, MatchmakingError> {
         let keys = QueueKeys::new(&ticket.mode, ticket.kind.as_str());
         for attempt in 0..3 {
-            let now = now_ms();
+            let now = self.clock.now_ms();
             if attempt > 0 {
                 let (regions, range) = self.search_bounds(ticket, now);
                 found = self
@@ -557,10 +563,12 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             .iter()
             .map(|t| (t.player.as_str(), t.ticket_id.as_str(), t.region.as_str()))
             .collect();
-        Ok(match self.store.take(keys, &ids, now_ms()).await? {
-            Some(_) => Taken::All(tickets.iter().map(|t| (*t).clone()).collect()),
-            None => Taken::None,
-        })
+        Ok(
+            match self.store.take(keys, &ids, self.clock.now_ms()).await? {
+                Some(_) => Taken::All(tickets.iter().map(|t| (*t).clone()).collect()),
+                None => Taken::None,
+            },
+        )
     }
 
     /// Turns taken tickets into a match (with a bot if `bot`). Players who
@@ -568,7 +576,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     /// host cannot create the match, everyone goes back. Returns the match
     /// made, if any.
     async fn make_match(&self, tickets: Vec<Ticket>, bot: bool) -> Option<String> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut marked: Vec<(Ticket, String)> = Vec::new();
         let mut left = false;
         let marking = tickets.into_iter().map(|t| async move {
@@ -637,7 +645,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             .increment(1);
         let playing = PlayerState::Playing {
             match_id: match_id.to_owned(),
-            since_ms: now_ms(),
+            since_ms: self.clock.now_ms(),
         };
         let found = Notice::MatchFound(MatchFound {
             match_id: match_id.to_owned(),
@@ -709,7 +717,11 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 let keys = QueueKeys::new(&t.mode, t.kind.as_str());
                 let _ = self
                     .store
-                    .take(&keys, &[(&t.player, &t.ticket_id, &t.region)], now_ms())
+                    .take(
+                        &keys,
+                        &[(&t.player, &t.ticket_id, &t.region)],
+                        self.clock.now_ms(),
+                    )
                     .await;
             }
         }
@@ -750,7 +762,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         }
         let keys = QueueKeys::new(&mode, kind.as_str());
         self.store
-            .take(&keys, &[(player, &ticket_id, &region)], now_ms())
+            .take(&keys, &[(player, &ticket_id, &region)], self.clock.now_ms())
             .await?;
         Ok(Status::Idle)
     }
@@ -813,7 +825,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         if waiting.is_empty() {
             return Ok(0);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut made = 0;
         let mut paired = vec![false; waiting.len()];
         for (i, j) in self.policy.pair_all(&waiting, now) {

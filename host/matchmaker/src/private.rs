@@ -20,7 +20,6 @@ use super::{
     Claimed, CreateInviteRequest, Current, Invite, JoinInviteRequest, Matches, Matchmaker,
     MatchmakingError, NewMatch, Notify, Origin, PlayerState, QueueKind, Status, busy, check_player,
 };
-use dashdice_proto::clock::now_ms;
 use dashdice_store::StoreError;
 use dashdice_store::queues::{InviteClaim, StoredInvite};
 
@@ -100,7 +99,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 Current::Busy(state) => return Err(busy(state)),
                 Current::Free(raw) => raw,
             };
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut invite = StoredInvite {
                 host: player.clone(),
                 mode: request.mode.clone(),
@@ -179,7 +178,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         }
         let matching = serde_json::to_string(&PlayerState::Matching {
             ticket_id: format!("code:{code}"),
-            since_ms: now_ms(),
+            since_ms: self.clock.now_ms(),
         })?;
         if let Claimed::Busy(state) = self.claim_free(guest, &matching, None).await? {
             return Err(busy(state));
@@ -221,7 +220,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             .is_some_and(|s| matches!(s, PlayerState::Hosting { code: c, .. } if c == code));
         let host_matching = serde_json::to_string(&PlayerState::Matching {
             ticket_id: format!("code:{code}"),
-            since_ms: now_ms(),
+            since_ms: self.clock.now_ms(),
         })?;
         let (true, Some(hosting)) = (waits, hosting) else {
             // The host left, or the code outlived its state: it is dead.
@@ -252,7 +251,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 tracing::warn!(mode = %new.mode, error = %e, "could not create a private match; the code goes back");
                 self.host_again(code, &invite, guest, &host_matching, &hosting)
                     .await;
-                return Err(MatchmakingError::Unavailable(e));
+                return Err(MatchmakingError::Unavailable(e.to_string()));
             }
         };
         self.announce(
@@ -278,7 +277,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         host_matching: &str,
         hosting: &str,
     ) {
-        let left = invite.expires_ms.saturating_sub(now_ms());
+        let left = invite.expires_ms.saturating_sub(self.clock.now_ms());
         let released = left > 0 && matches!(self.store.release_invite(code, guest).await, Ok(true));
         let back = released.then_some(hosting);
         let ttl = Some(Duration::from_millis(left.max(1)));

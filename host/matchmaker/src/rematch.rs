@@ -22,7 +22,6 @@ use super::{
     BOT_PREFIX, Claimed, Current, Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify,
     Origin, PlayerState, QueueKind, RematchRequest, RematchStatus, busy, check_player, random_id,
 };
-use dashdice_proto::clock::now_ms;
 use dashdice_store::queues::{RematchOffer, StoredRematch};
 
 /// Longest match id a rematch request may name.
@@ -99,7 +98,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         let token = random_id("r-");
         match self
             .store
-            .offer_rematch(match_id, player, now_ms(), &token)
+            .offer_rematch(match_id, player, self.clock.now_ms(), &token)
             .await?
         {
             RematchOffer::Expired => Err(expired()),
@@ -107,7 +106,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             RematchOffer::Started(id) => Ok(RematchStatus::Started { match_id: id }),
             RematchOffer::Starting => Err(MatchmakingError::Matching),
             RematchOffer::Offered { new, ttl_ms } => {
-                let expires_ms = now_ms() + ttl_ms;
+                let expires_ms = self.clock.now_ms() + ttl_ms;
                 if new {
                     let offered = Notice::RematchOffered {
                         match_id: match_id.to_owned(),
@@ -138,7 +137,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     ) -> Result<RematchStatus, MatchmakingError> {
         let matching = serde_json::to_string(&PlayerState::Matching {
             ticket_id: format!("rematch:{match_id}"),
-            since_ms: now_ms(),
+            since_ms: self.clock.now_ms(),
         })?;
         let mut marked: Vec<&str> = Vec::new();
         let mut refused = None;
@@ -181,7 +180,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                     Ok(id) => Ok((id, new)),
                     Err(e) => {
                         tracing::warn!(mode = %new.mode, error = %e, "could not create a rematch; the accept is withdrawn");
-                        Err(MatchmakingError::Unavailable(e))
+                        Err(MatchmakingError::Unavailable(e.to_string()))
                     }
                 }
             }
@@ -231,7 +230,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         if humans.is_empty() || record.players.len() < 2 {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let ended_ms = record
             .actions
             .iter()

@@ -8,23 +8,21 @@
 //! Redis and are claimed atomically, so two matchmakers never pair one ticket.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::service::ServiceExt;
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{
-    CreateInviteRequest, JoinInviteRequest, JoinRequest, Matches, Matchmaker, MatchmakingError,
-    NewMatch, Notice, Notify, PlayerRequest, QueueKind, RematchRequest,
-};
-use dashdice_proto::bus::{self, Reply, endpoint, queue_endpoint};
-use dashdice_proto::matches::{CreateMatch, Snapshot};
+use crate::{Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, QueueKind};
+use dashdice_proto::ErrorCode;
+use dashdice_proto::bus::{self, queue_endpoint};
+use dashdice_proto::client::{CallError, MatchHostClient, Requester};
+use dashdice_proto::matches::CreateMatch;
+use dashdice_proto::queue::QueueRequest;
 use dashdice_proto::record::MatchRecord;
+use dashdice_service::endpoints::{Endpoints, Service, serve};
 use dashdice_service::telemetry::names;
 use dashdice_store::queues::QueueKeys;
 
@@ -32,7 +30,8 @@ use dashdice_store::queues::QueueKeys;
 pub const PASS_EVERY: Duration = Duration::from_millis(500);
 /// Largest request payload accepted.
 pub const MAX_REQUEST_BYTES: usize = 4 << 10;
-/// How long to wait for the match host, per attempt.
+/// How long to wait for the match host, per attempt (creation is tried
+/// three times, with backoff).
 const HOST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Requests that start new work (joins, invite codes, rematches) one
 /// matchmaker runs at once, by default. See [`run_with`].
@@ -49,28 +48,22 @@ fn nats_error(e: impl std::fmt::Display) -> ServiceError {
 /// The match host, over NATS.
 #[derive(Clone)]
 pub struct NatsMatches {
-    pub client: async_nats::Client,
+    host: MatchHostClient,
 }
 
-async fn host_request<T: DeserializeOwned>(
-    client: &async_nats::Client,
-    endpoint: &str,
-    body: Vec<u8>,
-) -> Result<Result<T, bus::ErrorBody>, String> {
-    let request = client.request(bus::match_request(endpoint), body.into());
-    let reply = tokio::time::timeout(HOST_TIMEOUT, request)
-        .await
-        .map_err(|_| "the match host did not answer in time".to_owned())?
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice::<Reply<T>>(&reply.payload)
-        .map(Reply::into_result)
-        .map_err(|e| e.to_string())
+impl NatsMatches {
+    pub fn new(client: async_nats::Client) -> Self {
+        NatsMatches {
+            host: MatchHostClient::new(Requester::new(client, HOST_TIMEOUT)),
+        }
+    }
 }
 
 impl Matches for NatsMatches {
-    async fn create(&self, new: &NewMatch) -> Result<String, String> {
+    async fn create(&self, new: &NewMatch) -> Result<String, CallError> {
         // Our own id, so a retry after a lost reply cannot make two matches.
-        let match_id = dashdice_proto::ids::new_match_id().map_err(|e| e.to_string())?;
+        let match_id =
+            dashdice_proto::ids::new_match_id().map_err(|e| CallError::Transport(e.to_string()))?;
         let request = CreateMatch {
             mode: new.mode.clone(),
             players: new.players.clone(),
@@ -79,41 +72,26 @@ impl Matches for NatsMatches {
             ranked: new.ranked,
             bots: new.bots.clone(),
         };
-        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for _ in 0..3 {
-            match host_request::<serde_json::Value>(&self.client, endpoint::CREATE, body.clone())
-                .await
-            {
-                Ok(Ok(_)) => return Ok(match_id),
-                Ok(Err(e)) if e.code == "match_exists" => return Ok(match_id),
-                Ok(Err(e)) => return Err(format!("{}: {}", e.code, e.message)),
-                Err(e) => last = e,
-            }
+        match self.host.create(&request).await {
+            Ok(_) => Ok(match_id),
+            // An earlier try made it and its reply was lost.
+            Err(CallError::Refused(e)) if e.code == ErrorCode::MatchExists => Ok(match_id),
+            Err(e) => Err(e),
         }
-        Err(last)
     }
 
     async fn is_over(&self, match_id: &str) -> Option<bool> {
-        let body = serde_json::to_vec(&bus::MatchIdRequest {
-            match_id: match_id.to_owned(),
-        })
-        .ok()?;
-        match host_request::<Snapshot>(&self.client, endpoint::GET, body).await {
-            Ok(Ok(snapshot)) => Some(snapshot.finished),
-            Ok(Err(e)) if e.code == "unknown_match" => Some(true),
-            _ => None,
+        match self.host.get(match_id).await {
+            Ok(snapshot) => Some(snapshot.finished),
+            Err(CallError::Refused(e)) if e.code == ErrorCode::UnknownMatch => Some(true),
+            Err(_) => None,
         }
     }
 
     async fn finished_record(&self, match_id: &str) -> Option<MatchRecord> {
-        let body = serde_json::to_vec(&bus::MatchIdRequest {
-            match_id: match_id.to_owned(),
-        })
-        .ok()?;
-        match host_request::<Snapshot>(&self.client, endpoint::GET, body).await {
+        match self.host.get(match_id).await {
             // The final view carries the record.
-            Ok(Ok(snapshot)) if snapshot.finished => snapshot.record(),
+            Ok(snapshot) if snapshot.finished => snapshot.record(),
             _ => None,
         }
     }
@@ -174,116 +152,63 @@ pub async fn run_with(
         )
         .await
         .map_err(nats_error)?;
-    let service = client
-        .service_builder()
-        .description(
-            "DashDice matchmaker: queues, skill and region windows, bots, invite codes, rematches",
-        )
-        .queue_group(bus::MATCHMAKER_QUEUE_GROUP)
-        .start(bus::MATCHMAKER_SERVICE, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(nats_error)?;
-    let group = service.group(bus::QUEUE_GROUP);
     let matchmaker = Arc::new(matchmaker);
-    let new_work = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for name in [
+    tasks.spawn(passes(matchmaker.clone()));
+    tasks.spawn(finished_matches(consumer, matchmaker.clone()));
+    let service = Service {
+        max_in_flight: Some(max_in_flight),
+        ..SERVICE
+    };
+    let served = serve(client, service, Arc::new(Queues(matchmaker))).await;
+    tasks.abort_all();
+    served.map_err(nats_error)
+}
+
+/// The matchmaker's micro service.
+const SERVICE: Service = Service {
+    name: bus::MATCHMAKER_SERVICE,
+    description: "DashDice matchmaker: queues, skill and region windows, bots, invite codes, rematches",
+    queue_group: bus::MATCHMAKER_QUEUE_GROUP,
+    group: bus::QUEUE_GROUP,
+    endpoints: &[
         queue_endpoint::JOIN,
         queue_endpoint::LEAVE,
         queue_endpoint::STATUS,
         queue_endpoint::PRIVATE_CREATE,
         queue_endpoint::PRIVATE_JOIN,
         queue_endpoint::REMATCH,
-    ] {
-        let mut requests = group.endpoint(name).await.map_err(nats_error)?;
-        let matchmaker = matchmaker.clone();
-        let new_work = new_work.clone();
-        let sheddable = !matches!(name, queue_endpoint::LEAVE | queue_endpoint::STATUS);
-        tasks.spawn(async move {
-            while let Some(request) = requests.next().await {
-                let matchmaker = matchmaker.clone();
-                let permit = if sheddable {
-                    match new_work.clone().try_acquire_owned() {
-                        Ok(permit) => Some(permit),
-                        Err(_) => {
-                            metrics::counter!(names::QUEUE_REQUESTS, "endpoint" => name, "outcome" => "unavailable")
-                                .increment(1);
-                            let refusal = bus::refuse(
-                                "unavailable",
-                                "the matchmaker is at capacity; nothing was done, retry shortly",
-                            );
-                            let _ = request.respond(Ok(refusal.0)).await;
-                            continue;
-                        }
-                    }
-                } else {
-                    None
-                };
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let started = Instant::now();
-                    let span = tracing::info_span!("queue request", endpoint = name, outcome = tracing::field::Empty);
-                    let _ = span.set_parent(bus::trace_context(request.message.headers.as_ref()));
-                    let (body, outcome) = handle(name, &request.message.payload, &matchmaker)
-                        .instrument(span.clone())
-                        .await;
-                    span.record("outcome", outcome);
-                    metrics::counter!(names::QUEUE_REQUESTS, "endpoint" => name, "outcome" => outcome)
-                        .increment(1);
-                    metrics::histogram!(names::QUEUE_REQUEST_SECONDS, "endpoint" => name)
-                        .record(started.elapsed().as_secs_f64());
-                    if let Err(e) = request.respond(Ok(body)).await {
-                        tracing::warn!(endpoint = name, error = %e, "could not reply");
-                    }
-                });
-            }
-        });
-    }
-    tasks.spawn(passes(matchmaker.clone()));
-    tasks.spawn(finished_matches(consumer, matchmaker.clone()));
-    while tasks.join_next().await.is_some() {}
-    Ok(())
-}
+    ],
+    requests_metric: names::QUEUE_REQUESTS,
+    seconds_metric: names::QUEUE_REQUEST_SECONDS,
+    max_in_flight: Some(MAX_NEW_WORK_IN_FLIGHT),
+};
 
-async fn handle(name: &str, payload: &[u8], mm: &NatsMatchmaker) -> bus::Answer {
-    match name {
-        queue_endpoint::JOIN => {
-            match bus::decode_request::<JoinRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(mm.join(&req).await),
-                Err(e) => e,
-            }
+/// The matchmaker on the bus.
+struct Queues(Arc<NatsMatchmaker>);
+
+impl Endpoints for Queues {
+    fn span(&self, endpoint: &'static str) -> tracing::Span {
+        tracing::info_span!("queue request", endpoint, outcome = tracing::field::Empty)
+    }
+
+    /// Joins, invite codes and rematches start new work; leave and status
+    /// are never refused for capacity.
+    fn sheddable(&self, endpoint: &'static str) -> bool {
+        !matches!(endpoint, queue_endpoint::LEAVE | queue_endpoint::STATUS)
+    }
+
+    async fn handle(&self, endpoint: &'static str, payload: &[u8]) -> bus::Answer {
+        let mm = &self.0;
+        match QueueRequest::decode(endpoint, payload, MAX_REQUEST_BYTES) {
+            Err(refusal) => refusal,
+            Ok(QueueRequest::Join(req)) => respond(mm.join(&req).await),
+            Ok(QueueRequest::Leave(req)) => respond(mm.leave(&req.player).await),
+            Ok(QueueRequest::Status(req)) => respond(mm.status(&req.player).await),
+            Ok(QueueRequest::CreateInvite(req)) => respond(mm.create_invite(&req).await),
+            Ok(QueueRequest::JoinInvite(req)) => respond(mm.join_invite(&req).await),
+            Ok(QueueRequest::Rematch(req)) => respond(mm.offer_rematch(&req).await),
         }
-        queue_endpoint::LEAVE => {
-            match bus::decode_request::<PlayerRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(mm.leave(&req.player).await),
-                Err(e) => e,
-            }
-        }
-        queue_endpoint::STATUS => {
-            match bus::decode_request::<PlayerRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(mm.status(&req.player).await),
-                Err(e) => e,
-            }
-        }
-        queue_endpoint::PRIVATE_CREATE => {
-            match bus::decode_request::<CreateInviteRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(mm.create_invite(&req).await),
-                Err(e) => e,
-            }
-        }
-        queue_endpoint::PRIVATE_JOIN => {
-            match bus::decode_request::<JoinInviteRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(mm.join_invite(&req).await),
-                Err(e) => e,
-            }
-        }
-        queue_endpoint::REMATCH => {
-            match bus::decode_request::<RematchRequest>(payload, MAX_REQUEST_BYTES) {
-                Ok(req) => respond(mm.offer_rematch(&req).await),
-                Err(e) => e,
-            }
-        }
-        other => bus::refuse("unknown_endpoint", other),
     }
 }
 
@@ -291,7 +216,7 @@ fn respond<T: Serialize>(result: Result<T, MatchmakingError>) -> bus::Answer {
     if let Err(e) = &result
         && matches!(e, MatchmakingError::Store(_) | MatchmakingError::Corrupt(_))
     {
-        tracing::warn!(code = e.code(), error = %e, "queue request failed");
+        tracing::warn!(code = e.code().as_str(), error = %e, "queue request failed");
     }
     bus::answer(result, MatchmakingError::code)
 }

@@ -100,6 +100,7 @@ pub async fn open_record_stream(
 }
 
 /// [`RECORD_STREAM`] as the match host writes it.
+#[derive(Clone)]
 pub struct RecordStream(async_nats::jetstream::Context);
 
 impl RecordStream {
@@ -214,7 +215,7 @@ pub struct EventsRequest {
 /// The error half of a reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -229,6 +230,8 @@ pub enum Reply<T> {
 /// An encoded reply, and its outcome for metrics and spans: `ok` or the
 /// error's stable code.
 pub type Answer = (bytes::Bytes, &'static str);
+
+pub use crate::error::ErrorCode;
 
 impl<T: Serialize> Reply<T> {
     /// The reply as sent. (Encoding these plain types cannot fail; if it
@@ -245,8 +248,8 @@ impl<T: Serialize> Reply<T> {
 }
 
 /// A refusal with a stable `code`.
-pub fn refuse(code: &'static str, message: impl ToString) -> Answer {
-    (Reply::<()>::error(code, message).encode(), code)
+pub fn refuse(code: ErrorCode, message: impl ToString) -> Answer {
+    (Reply::<()>::error(code, message).encode(), code.as_str())
 }
 
 /// A request payload decoded, or the refusal to send: `too_large` past
@@ -257,7 +260,7 @@ pub fn decode_request<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Answer> {
     if payload.len() > max_bytes {
         return Err(refuse(
-            "too_large",
+            ErrorCode::TooLarge,
             format!(
                 "requests are limited to {max_bytes} bytes, got {}",
                 payload.len()
@@ -265,13 +268,13 @@ pub fn decode_request<T: serde::de::DeserializeOwned>(
         ));
     }
     serde_json::from_slice(payload)
-        .map_err(|e| refuse("bad_request", format!("malformed request: {e}")))
+        .map_err(|e| refuse(ErrorCode::BadRequest, format!("malformed request: {e}")))
 }
 
 /// The answer to a handled request: `{"ok": …}`, or the error with its code.
 pub fn answer<T: Serialize, E: std::fmt::Display>(
     result: Result<T, E>,
-    code: impl Fn(&E) -> &'static str,
+    code: impl Fn(&E) -> ErrorCode,
 ) -> Answer {
     match result {
         Ok(t) => (Reply::Ok(t).encode(), "ok"),
@@ -280,9 +283,9 @@ pub fn answer<T: Serialize, E: std::fmt::Display>(
 }
 
 impl<T> Reply<T> {
-    pub fn error(code: &str, message: impl ToString) -> Self {
+    pub fn error(code: ErrorCode, message: impl ToString) -> Self {
         Reply::Error(ErrorBody {
-            code: code.to_owned(),
+            code,
             message: message.to_string(),
         })
     }
@@ -345,7 +348,7 @@ mod tests {
         );
         let ok = serde_json::to_string(&Reply::Ok(1)).unwrap();
         assert_eq!(ok, r#"{"ok":1}"#);
-        let err = serde_json::to_string(&Reply::<()>::error("x", "y")).unwrap();
-        assert_eq!(err, r#"{"error":{"code":"x","message":"y"}}"#);
+        let err = serde_json::to_string(&Reply::<()>::error(ErrorCode::GameOver, "y")).unwrap();
+        assert_eq!(err, r#"{"error":{"code":"game_over","message":"y"}}"#);
     }
 }

@@ -6,6 +6,9 @@
 //! - [`queue`]: the matchmaker's requests, replies, notices and stored player
 //!   states (JSON).
 //! - [`record`]: a finished match's record (JetStream, `match verify`).
+//! - [`client`]: typed clients of the match host and the matchmaker (trace
+//!   headers, timeouts, retries with backoff); [`ErrorCode`]: every stable
+//!   error code.
 //! - [`ModeHash`]: a mode version's identity; [`ids`]: id limits and fresh
 //!   ids; [`clock`]: time, injectable.
 //!
@@ -15,11 +18,14 @@
 //! depend on it without pulling any of those in.
 
 pub mod bus;
+pub mod client;
 pub mod clock;
+mod error;
 pub mod ids;
 pub mod matches;
 mod mode_hash;
 pub mod queue;
 pub mod record;
 
+pub use error::ErrorCode;
 pub use mode_hash::{BadHash, ModeHash};

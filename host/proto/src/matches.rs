@@ -4,7 +4,35 @@ use dashdice_mode_sdk::{Event, Standing};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ErrorCode;
+use crate::bus::{self, Answer, EventsRequest, MatchIdRequest};
 use crate::record::{MatchRecord, RecordedAction};
+
+/// A request to the match host, decoded by the endpoint it came on.
+#[derive(Clone, Debug)]
+pub enum MatchRequest {
+    Create(CreateMatch),
+    Act(ActRequest),
+    Get(MatchIdRequest),
+    Events(EventsRequest),
+    Record(MatchIdRequest),
+}
+
+impl MatchRequest {
+    /// Decodes `payload` as the request `endpoint` takes; the refusal to
+    /// send otherwise (`too_large`, `bad_request`, `unknown_endpoint`).
+    pub fn decode(endpoint: &str, payload: &[u8], max_bytes: usize) -> Result<Self, Answer> {
+        use bus::decode_request as decode;
+        Ok(match endpoint {
+            bus::endpoint::CREATE => MatchRequest::Create(decode(payload, max_bytes)?),
+            bus::endpoint::ACT => MatchRequest::Act(decode(payload, max_bytes)?),
+            bus::endpoint::GET => MatchRequest::Get(decode(payload, max_bytes)?),
+            bus::endpoint::EVENTS => MatchRequest::Events(decode(payload, max_bytes)?),
+            bus::endpoint::RECORD => MatchRequest::Record(decode(payload, max_bytes)?),
+            other => return Err(bus::refuse(ErrorCode::UnknownEndpoint, other)),
+        })
+    }
+}
 
 /// Ask to start a match.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
+use crate::bus::{self, Answer};
+
 /// Quick queues may widen without bound and fill with bots; ranked queues
 /// stay capped and human-only, and their results move ratings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -26,6 +29,36 @@ impl QueueKind {
             QueueKind::Quick => "quick",
             QueueKind::Ranked => "ranked",
         }
+    }
+}
+
+/// A request to the matchmaker, decoded by the endpoint it came on.
+#[derive(Clone, Debug)]
+pub enum QueueRequest {
+    Join(JoinRequest),
+    Leave(PlayerRequest),
+    Status(PlayerRequest),
+    CreateInvite(CreateInviteRequest),
+    JoinInvite(JoinInviteRequest),
+    Rematch(RematchRequest),
+}
+
+impl QueueRequest {
+    /// Decodes `payload` as the request `endpoint` takes; the refusal to
+    /// send otherwise (`too_large`, `bad_request`, `unknown_endpoint`).
+    pub fn decode(endpoint: &str, payload: &[u8], max_bytes: usize) -> Result<Self, Answer> {
+        use crate::bus::decode_request as decode;
+        use crate::bus::queue_endpoint as e;
+        let max = max_bytes;
+        Ok(match endpoint {
+            e::JOIN => QueueRequest::Join(decode(payload, max)?),
+            e::LEAVE => QueueRequest::Leave(decode(payload, max)?),
+            e::STATUS => QueueRequest::Status(decode(payload, max)?),
+            e::PRIVATE_CREATE => QueueRequest::CreateInvite(decode(payload, max)?),
+            e::PRIVATE_JOIN => QueueRequest::JoinInvite(decode(payload, max)?),
+            e::REMATCH => QueueRequest::Rematch(decode(payload, max)?),
+            other => return Err(bus::refuse(ErrorCode::UnknownEndpoint, other)),
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //! `apply` is one `apply` call on a mid-game state; `act` is a whole roll as the
 //! match host does it: `throw-dice`, `apply`, then `view`.
 //!
-//! Run: `cargo bench -p dashdice --bench mode_action`. After criterion's own
+//! Run: `cargo bench -p dashdice-runtime --bench mode_action`. After criterion's own
 //! output it prints a side-by-side table with the WASM/native ratios.
 
 use std::hint::black_box;
@@ -127,7 +127,7 @@ fn mean_ns(id: &str) -> Option<f64> {
         .or_else(|| {
             std::env::var_os("CARGO_TARGET_DIR").map(|d| std::path::Path::new(&d).join("criterion"))
         })
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion").into());
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/criterion").into());
     let text = std::fs::read_to_string(root.join(id).join("new/estimates.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["mean"]["point_estimate"].as_f64()

@@ -1,9 +1,12 @@
 //! dashdice-service: what every dashdice role runs on.
 //!
+//! - [`endpoints`]: the one endpoint loop every NATS role serves with (span
+//!   joining the caller's trace, metrics, load shedding, reply).
 //! - [`telemetry`]: logs, OTLP traces, Prometheus metrics and their names.
 //! - [`local`]: nats-server and redis-server processes on loopback, for
 //!   `dashdice up` and the test stacks.
 
+pub mod endpoints;
 pub mod local;
 pub mod telemetry;
 

@@ -1,9 +1,10 @@
 //! Live match state in Redis.
 //!
-//! Architecture invariant: this is the only module that knows Redis. It stores
-//! the byte strings it is given (the match's metadata, progress, mode state and
-//! log entries, encoded by [`crate::matches`]) and never interprets them; match
-//! logic never sees a key or a command.
+//! Architecture invariant: this is the only crate that knows Redis (Cargo and
+//! `tests/tidy.rs` check it). It stores the byte strings it is given (the
+//! match's metadata, progress, mode state and log entries, encoded by the
+//! match host) and never interprets them; match logic never sees a key or a
+//! command.
 //!
 //! ## Layout
 //!

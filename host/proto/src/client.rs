@@ -1,0 +1,261 @@
+//! Typed clients of the match host and the matchmaker, for every caller on
+//! the bus (the gateway, the matchmaker calling the host, tools, tests).
+//!
+//! Each call encodes one request, sends it on the endpoint's subject with the
+//! current span's trace context in the headers (so one trace runs from the
+//! caller through the worker into Redis), waits at most the client's timeout,
+//! and decodes the reply envelope into the answer or a [`CallError`] whose
+//! [`code`](CallError::code) is the worker's [`ErrorCode`].
+//!
+//! Retries: a call is retried (with exponential backoff and jitter) only when
+//! the caller says it is safe ([`Retry::Idempotent`]) and only when nothing
+//! answered: a timeout or no responders. A refusal is an answer and is never
+//! retried. The gateway does not retry: it tells its client, who retries with
+//! the same request id.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::ErrorCode;
+use crate::bus::{self, ErrorBody, EventsRequest, MatchIdRequest, Reply, endpoint, queue_endpoint};
+use crate::matches::{ActRequest, ActionReply, CreateMatch, SequencedEvent, Snapshot};
+use crate::queue::{
+    CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, PlayerRequest, RematchRequest,
+    RematchStatus, Status,
+};
+
+/// Why a call got no answer, or what the worker refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The worker answered with a refusal.
+    #[error("{}: {}", .0.code, .0.message)]
+    Refused(ErrorBody),
+    /// Nobody answered within the timeout. The request may have been applied:
+    /// repeat it with the same request id.
+    #[error("the service did not answer in time; retrying with the same request_id is safe")]
+    Timeout,
+    /// No worker is subscribed right now.
+    #[error("no service is answering right now; try again shortly")]
+    NoResponders,
+    /// The connection failed.
+    #[error("nats: {0}")]
+    Transport(String),
+    /// The request could not be encoded or the reply decoded (a bug, or a
+    /// peer of another version).
+    #[error("an unreadable message: {0}")]
+    Codec(String),
+}
+
+impl CallError {
+    /// The stable code a client sees for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CallError::Refused(body) => body.code,
+            CallError::Timeout => ErrorCode::Timeout,
+            CallError::NoResponders | CallError::Transport(_) => ErrorCode::Unavailable,
+            CallError::Codec(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Whether nothing answered, so an idempotent request may be sent again.
+    fn unanswered(&self) -> bool {
+        matches!(self, CallError::Timeout | CallError::NoResponders)
+    }
+}
+
+/// Whether a call may be sent again when nothing answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Send once; the caller decides.
+    Never,
+    /// Repeating the request cannot apply it twice (a caller-chosen id, a
+    /// request id, or a read).
+    Idempotent,
+}
+
+/// Request/reply on the bus with trace headers, a timeout and retries.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    nats: async_nats::Client,
+    timeout: Duration,
+    backoff: ExponentialBuilder,
+}
+
+impl Requester {
+    /// Calls time out after `timeout`; idempotent ones are tried three times
+    /// in all, 50 ms then 100 ms apart (with jitter).
+    pub fn new(nats: async_nats::Client, timeout: Duration) -> Self {
+        Requester {
+            nats,
+            timeout,
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_secs(1))
+                .with_max_times(2)
+                .with_jitter(),
+        }
+    }
+
+    /// The NATS connection, for subscriptions.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// Whether the NATS connection is up.
+    pub fn connected(&self) -> bool {
+        self.nats.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Sends `request` on `subject` and decodes the answer.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        subject: String,
+        request: &Q,
+        retry: Retry,
+    ) -> Result<A, CallError> {
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(request).map_err(|e| CallError::Codec(e.to_string()))?,
+        );
+        let once = || self.send::<A>(subject.clone(), body.clone());
+        match retry {
+            Retry::Never => once().await,
+            Retry::Idempotent => once.retry(self.backoff).when(CallError::unanswered).await,
+        }
+    }
+
+    async fn send<A: DeserializeOwned>(
+        &self,
+        subject: String,
+        body: bytes::Bytes,
+    ) -> Result<A, CallError> {
+        let headers = bus::trace_headers(&tracing::Span::current().context());
+        let call = self.nats.request_with_headers(subject, headers, body);
+        let reply = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => return Err(CallError::Timeout),
+            Ok(Err(e)) => return Err(request_error(e)),
+            Ok(Ok(reply)) => reply,
+        };
+        serde_json::from_slice::<Reply<A>>(&reply.payload)
+            .map_err(|e| CallError::Codec(e.to_string()))?
+            .into_result()
+            .map_err(CallError::Refused)
+    }
+}
+
+fn request_error(e: async_nats::RequestError) -> CallError {
+    use async_nats::RequestErrorKind;
+    match e.kind() {
+        RequestErrorKind::NoResponders => CallError::NoResponders,
+        RequestErrorKind::TimedOut => CallError::Timeout,
+        _ => CallError::Transport(e.to_string()),
+    }
+}
+
+/// The match host's endpoints (`dd.match.*`).
+#[derive(Clone, Debug)]
+pub struct MatchHostClient {
+    bus: Requester,
+}
+
+impl MatchHostClient {
+    pub fn new(bus: Requester) -> Self {
+        MatchHostClient { bus }
+    }
+
+    /// Starts a match. With a caller-chosen `match_id` this is idempotent
+    /// (a repeat is refused with `match_exists`), and it is retried.
+    pub async fn create(&self, request: &CreateMatch) -> Result<ActionReply, CallError> {
+        let retry = match request.match_id {
+            Some(_) => Retry::Idempotent,
+            None => Retry::Never,
+        };
+        let subject = bus::match_request(endpoint::CREATE);
+        self.bus.call(subject, request, retry).await
+    }
+
+    /// Applies a player's action (idempotent by its request id; not retried
+    /// here, so the caller sees a timeout and decides).
+    pub async fn act(&self, request: &ActRequest) -> Result<ActionReply, CallError> {
+        let subject = bus::match_request(endpoint::ACT);
+        self.bus.call(subject, request, Retry::Never).await
+    }
+
+    /// The match's current public view.
+    pub async fn get(&self, match_id: &str) -> Result<Snapshot, CallError> {
+        let request = MatchIdRequest {
+            match_id: match_id.to_owned(),
+        };
+        let subject = bus::match_request(endpoint::GET);
+        self.bus.call(subject, &request, Retry::Never).await
+    }
+
+    /// The match's events with `seq > after`, oldest first.
+    pub async fn events(
+        &self,
+        match_id: &str,
+        after: u64,
+    ) -> Result<Vec<SequencedEvent>, CallError> {
+        let request = EventsRequest {
+            match_id: match_id.to_owned(),
+            after,
+        };
+        let subject = bus::match_request(endpoint::EVENTS);
+        self.bus.call(subject, &request, Retry::Never).await
+    }
+}
+
+/// The matchmaker's endpoints (`dd.queue.*`). None is retried: joins and
+/// invites start work, and the caller's client decides.
+#[derive(Clone, Debug)]
+pub struct MatchmakerClient {
+    bus: Requester,
+}
+
+impl MatchmakerClient {
+    pub fn new(bus: Requester) -> Self {
+        MatchmakerClient { bus }
+    }
+
+    async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: &Q,
+    ) -> Result<A, CallError> {
+        let subject = bus::queue_request(endpoint);
+        self.bus.call(subject, request, Retry::Never).await
+    }
+
+    pub async fn join(&self, request: &JoinRequest) -> Result<Status, CallError> {
+        self.call(queue_endpoint::JOIN, request).await
+    }
+
+    pub async fn leave(&self, player: &str) -> Result<Status, CallError> {
+        let request = PlayerRequest {
+            player: player.to_owned(),
+        };
+        self.call(queue_endpoint::LEAVE, &request).await
+    }
+
+    pub async fn status(&self, player: &str) -> Result<Status, CallError> {
+        let request = PlayerRequest {
+            player: player.to_owned(),
+        };
+        self.call(queue_endpoint::STATUS, &request).await
+    }
+
+    pub async fn create_invite(&self, request: &CreateInviteRequest) -> Result<Invite, CallError> {
+        self.call(queue_endpoint::PRIVATE_CREATE, request).await
+    }
+
+    pub async fn join_invite(&self, request: &JoinInviteRequest) -> Result<Status, CallError> {
+        self.call(queue_endpoint::PRIVATE_JOIN, request).await
+    }
+
+    pub async fn rematch(&self, request: &RematchRequest) -> Result<RematchStatus, CallError> {
+        self.call(queue_endpoint::REMATCH, request).await
+    }
+}
