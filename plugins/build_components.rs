@@ -1,6 +1,6 @@
-// Shared by the build scripts that compile components (host/build.rs for the
-// built-in modes, tests/build.rs for the hostile test components), pulled in
-// with `include!`.
+// Shared by the build scripts that compile components (host/runtime/build.rs
+// for the built-in modes, tests/build.rs for the hostile test components),
+// pulled in with `include!`.
 
 use std::path::Path;
 use std::process::Command;
