@@ -3,11 +3,14 @@
 //! - [`endpoints`]: the one endpoint loop every NATS role serves with (span
 //!   joining the caller's trace, metrics, load shedding, reply).
 //! - [`telemetry`]: logs, OTLP traces, Prometheus metrics and their names.
+//! - [`startup`]: the one start-up path of a role process (runtime,
+//!   telemetry, NATS connection, stopping on SIGTERM).
 //! - [`local`]: nats-server and redis-server processes on loopback, for
 //!   `dashdice up` and the test stacks.
 
 pub mod endpoints;
 pub mod local;
+pub mod startup;
 pub mod telemetry;
 
 /// Chooses the process's TLS crypto provider (aws-lc) once: async-nats

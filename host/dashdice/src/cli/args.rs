@@ -1,0 +1,419 @@
+//! The command line's schema (clap): what a user may type, and the plain
+//! conversions from flags to the roles' configuration. Nothing here connects
+//! to anything or starts anything: [`super::roles`] and [`super::tools`] do.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use dashdice_service::startup::NatsConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "dashdice", version, about = "The DashDice game backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with game modes (WebAssembly components).
+    Mode(ModeArgs),
+    /// Audit matches.
+    #[command(subcommand)]
+    Match(MatchCommand),
+    /// Run the whole system in this process: the gateway (with the web page
+    /// and guest sign-in), a match host and a matchmaker with the four
+    /// built-in modes, starting nats-server and redis-server on loopback if
+    /// none answer at the configured URLs.
+    Up(UpArgs),
+    /// Run a match host: serve match requests on NATS, state in Redis.
+    MatchHost(MatchHostArgs),
+    /// Run a matchmaker: queues on NATS, tickets in Redis.
+    Matchmaker(MatchmakerArgs),
+    /// Run a gateway: REST and WebSocket for players, bridged to NATS, and
+    /// the web page.
+    Gateway(GatewayCommandArgs),
+    /// Measure a running system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Simulated players against a running gateway over real WebSockets:
+    /// they sign in as guests, queue, play to the end and queue again.
+    /// Reports time to match and action round trips (p50/p95/p99), and
+    /// errors. The gateway must offer guest sign-in (`dashdice up` does).
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    #[arg(long, default_value_t = 100)]
+    pub players: usize,
+    /// How long players keep queueing (e.g. 60s, 2m); matches under way
+    /// then play to their end.
+    #[arg(long, default_value = "60s", value_parser = dashdice_tools::bench::loadgen::parse_duration)]
+    pub duration: std::time::Duration,
+    /// The gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The modes to play, comma-separated; players are spread over them.
+    #[arg(long, default_value = "classic", value_delimiter = ',')]
+    pub mode: Vec<String>,
+    /// Mean think time before each action, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub think_ms: u64,
+    /// Seconds over which players start.
+    #[arg(long, default_value_t = 10)]
+    pub ramp_seconds: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send tickets to the matchmakers that answer there at a steady rate,
+    /// with a realistic mix of ratings, regions and connections, and report
+    /// tickets matched per second, time to match, and Redis bytes per ticket.
+    Matchmaker {
+        #[arg(long, default_value_t = 100_000)]
+        tickets: usize,
+        /// Tickets arriving per second.
+        #[arg(long, default_value_t = 20_000.0)]
+        rate: f64,
+        #[arg(long, default_value = "classic")]
+        mode: String,
+        /// `quick` or `ranked` (ranked matches on stored ratings, which
+        /// are all 1500 for the bench's fresh players).
+        #[arg(long, default_value = "quick")]
+        kind: String,
+        /// Seconds to wait after the last arrival for the periodic pass.
+        #[arg(long, default_value_t = 6)]
+        drain_seconds: u64,
+        /// Answer match creation in the bench itself, to measure the
+        /// matchmaker alone (run no match host then).
+        #[arg(long)]
+        stub_host: bool,
+        /// Seeds the ticket mix (and names the players).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The share of poor connections (two never meet); 1 makes every
+        /// ticket wait, to measure memory per waiting ticket.
+        #[arg(long, default_value_t = 0.05)]
+        poor_share: f64,
+        #[command(flatten)]
+        connections: Connections,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drive concurrent matches over NATS against the match hosts that answer
+    /// there (start one with `dashdice match-host`), and report actions/s,
+    /// latency and Redis bytes per live match.
+    MatchHost {
+        #[arg(long, default_value_t = 1000)]
+        matches: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value = "classic")]
+        mode: String,
+        /// Offered actions per second in total (open loop); without it every
+        /// match acts as soon as its reply arrives.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[command(flatten)]
+        connections: Connections,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where a role finds NATS and Redis; every role takes the same flags.
+#[derive(Debug, Args)]
+pub struct Connections {
+    #[arg(
+        long,
+        env = "DASHDICE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// NATS user (see nats/nats-server.conf for the per-role users).
+    #[arg(long, env = "DASHDICE_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    #[arg(
+        long,
+        env = "DASHDICE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// Keep compiled components here between runs.
+    #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MatchmakerArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    /// The modes players may queue for (default: the built-in modes).
+    #[arg(long, env = "DASHDICE_MODES", value_delimiter = ',')]
+    pub modes: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayCommandArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// The gateway's address, sign-in and limits (see `gateway::Limits`).
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Serve HTTP and WebSocket here.
+    #[arg(long, env = "DASHDICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Accept Firebase ID tokens of this project.
+    #[arg(long, env = "DASHDICE_FIREBASE_PROJECT")]
+    pub firebase_project: Option<String>,
+    /// Where the Firebase token keys are (a JWKS); Google's by default.
+    #[arg(long, env = "DASHDICE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Accept HS256 dev tokens signed with this secret.
+    #[arg(long, env = "DASHDICE_DEV_SECRET", hide_env_values = true)]
+    pub dev_secret: Option<String>,
+    /// Dev mode: anyone may sign in as a guest (with a random dev secret if
+    /// none is given). `dashdice up` is always in dev mode.
+    #[arg(long)]
+    pub dev: bool,
+    /// Origins whose pages may call the API (`*` for any); the gateway's
+    /// own page always may.
+    #[arg(long, env = "DASHDICE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// The region of a join that names none.
+    #[arg(long, env = "DASHDICE_DEFAULT_REGION", default_value = "eu")]
+    pub default_region: String,
+    /// Take client IPs from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[arg(long, env = "DASHDICE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// Largest REST body or WebSocket message, bytes.
+    #[arg(long, default_value_t = 8 << 10)]
+    pub max_message_bytes: usize,
+    /// Requests per second per user (bursts of twice that).
+    #[arg(long, default_value_t = 20)]
+    pub user_rate: u32,
+    /// HTTP requests per second per client IP (bursts of twice that).
+    #[arg(long, default_value_t = 100)]
+    pub ip_rate: u32,
+    /// WebSocket messages per second per connection (bursts of twice that).
+    #[arg(long, default_value_t = 20)]
+    pub ws_rate: u32,
+    /// How long a worker may take to answer, ms.
+    #[arg(long, default_value_t = 5_000)]
+    pub request_timeout_ms: u64,
+    /// Close WebSocket sessions silent this long, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub ws_idle_seconds: u64,
+}
+
+impl GatewayArgs {
+    /// The gateway's configuration (`dev`: guest sign-in, as in `up`).
+    pub(crate) fn config(&self, dev: bool) -> dashdice_gateway::GatewayConfig {
+        use dashdice_gateway::{AuthConfig, GatewayConfig, Limits};
+        let dev = dev || self.dev;
+        let dev_secret = self.dev_secret.clone().or_else(|| {
+            dev.then(|| dashdice_proto::ids::random_hex::<32>().ok())
+                .flatten()
+        });
+        GatewayConfig {
+            auth: AuthConfig {
+                firebase_project: self.firebase_project.clone(),
+                jwks_url: self.jwks_url.clone(),
+                dev_secret,
+                guests: dev,
+                ..AuthConfig::default()
+            },
+            limits: Limits {
+                max_message_bytes: self.max_message_bytes,
+                user_per_second: self.user_rate,
+                ip_per_second: self.ip_rate,
+                ws_messages_per_second: self.ws_rate,
+                request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+                ws_idle: std::time::Duration::from_secs(self.ws_idle_seconds),
+                ..Limits::default()
+            },
+            cors_origins: self.cors_origins.clone(),
+            default_region: self.default_region.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
+}
+
+/// The matchmaking regions and schedule (see `matchmaking::Policy`).
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The regions players may queue from.
+    #[arg(
+        long,
+        env = "DASHDICE_REGIONS",
+        value_delimiter = ',',
+        default_value = "eu,us,ap"
+    )]
+    pub regions: Vec<String>,
+    /// Rating window at once: ± this much.
+    #[arg(long, default_value_t = 50.0)]
+    pub initial_window: f64,
+    /// The window grows by this much ...
+    #[arg(long, default_value_t = 50.0)]
+    pub widen_by: f64,
+    /// ... every this many ms of waiting.
+    #[arg(long, default_value_t = 5_000)]
+    pub widen_every_ms: u64,
+    /// Quick queues accept any rating after this wait (ms).
+    #[arg(long, default_value_t = 60_000)]
+    pub quick_unbounded_after_ms: u64,
+    /// Ranked windows never grow past ± this much.
+    #[arg(long, default_value_t = 400.0)]
+    pub ranked_max_window: f64,
+    /// Other regions become acceptable after this wait (ms) ...
+    #[arg(long, default_value_t = 10_000)]
+    pub other_regions_after_ms: u64,
+    /// ... if the player's measured round trip to them is at most this (ms).
+    #[arg(long, default_value_t = 150)]
+    pub max_latency_ms: u32,
+    /// Quick queues give a bot after this wait (ms); 0 = never.
+    #[arg(long, env = "DASHDICE_BOT_AFTER_MS", default_value_t = 5_000)]
+    pub bot_after_ms: u64,
+    /// An invite code works this long (ms).
+    #[arg(long, default_value_t = 600_000)]
+    pub code_ttl_ms: u64,
+    /// After a match, a rematch may be agreed this long (ms).
+    #[arg(long, default_value_t = 30_000)]
+    pub rematch_window_ms: u64,
+    /// Joins (and invite and rematch requests) one matchmaker runs at once;
+    /// more are refused at once with `unavailable` rather than queued.
+    #[arg(long, default_value_t = dashdice_matchmaker::service::MAX_NEW_WORK_IN_FLIGHT)]
+    pub max_in_flight: usize,
+}
+
+impl From<&PolicyArgs> for dashdice_matchmaker::Policy {
+    fn from(a: &PolicyArgs) -> Self {
+        dashdice_matchmaker::Policy {
+            initial_window: a.initial_window,
+            widen_by: a.widen_by,
+            widen_every_ms: a.widen_every_ms,
+            quick_unbounded_after_ms: a.quick_unbounded_after_ms,
+            ranked_max_window: a.ranked_max_window,
+            other_regions_after_ms: a.other_regions_after_ms,
+            max_latency_ms: a.max_latency_ms,
+            bot_after_ms: (a.bot_after_ms > 0).then_some(a.bot_after_ms),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MatchHostArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    /// Keep compiled components here between runs.
+    #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatchCommand {
+    /// Check a finished match's record: the revealed seed matches its
+    /// commitment, every roll is what the seed and the mode give, and the
+    /// standings follow.
+    Verify {
+        /// The final view of the match (JSON, as `get` or the last action's
+        /// reply gives it, with or without the `{"ok": ...}` envelope), or its
+        /// match record as published when it ended.
+        record: PathBuf,
+        /// The mode component, if the record's version is not a built-in one.
+        #[arg(long)]
+        mode: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ModeArgs {
+    /// Keep compiled components here, so the next run skips compiling. The
+    /// directory must be as trusted as this binary (artifacts are native code).
+    #[arg(long, env = "DASHDICE_ARTIFACT_DIR", global = true)]
+    pub artifact_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ModeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModeCommand {
+    /// List the built-in modes.
+    List,
+    /// Print a mode's description and version hash.
+    Inspect {
+        /// A component file, or a built-in mode id.
+        mode: String,
+    },
+    /// Play a scripted game and print the public view after each step, one JSON line each.
+    Replay {
+        /// A component file, or a built-in mode id.
+        mode: String,
+        /// The script: {"players":[...],"steps":[{"action":"roll","dice":[3,4]},...]}
+        #[arg(long)]
+        script: PathBuf,
+        /// Seed for rolls the script gives no dice for.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Play many random games and report win rates, lengths and dice.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A component file, or a built-in mode id.
+    pub mode: String,
+    #[arg(long, default_value_t = 1000)]
+    pub games: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A game longer than this many actions counts as unfinished.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_actions: u32,
+}
+
+impl Connections {
+    /// How to reach NATS.
+    pub(crate) fn nats(&self) -> NatsConfig {
+        NatsConfig {
+            url: self.nats_url.clone(),
+            credentials: self.nats_user.clone().zip(self.nats_password.clone()),
+        }
+    }
+}

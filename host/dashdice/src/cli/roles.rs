@@ -1,0 +1,238 @@
+//! Starting the roles: `dashdice match-host`, `matchmaker` and `gateway`
+//! each start one, and `dashdice up` starts all three in one process (with
+//! its own nats-server and redis-server when none answers). All go through
+//! `dashdice_service::startup`: one Tokio runtime, telemetry, the NATS
+//! connection, and stopping on SIGTERM.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dashdice_runtime::builtin;
+use dashdice_runtime::registry::ModeRegistry;
+use dashdice_runtime::{Limits, Runtime};
+use dashdice_service::startup;
+
+use super::CliError;
+use super::args::{
+    Connections, GatewayArgs, GatewayCommandArgs, MatchHostArgs, MatchmakerArgs, PolicyArgs, UpArgs,
+};
+
+fn service_error(e: impl std::fmt::Display) -> CliError {
+    CliError::Service(e.to_string())
+}
+
+fn redis_error(c: &Connections, e: impl std::fmt::Display) -> CliError {
+    CliError::Service(format!("redis at {}: {e}", c.redis_url))
+}
+
+/// Connects to NATS, naming this client `name` to the server.
+async fn nats(c: &Connections, name: &str) -> Result<async_nats::Client, CliError> {
+    c.nats().connect(name).await.map_err(CliError::Service)
+}
+
+/// The built-in modes, loaded (and cached in `artifact_dir` if given).
+fn registry(artifact_dir: Option<PathBuf>) -> Result<Arc<ModeRegistry>, CliError> {
+    let mut runtime = Runtime::new(Limits::default())?;
+    if let Some(dir) = artifact_dir {
+        runtime = runtime.with_artifact_dir(dir);
+    }
+    Ok(Arc::new(ModeRegistry::with_builtins(runtime)?))
+}
+
+fn builtin_modes() -> Vec<String> {
+    builtin::MODES
+        .iter()
+        .map(|(id, _)| (*id).to_owned())
+        .collect()
+}
+
+/// A match host on `c`.
+async fn match_host(
+    c: &Connections,
+    registry: Arc<ModeRegistry>,
+) -> Result<(async_nats::Client, dashdice_match_host::MatchHost), CliError> {
+    let store = dashdice_store::MatchStore::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?;
+    let nats = nats(c, "dashdice-match-host").await?;
+    Ok((nats, dashdice_match_host::MatchHost::new(registry, store)))
+}
+
+/// A matchmaker for `modes` on `policy`, reaching the match hosts and the
+/// players over NATS.
+async fn matchmaker(
+    c: &Connections,
+    policy: &PolicyArgs,
+    modes: Vec<String>,
+) -> Result<
+    (
+        async_nats::Client,
+        dashdice_matchmaker::service::NatsMatchmaker,
+    ),
+    CliError,
+> {
+    use dashdice_matchmaker::service::{NatsMatches, NatsNotify};
+    if let Some(bad) = policy
+        .regions
+        .iter()
+        .find(|r| !dashdice_matchmaker::valid_region(r))
+    {
+        return Err(CliError::Service(format!(
+            "region {bad:?}: regions are lowercase letters, digits and '-'"
+        )));
+    }
+    let store = dashdice_store::queues::QueueStore::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?;
+    let nats = nats(c, "dashdice-matchmaker").await?;
+    let mut matchmaker = dashdice_matchmaker::Matchmaker::new(
+        store,
+        policy.into(),
+        modes,
+        policy.regions.clone(),
+        NatsMatches::new(nats.clone()),
+        NatsNotify {
+            client: nats.clone(),
+        },
+    );
+    matchmaker.private = dashdice_matchmaker::PrivatePolicy {
+        code_ttl_ms: policy.code_ttl_ms,
+        rematch_window_ms: policy.rematch_window_ms,
+    };
+    Ok((nats, matchmaker))
+}
+
+/// The gateway, bound to its address, ready to serve.
+async fn gateway(
+    args: &GatewayArgs,
+    c: &Connections,
+    dev: bool,
+) -> Result<(tokio::net::TcpListener, Arc<dashdice_gateway::Gateway>), CliError> {
+    let nats = nats(c, "dashdice-gateway").await?;
+    let redis = dashdice_store::RedisProbe::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?;
+    let gateway = dashdice_gateway::Gateway::new(
+        args.config(dev),
+        nats,
+        Some(redis),
+        dashdice_service::telemetry::prometheus(),
+    )
+    .map_err(service_error)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::Service(format!("cannot listen on {}: {e}", args.listen)))?;
+    Ok((listener, Arc::new(gateway)))
+}
+
+pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
+    let registry = registry(args.artifact_dir)?;
+    startup::block_on(async move {
+        let _telemetry =
+            startup::observe("dashdice-match-host", args.metrics_addr).map_err(service_error)?;
+        let c = &args.connections;
+        let (nats, host) = match_host(c, registry).await?;
+        tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "match host serving");
+        startup::until_stopped(dashdice_match_host::service::run(nats, host))
+            .await
+            .map_err(CliError::Service)
+    })?
+}
+
+pub fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
+    let modes = if args.modes.is_empty() {
+        builtin_modes()
+    } else {
+        args.modes.clone()
+    };
+    startup::block_on(async move {
+        let _telemetry =
+            startup::observe("dashdice-matchmaker", args.metrics_addr).map_err(service_error)?;
+        let c = &args.connections;
+        let (nats, matchmaker) = matchmaker(c, &args.policy, modes).await?;
+        tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "matchmaker serving");
+        let serving =
+            dashdice_matchmaker::service::run_with(nats, matchmaker, args.policy.max_in_flight);
+        startup::until_stopped(serving)
+            .await
+            .map_err(CliError::Service)
+    })?
+}
+
+pub fn run_gateway(args: GatewayCommandArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    startup::block_on(async move {
+        let _telemetry = startup::observe("dashdice-gateway", None).map_err(service_error)?;
+        let (listener, gateway) = gateway(&args.gateway, &args.connections, false).await?;
+        let addr = listener.local_addr().map_err(service_error)?;
+        writeln!(
+            out,
+            "dashdice gateway on http://{addr}/ (API under /api/v1)"
+        )?;
+        out.flush()?;
+        tracing::info!(%addr, nats = %args.connections.nats_url, "gateway serving");
+        dashdice_gateway::serve(listener, gateway, startup::stopped())
+            .await
+            .map_err(service_error)
+    })?
+}
+
+pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let c = &args.connections;
+    // Started here if need be; stopped when these drop, at the end.
+    let nats_server = dashdice_service::local::ensure_nats(&c.nats_url).map_err(service_error)?;
+    let redis_server =
+        dashdice_service::local::ensure_redis(&c.redis_url).map_err(service_error)?;
+    let registry = registry(args.artifact_dir.clone())?;
+    let modes = builtin_modes();
+    let served = startup::block_on(async {
+        let _telemetry = startup::observe("dashdice", None).map_err(service_error)?;
+        let (listener, gateway) = gateway(&args.gateway, c, true).await?;
+        let page = listener.local_addr().map_err(service_error)?;
+        let (host_nats, host) = match_host(c, registry).await?;
+        let (mm_nats, matchmaker) = matchmaker(c, &args.policy, modes.clone()).await?;
+        let started = |s: &Option<dashdice_service::local::LocalServer>| {
+            if s.is_some() { " (started here)" } else { "" }
+        };
+        writeln!(
+            out,
+            "dashdice is up: gateway, match host and matchmaker, modes {}",
+            modes.join(", ")
+        )?;
+        writeln!(out, "  play    http://{page}/")?;
+        writeln!(
+            out,
+            "  API     http://{page}/api/v1 (WebSocket: ws://{page}/api/v1/ws)"
+        )?;
+        writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
+        writeln!(out, "  NATS    {}{}", c.nats_url, started(&nats_server))?;
+        writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
+        writeln!(out, "Ctrl-C stops it.")?;
+        out.flush()?;
+        let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(dashdice_gateway::serve(listener, gateway, async move {
+            let _ = gateway_stopped.await;
+        }));
+        let workers = async {
+            tokio::select! {
+                r = dashdice_match_host::service::run(host_nats, host) => r.map_err(service_error),
+                r = dashdice_matchmaker::service::run_with(mm_nats, matchmaker, args.policy.max_in_flight) => {
+                    r.map_err(service_error)
+                }
+            }
+        };
+        let result = startup::until_stopped(workers)
+            .await
+            .map_err(CliError::Service);
+        // The gateway first: its sessions close (1001) while the workers
+        // still answer.
+        let _ = stop_gateway.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), serving).await;
+        result
+    });
+    // The runtime, and with it every role, is gone: now stop the servers
+    // they used.
+    drop(redis_server);
+    drop(nats_server);
+    served?
+}

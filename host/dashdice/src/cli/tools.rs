@@ -1,0 +1,242 @@
+//! The tools behind the command line: designers' mode commands, match
+//! verification, the benches and the load generator. Each prints a report
+//! (text, or JSON with `--json`) to the output it is given.
+
+use std::io::Write;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use dashdice_runtime::builtin;
+use dashdice_runtime::fair_dice;
+use dashdice_runtime::{Limits, Mode, Runtime};
+use dashdice_service::startup;
+use dashdice_tools::replay::{self, Script};
+use dashdice_tools::simulate;
+
+use super::CliError;
+use super::args::{BenchCommand, Connections, LoadgenArgs, MatchCommand, ModeArgs, ModeCommand};
+
+pub fn mode(args: ModeArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut runtime = Runtime::new(Limits::default())?;
+    if let Some(dir) = args.artifact_dir {
+        runtime = runtime.with_artifact_dir(dir);
+    }
+    run_mode(&runtime, args.command, out)
+}
+
+fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        ModeCommand::List => {
+            for (id, bytes) in builtin::MODES {
+                let mode = runtime.load(bytes)?;
+                writeln!(out, "{id:<10} {}  {}", mode.hash(), mode.info().name)?;
+            }
+        }
+        ModeCommand::Inspect { mode } => {
+            let mode = load(runtime, &mode)?;
+            let report = json!({ "version_hash": mode.hash(), "info": mode.info() });
+            serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        ModeCommand::Replay { mode, script, seed } => {
+            let mode = load(runtime, &mode)?;
+            let text = read(&script)?;
+            let parsed: Script =
+                serde_json::from_slice(&text).map_err(|source| CliError::Script {
+                    path: script.clone(),
+                    source,
+                })?;
+            replay::replay(&mode, &parsed, seed, out)?;
+        }
+        ModeCommand::Simulate(args) => {
+            let mode = load(runtime, &args.mode)?;
+            let options = simulate::Options {
+                games: args.games,
+                seed: args.seed,
+                max_actions: args.max_actions,
+                threads: args
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            };
+            let report = simulate::simulate(&mode, &options, &progress_bar(args.games))?;
+            print_report(out, args.json, &report, || report.render())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(command: MatchCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    let MatchCommand::Verify { record, mode } = command;
+    let text = read(&record)?;
+    let parsed =
+        dashdice_proto::matches::verifiable_record(&text).map_err(|why| CliError::Record {
+            path: record.clone(),
+            why,
+        })?;
+    let runtime = Runtime::new(Limits::default())?;
+    let mode = load(&runtime, mode.as_deref().unwrap_or(&parsed.mode))?;
+    let verified = fair_dice::verify(&mode, &parsed)?;
+    writeln!(
+        out,
+        "verified: match {} ({} actions, {} rolls); every roll follows from the revealed seed",
+        verified.match_id, verified.actions, verified.rolls
+    )?;
+    Ok(())
+}
+
+/// The bus and the match store a bench drives, as a client named `name`.
+async fn bench_connections(
+    c: &Connections,
+) -> Result<(async_nats::Client, dashdice_store::MatchStore), CliError> {
+    let store = dashdice_store::MatchStore::connect(&c.redis_url)
+        .await
+        .map_err(|e| CliError::Service(format!("redis at {}: {e}", c.redis_url)))?;
+    let nats = c
+        .nats()
+        .connect("dashdice-bench")
+        .await
+        .map_err(CliError::Service)?;
+    Ok((nats, store))
+}
+
+pub fn bench(command: BenchCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        BenchCommand::MatchHost {
+            matches,
+            seconds,
+            mode,
+            rate,
+            connections,
+            json,
+        } => {
+            let report = startup::block_on(async {
+                let (client, store) = bench_connections(&connections).await?;
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                let options = dashdice_tools::bench::Options {
+                    matches,
+                    duration: std::time::Duration::from_secs(seconds),
+                    mode,
+                    rate,
+                };
+                dashdice_tools::bench::match_host(client, store, &options, bar)
+                    .await
+                    .map_err(|e| CliError::Service(e.to_string()))
+            })??;
+            print_report(out, json, &report, || report.render())
+        }
+        BenchCommand::Matchmaker {
+            tickets,
+            rate,
+            mode,
+            kind,
+            drain_seconds,
+            stub_host,
+            seed,
+            poor_share,
+            connections,
+            json,
+        } => {
+            let kind = match kind.as_str() {
+                "ranked" => dashdice_matchmaker::QueueKind::Ranked,
+                "quick" => dashdice_matchmaker::QueueKind::Quick,
+                other => {
+                    return Err(CliError::Service(format!(
+                        "--kind {other:?}: expected ranked or quick"
+                    )));
+                }
+            };
+            let report = startup::block_on(async {
+                let (client, store) = bench_connections(&connections).await?;
+                let bar = ProgressBar::with_draw_target(
+                    Some(tickets as u64),
+                    ProgressDrawTarget::stderr(),
+                );
+                let options = dashdice_tools::bench::matchmaker::Options {
+                    tickets,
+                    rate,
+                    mode,
+                    kind,
+                    drain: std::time::Duration::from_secs(drain_seconds),
+                    stub_host,
+                    seed,
+                    poor_share,
+                };
+                dashdice_tools::bench::matchmaker::matchmaker(client, store, &options, bar)
+                    .await
+                    .map_err(|e| CliError::Service(e.to_string()))
+            })??;
+            print_report(out, json, &report, || report.render())
+        }
+    }
+}
+
+pub fn loadgen(args: LoadgenArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let options = dashdice_tools::bench::loadgen::LoadOptions {
+        url: args.url,
+        players: args.players,
+        duration: args.duration,
+        modes: args.mode,
+        think: std::time::Duration::from_millis(args.think_ms),
+        ramp: std::time::Duration::from_secs(args.ramp_seconds),
+    };
+    let report = startup::block_on(async {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        dashdice_tools::bench::loadgen::run(&options, bar)
+            .await
+            .map_err(|e| CliError::Service(e.to_string()))
+    })??;
+    print_report(out, args.json, &report, || report.render())
+}
+
+/// A report as pretty JSON (`--json`) or as its text rendering.
+fn print_report<T: serde::Serialize>(
+    out: &mut dyn Write,
+    json: bool,
+    report: &T,
+    render: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render())?;
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr; invisible when stderr is not a terminal.
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} games ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A mode from a component file, or a built-in by id.
+pub fn load(runtime: &Runtime, mode: &str) -> Result<Mode, CliError> {
+    let path = Path::new(mode);
+    let bytes = if path.is_file() {
+        read(path)?
+    } else {
+        builtin::bytes(mode)
+            .ok_or_else(|| CliError::UnknownMode(mode.to_owned()))?
+            .to_vec()
+    };
+    Ok(runtime.load(&bytes)?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
