@@ -1,7 +1,12 @@
-//! The embedded defaults of `dashdice up`: when NATS or Redis is not reachable
-//! at its (loopback) URL, start a private `nats-server` (with JetStream) or
-//! `redis-server` on that port, in a temporary directory, and stop it when
-//! the handle drops. Servers at other hosts are never started, only used.
+//! Server processes on loopback, the one process manager of the project.
+//!
+//! - The embedded defaults of `dashdice up` ([`ensure_nats`],
+//!   [`ensure_redis`]): when NATS or Redis is not reachable at its
+//!   (loopback) URL, start a private `nats-server` (with JetStream) or
+//!   `redis-server` on that port, in a temporary directory, and stop it when
+//!   the handle drops. Servers at other hosts are never started, only used.
+//! - The test harness's servers ([`LocalServer::start`] on free ports), one
+//!   set per test, so tests are hermetic and run in parallel.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -23,16 +28,143 @@ pub enum LocalError {
     NoStart { what: &'static str, detail: String },
 }
 
-/// A server this process started; stopped (and its directory removed) on drop.
+/// The servers dashdice starts for itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// `nats-server` with JetStream.
+    Nats,
+    /// `redis-server`, keeping nothing on disk.
+    Redis,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Nats => "nats-server",
+            Server::Redis => "redis-server",
+        }
+    }
+
+    /// The server's binary: `$DASHDICE_NATS_SERVER` / `$DASHDICE_REDIS_SERVER`,
+    /// else (for NATS) the one `.ci/prepare` installs under target/tools,
+    /// else on the PATH or in /usr/sbin.
+    pub fn binary(self) -> Result<PathBuf, LocalError> {
+        let (env, extra, install): (&str, &[&str], _) = match self {
+            Server::Nats => (
+                "DASHDICE_NATS_SERVER",
+                &["target/tools/nats/bin"],
+                NATS_INSTALL,
+            ),
+            Server::Redis => ("DASHDICE_REDIS_SERVER", &[], REDIS_INSTALL),
+        };
+        if let Some(path) = std::env::var_os(env) {
+            return Ok(path.into());
+        }
+        let dirs = extra
+            .iter()
+            .map(PathBuf::from)
+            .chain(
+                std::env::var_os("PATH")
+                    .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
+            .chain(["/usr/sbin".into(), "/usr/local/sbin".into()]);
+        dirs.map(|d| d.join(self.name()))
+            .find(|p| p.is_file())
+            .ok_or(LocalError::Missing {
+                what: self.name(),
+                install,
+            })
+    }
+
+    /// The command that runs the server on loopback `port`, keeping its
+    /// files in `dir`; `extra` arguments come first (flags given here win
+    /// over a config file's).
+    fn command(self, bin: &PathBuf, port: u16, dir: &PathBuf, extra: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.args(extra);
+        match self {
+            Server::Nats => c
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir),
+            Server::Redis => c
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(dir),
+        };
+        c
+    }
+}
+
+/// A server this process started, on loopback; stopped (and its directory
+/// removed) on drop. `dashdice up` and the test harness both start theirs
+/// here.
 pub struct LocalServer {
     what: &'static str,
     child: Child,
     dir: PathBuf,
+    port: u16,
 }
 
 impl LocalServer {
+    /// Starts `server` on loopback `port` and waits until it listens there.
+    /// Fails with [`LocalError::NoStart`] if it exits first (as it does when
+    /// another process took the port a moment before).
+    pub fn start(server: Server, port: u16, extra: &[&str]) -> Result<Self, LocalError> {
+        let what = server.name();
+        let no_start = |detail: String| LocalError::NoStart { what, detail };
+        let bin = server.binary()?;
+        let dir =
+            std::env::temp_dir().join(format!("dashdice-{what}-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| no_start(format!("{}: {e}", dir.display())))?;
+        let log =
+            std::fs::File::create(dir.join("server.log")).map_err(|e| no_start(e.to_string()))?;
+        let child = server
+            .command(&bin, port, &dir, extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| no_start(format!("{}: {e}", bin.display())))?;
+        let mut started = LocalServer {
+            what,
+            child,
+            dir,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(exited) = started.exited() {
+                return Err(no_start(exited));
+            }
+            if reachable("127.0.0.1", port) {
+                // The port answers; make sure it is this server that answers.
+                std::thread::sleep(Duration::from_millis(30));
+                return match started.exited() {
+                    Some(exited) => Err(no_start(exited)),
+                    None => Ok(started),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(no_start(format!(
+            "it did not listen on port {port} within 10 s"
+        )))
+    }
+
+    /// Why the server is no longer running, if it is not.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        Some(format!("it exited ({status}): {}", log.trim()))
+    }
+
     pub fn what(&self) -> &'static str {
         self.what
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -72,52 +204,20 @@ fn is_loopback(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "::1")
 }
 
-/// `$env`, else the nats-server `.ci/prepare` installs, else `name` on the
-/// PATH or in /usr/sbin.
-fn binary(env: &str, name: &str, extra: &[&str]) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        return Some(path.into());
-    }
-    let dirs = extra
-        .iter()
-        .map(PathBuf::from)
-        .chain(
-            std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()]);
-    dirs.map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// Makes sure a NATS server answers at `url`; starts one if it is a
 /// loopback URL with nothing listening.
 pub fn ensure_nats(url: &str) -> Result<Option<LocalServer>, LocalError> {
-    ensure("nats-server", url, |bin, port, dir| {
-        let mut c = Command::new(bin);
-        c.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir);
-        c
-    })
+    ensure(Server::Nats, url)
 }
 
 /// Makes sure a Redis server answers at `url`; starts one if it is a
 /// loopback URL with nothing listening.
 pub fn ensure_redis(url: &str) -> Result<Option<LocalServer>, LocalError> {
-    ensure("redis-server", url, |bin, port, dir| {
-        let mut c = Command::new(bin);
-        c.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir);
-        c
-    })
+    ensure(Server::Redis, url)
 }
 
-fn ensure(
-    what: &'static str,
-    url: &str,
-    command: impl Fn(&PathBuf, u16, &PathBuf) -> Command,
-) -> Result<Option<LocalServer>, LocalError> {
+fn ensure(server: Server, url: &str) -> Result<Option<LocalServer>, LocalError> {
+    let what = server.name();
     let (host, port) = host_port(url).ok_or_else(|| LocalError::BadUrl {
         what,
         url: url.to_owned(),
@@ -131,55 +231,7 @@ fn ensure(
             url: url.to_owned(),
         });
     }
-    let bin = match what {
-        "nats-server" => binary("DASHDICE_NATS_SERVER", what, &["target/tools/nats/bin"]),
-        _ => binary("DASHDICE_REDIS_SERVER", what, &[]),
-    }
-    .ok_or(LocalError::Missing {
-        what,
-        install: if what == "nats-server" {
-            NATS_INSTALL
-        } else {
-            REDIS_INSTALL
-        },
-    })?;
-    let dir = std::env::temp_dir().join(format!("dashdice-up-{what}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| LocalError::NoStart {
-        what,
-        detail: format!("{}: {e}", dir.display()),
-    })?;
-    let log = std::fs::File::create(dir.join("server.log")).map_err(|e| LocalError::NoStart {
-        what,
-        detail: e.to_string(),
-    })?;
-    let child = command(&bin, port, &dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| LocalError::NoStart {
-            what,
-            detail: format!("{}: {e}", bin.display()),
-        })?;
-    let mut server = LocalServer { what, child, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            let log = std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default();
-            return Err(LocalError::NoStart {
-                what,
-                detail: format!("it exited ({status}): {}", log.trim()),
-            });
-        }
-        if reachable("127.0.0.1", port) {
-            return Ok(Some(server));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Err(LocalError::NoStart {
-        what,
-        detail: format!("it did not listen on port {port} within 10 s"),
-    })
+    LocalServer::start(server, port, &[]).map(Some)
 }
 
 #[cfg(test)]
