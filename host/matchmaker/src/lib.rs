@@ -53,7 +53,7 @@ use std::time::Duration;
 
 pub use dashdice_proto::queue::QueueKind;
 pub use dashdice_proto::queue::{
-    Connection, CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, MatchFound, NewMatch,
+    Connection, CreateInviteRequest, MatchingFor, Invite, JoinInviteRequest, JoinRequest, MatchFound, NewMatch,
     Notice, Opponent, Origin, PlayerRequest, PlayerState, RematchRequest, RematchStatus, Status,
 };
 pub use policy::{Policy, PrivatePolicy, Ticket, Window};
@@ -679,7 +679,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         // byte: one compare-and-set, no read first.
         let current = serde_json::to_string(&queued_state(t)).ok()?;
         let matching = serde_json::to_string(&PlayerState::Matching {
-            ticket_id: t.ticket_id.clone(),
+            making: MatchingFor::Ticket(t.ticket_id.clone()),
             since_ms: now,
         })
         .ok()?;

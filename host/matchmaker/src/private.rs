@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use super::{
-    Claimed, CreateInviteRequest, Current, Invite, JoinInviteRequest, Matches, Matchmaker,
+    Claimed, CreateInviteRequest, Current, Invite, MatchingFor, JoinInviteRequest, Matches, Matchmaker,
     MatchmakingError, NewMatch, Notify, Origin, PlayerState, QueueKind, Status, busy, check_player,
 };
 use dashdice_store::StoreError;
@@ -177,7 +177,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             return Err(MatchmakingError::CodeUsed);
         }
         let matching = serde_json::to_string(&PlayerState::Matching {
-            ticket_id: format!("code:{code}"),
+            making: MatchingFor::Invite(code.to_owned()),
             since_ms: self.clock.now_ms(),
         })?;
         if let Claimed::Busy(state) = self.claim_free(guest, &matching, None).await? {
@@ -219,7 +219,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             .and_then(|s| serde_json::from_str::<PlayerState>(s).ok())
             .is_some_and(|s| matches!(s, PlayerState::Hosting { code: c, .. } if c == code));
         let host_matching = serde_json::to_string(&PlayerState::Matching {
-            ticket_id: format!("code:{code}"),
+            making: MatchingFor::Invite(code.to_owned()),
             since_ms: self.clock.now_ms(),
         })?;
         let (true, Some(hosting)) = (waits, hosting) else {

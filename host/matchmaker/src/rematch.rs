@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use super::{
-    BOT_PREFIX, Claimed, Current, Matches, Matchmaker, MatchmakingError, NewMatch, Notice, Notify,
+    BOT_PREFIX, Claimed, Current, Matches, MatchingFor, Matchmaker, MatchmakingError, NewMatch, Notice, Notify,
     Origin, PlayerState, QueueKind, RematchRequest, RematchStatus, busy, check_player, random_id,
 };
 use dashdice_store::queues::{RematchOffer, StoredRematch};
@@ -136,7 +136,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         token: &str,
     ) -> Result<RematchStatus, MatchmakingError> {
         let matching = serde_json::to_string(&PlayerState::Matching {
-            ticket_id: format!("rematch:{match_id}"),
+            making: MatchingFor::Rematch(match_id.to_owned()),
             since_ms: self.clock.now_ms(),
         })?;
         let mut marked: Vec<&str> = Vec::new();

@@ -179,15 +179,53 @@ pub enum PlayerState {
         expires_ms: u64,
     },
     Matching {
-        /// What is being made into a match: a ticket id, `code:<CODE>` or
-        /// `rematch:<match id>`.
-        ticket_id: String,
+        /// What is being made into a match. (Stored as `ticket_id`, a
+        /// string, for the states already in Redis.)
+        #[serde(rename = "ticket_id")]
+        making: MatchingFor,
         since_ms: u64,
     },
     Playing {
         match_id: String,
         since_ms: u64,
     },
+}
+
+/// What a `matching` player's match is being made from.
+///
+/// Stored as one string, as it always was: the ticket id, `code:<CODE>` or
+/// `rematch:<match id>` (ticket ids never contain a `:`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum MatchingFor {
+    /// A queue ticket, by its id.
+    Ticket(String),
+    /// A private match, by its invite code.
+    Invite(String),
+    /// A rematch of the finished match with this id.
+    Rematch(String),
+}
+
+impl From<MatchingFor> for String {
+    fn from(making: MatchingFor) -> String {
+        match making {
+            MatchingFor::Ticket(id) => id,
+            MatchingFor::Invite(code) => format!("code:{code}"),
+            MatchingFor::Rematch(match_id) => format!("rematch:{match_id}"),
+        }
+    }
+}
+
+impl From<String> for MatchingFor {
+    fn from(stored: String) -> Self {
+        if let Some(code) = stored.strip_prefix("code:") {
+            MatchingFor::Invite(code.to_owned())
+        } else if let Some(match_id) = stored.strip_prefix("rematch:") {
+            MatchingFor::Rematch(match_id.to_owned())
+        } else {
+            MatchingFor::Ticket(stored)
+        }
+    }
 }
 
 /// What a player is doing, for `status` and `join` replies.
@@ -284,6 +322,26 @@ pub struct NewMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_matching_state_is_stored_as_it_always_was() {
+        for (making, stored) in [
+            (MatchingFor::Ticket("t1a2".into()), "t1a2"),
+            (MatchingFor::Invite("ABC234".into()), "code:ABC234"),
+            (MatchingFor::Rematch("m9".into()), "rematch:m9"),
+        ] {
+            let state = PlayerState::Matching {
+                making: making.clone(),
+                since_ms: 7,
+            };
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(
+                json,
+                format!(r#"{{"state":"matching","ticket_id":"{stored}","since_ms":7}}"#)
+            );
+            assert_eq!(serde_json::from_str::<PlayerState>(&json).unwrap(), state);
+        }
+    }
 
     #[test]
     fn states_and_notices_keep_their_wire_shape() {
