@@ -348,8 +348,7 @@ impl Session {
                     Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return,
                     Ok(Some(Err(e))) => {
                         // The socket is unusable; a frame past the hard cap ends here.
-                        let capacity = e.to_string().contains("Space limit exceeded");
-                        if capacity {
+                        if frame_too_big(e) {
                             metrics::counter!(names::GATEWAY_WS_DROPPED, "reason" => "frame_too_big").increment(1);
                             self.out.close(close::TOO_BIG, "frame too big");
                         }
@@ -725,4 +724,13 @@ async fn catch_up(gateway: &Gateway, out: &Outbox, match_id: &str, last: &mut u6
 
 fn is_game_over(event: &SequencedEvent) -> bool {
     matches!(event.event, dashdice_mode_sdk::Event::GameOver { .. })
+}
+
+/// Whether a socket error is a frame over the hard size cap (tungstenite's
+/// capacity error, which axum wraps).
+fn frame_too_big(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
