@@ -38,6 +38,7 @@ pub fn builtin(id: &str) -> Arc<Mode> {
         .expect("a built-in mode")
 }
 
+pub mod matchmaking;
 pub mod servers;
 
 /// A fresh registry with the four built-in modes, on its own runtime (so a
