@@ -10,8 +10,9 @@
 
 use dashdice_mode_classic::Classic;
 use dashdice_mode_sdk::testing::events::{banked, busted, multiplier, passed, rolled, turn_score};
+use dashdice_mode_sdk::testing::step;
 use dashdice_mode_sdk::testing::{
-    self, ALICE as A, BOB as B, Game, Step, ThrowCounts, TwoSeats, config, ensure, standing, table2,
+    self, ALICE as A, BOB as B, Game, ThrowCounts, TwoSeats, config, ensure, standing, table2,
 };
 use dashdice_mode_sdk::{
     Action, BankedReason, BustReason, EndReason, Event, MatchResult, ModeError, RollKind, Rules,
@@ -612,25 +613,6 @@ impl testing::Model<M> for Model {
 /// Classic scores are never negative.
 fn mode_invariants(t: &Table) -> Result<(), String> {
     ensure(t.seats.iter().all(|s| s.banked >= 0), || format!("{t:?}"))
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    let bad_dice = prop_oneof![
-        (7u8.., any::<u8>()).prop_map(|(a, b)| vec![a, b]),
-        Just(vec![0, 3]),
-        prop::collection::vec(1u8..=6, 0..=1),
-        prop::collection::vec(1u8..=6, 3..=4),
-    ];
-    prop_oneof![
-        30 => any::<[u8; 32]>().prop_map(Step::Throw),
-        30 => (1u8..=6, 1u8..=6).prop_map(|(a, b)| Step::Roll(a, b)),
-        15 => Just(Step::Bank),
-        4 => Just(Step::Timeout),
-        1 => any::<bool>().prop_map(|on_turn| Step::Forfeit { on_turn }),
-        3 => (0u8..3).prop_map(Step::OutOfTurn),
-        1 => Just(Step::Stranger),
-        3 => bad_dice.prop_map(Step::BadDice),
-    ]
 }
 
 proptest! {

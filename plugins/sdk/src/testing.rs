@@ -17,9 +17,10 @@
 //! the pieces of the model-checked property tests: the random [`Step`]s, the
 //! spec [`Model`] a mode's test implements, the driver [`play`], the policy
 //! driver [`Game::play_out`] and [`check_outcome`], the invariants every
-//! successful action satisfies. Proptest strategies stay in the tests, so the
-//! SDK does not depend on proptest; the checks here return `Err(message)`
-//! for `TestCaseError::fail`.
+//! successful action satisfies. The proptest strategy of steps, [`step`], is
+//! behind the `proptest` feature (a mode enables it for its tests only), so
+//! the SDK itself does not depend on proptest; the checks here return
+//! `Err(message)` for `TestCaseError::fail`.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -706,6 +707,29 @@ pub enum Step {
     Stranger,
     /// The player on turn rolls these (invalid) dice.
     BadDice(Vec<u8>),
+}
+
+/// Random [`Step`]s, weighted like play: mostly throws, rolls and banks,
+/// some timeouts, forfeits, out-of-turn actions, strangers and bad dice.
+#[cfg(feature = "proptest")]
+pub fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let bad_dice = prop_oneof![
+        (7u8.., any::<u8>()).prop_map(|(a, b)| vec![a, b]),
+        Just(vec![0, 3]),
+        prop::collection::vec(1u8..=6, 0..=1),
+        prop::collection::vec(1u8..=6, 3..=4),
+    ];
+    prop_oneof![
+        30 => any::<[u8; 32]>().prop_map(Step::Throw),
+        30 => (1u8..=6, 1u8..=6).prop_map(|(a, b)| Step::Roll(a, b)),
+        15 => Just(Step::Bank),
+        4 => Just(Step::Timeout),
+        1 => any::<bool>().prop_map(|on_turn| Step::Forfeit { on_turn }),
+        3 => (0u8..3).prop_map(Step::OutOfTurn),
+        1 => Just(Step::Stranger),
+        3 => bad_dice.prop_map(Step::BadDice),
+    ]
 }
 
 impl Step {
