@@ -75,11 +75,12 @@ impl Host {
 pub struct Inbox(pub Arc<Mutex<Vec<(String, Notice)>>>);
 
 impl Notify for Inbox {
-    async fn notify(&self, player: &str, notice: &Notice) {
+    async fn notify(&self, player: &str, notice: &Notice) -> Result<(), CallError> {
         self.0
             .lock()
             .expect("lock")
             .push((player.to_owned(), notice.clone()));
+        Ok(())
     }
 }
 

@@ -53,8 +53,9 @@ use std::time::Duration;
 
 pub use dashdice_proto::queue::QueueKind;
 pub use dashdice_proto::queue::{
-    Connection, CreateInviteRequest, MatchingFor, Invite, JoinInviteRequest, JoinRequest, MatchFound, NewMatch,
-    Notice, Opponent, Origin, PlayerRequest, PlayerState, RematchRequest, RematchStatus, Status,
+    Connection, CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, MatchFound,
+    MatchingFor, NewMatch, Notice, Opponent, Origin, PlayerRequest, PlayerState, RematchRequest,
+    RematchStatus, Status,
 };
 pub use policy::{Policy, PrivatePolicy, Ticket, Window};
 pub use private::{CODE_ALPHABET, CODE_LEN, normalize_code};
@@ -102,7 +103,13 @@ pub trait Matches: Send + Sync {
 
 /// The players' notification channel.
 pub trait Notify: Send + Sync {
-    fn notify(&self, player: &str, notice: &Notice) -> impl Future<Output = ()> + Send;
+    /// Tells `player` (core NATS: at most once; a player who missed a
+    /// notice sees the same in their status).
+    fn notify(
+        &self,
+        player: &str,
+        notice: &Notice,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -666,7 +673,9 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                     .store
                     .swap(player, Some(matching), Some(playing), Some(PLAYING_TTL))
                     .await;
-                self.notify.notify(player, found).await;
+                if let Err(e) = self.notify.notify(player, found).await {
+                    tracing::warn!(%player, error = %e, "could not tell a player of their match");
+                }
             }
         });
         futures_util::future::join_all(tell).await;

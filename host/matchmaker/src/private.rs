@@ -17,8 +17,9 @@
 use std::time::Duration;
 
 use super::{
-    Claimed, CreateInviteRequest, Current, Invite, MatchingFor, JoinInviteRequest, Matches, Matchmaker,
-    MatchmakingError, NewMatch, Notify, Origin, PlayerState, QueueKind, Status, busy, check_player,
+    Claimed, CreateInviteRequest, Current, Invite, JoinInviteRequest, Matches, MatchingFor,
+    Matchmaker, MatchmakingError, NewMatch, Notify, Origin, PlayerState, QueueKind, Status, busy,
+    check_player,
 };
 use dashdice_store::StoreError;
 use dashdice_store::queues::{InviteClaim, StoredInvite};

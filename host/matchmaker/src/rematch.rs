@@ -19,8 +19,9 @@
 use std::time::Duration;
 
 use super::{
-    BOT_PREFIX, Claimed, Current, Matches, MatchingFor, Matchmaker, MatchmakingError, NewMatch, Notice, Notify,
-    Origin, PlayerState, QueueKind, RematchRequest, RematchStatus, busy, check_player, random_id,
+    BOT_PREFIX, Claimed, Current, Matches, MatchingFor, Matchmaker, MatchmakingError, NewMatch,
+    Notice, Notify, Origin, PlayerState, QueueKind, RematchRequest, RematchStatus, busy,
+    check_player, random_id,
 };
 use dashdice_store::queues::{RematchOffer, StoredRematch};
 
@@ -114,7 +115,9 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                         expires_ms,
                     };
                     for other in others {
-                        self.notify.notify(other, &offered).await;
+                        if let Err(e) = self.notify.notify(other, &offered).await {
+                            tracing::warn!(player = %other, error = %e, "could not offer a rematch");
+                        }
                     }
                 }
                 Ok(RematchStatus::Offered {

@@ -25,6 +25,7 @@ use dashdice_proto::record::MatchRecord;
 use dashdice_service::endpoints::{Endpoints, Service, serve};
 use dashdice_service::telemetry::names;
 use dashdice_store::queues::QueueKeys;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How often the pass widens windows and gives bots.
 pub const PASS_EVERY: Duration = Duration::from_millis(500);
@@ -104,17 +105,14 @@ pub struct NatsNotify {
 }
 
 impl Notify for NatsNotify {
-    async fn notify(&self, player: &str, notice: &Notice) {
-        let Ok(body) = serde_json::to_vec(notice) else {
-            return;
-        };
-        if let Err(e) = self
-            .client
-            .publish(bus::user_notify(player), body.into())
+    async fn notify(&self, player: &str, notice: &Notice) -> Result<(), CallError> {
+        let body = serde_json::to_vec(notice).map_err(|e| CallError::Codec(e.to_string()))?;
+        // The notice carries the trace of the request that caused it.
+        let headers = bus::trace_headers(&tracing::Span::current().context());
+        self.client
+            .publish_with_headers(bus::user_notify(player), headers, body.into())
             .await
-        {
-            tracing::warn!(%player, error = %e, "could not notify a player");
-        }
+            .map_err(|e| CallError::Transport(e.to_string()))
     }
 }
 
