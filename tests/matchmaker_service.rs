@@ -834,6 +834,35 @@ async fn the_bench_sends_tickets_and_measures() {
     );
 }
 
+/// With `--stub-host` the bench answers match creation itself (with an
+/// empty reply), to measure the matchmaker alone.
+#[tokio::test]
+async fn the_bench_measures_the_matchmaker_alone_with_a_stub_host() {
+    let sys = system(false).await;
+    let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
+    let options = dashdice_tools::bench::matchmaker::Options {
+        tickets: 200,
+        rate: 1_000.0,
+        mode: "classic".into(),
+        kind: dashdice_matchmaker::QueueKind::Quick,
+        drain: Duration::from_secs(3),
+        stub_host: true,
+        seed: 7,
+        poor_share: 0.05,
+    };
+    let report = dashdice_tools::bench::matchmaker::matchmaker(
+        sys.client.clone(),
+        store,
+        &options,
+        indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .expect("bench");
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert!(report.matched_tickets >= 100, "{report:?}");
+    assert!(report.immediate_us_p50 > 2, "real latencies: {report:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matchmaker_at_capacity_refuses_new_work_at_once_and_does_none_of_it() {
     let nats = NatsServer::start();

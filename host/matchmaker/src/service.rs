@@ -73,8 +73,8 @@ impl Matches for NatsMatches {
             ranked: new.ranked,
             bots: new.bots.clone(),
         };
-        match self.host.create(&request).await {
-            Ok(_) => Ok(match_id),
+        match self.host.start(&request).await {
+            Ok(()) => Ok(match_id),
             // An earlier try made it and its reply was lost.
             Err(CallError::Refused(e)) if e.code == ErrorCode::MatchExists => Ok(match_id),
             Err(e) => Err(e),

@@ -184,6 +184,19 @@ impl MatchHostClient {
         self.bus.call(subject, request, Retry::Never).await
     }
 
+    /// Starts a match when only whether it exists matters (the matchmaker):
+    /// the reply is not decoded beyond its envelope. Retried like
+    /// [`create`](Self::create).
+    pub async fn start(&self, request: &CreateMatch) -> Result<(), CallError> {
+        let retry = match request.match_id {
+            Some(_) => Retry::Idempotent,
+            None => Retry::Never,
+        };
+        let subject = bus::match_request(endpoint::CREATE);
+        let _: serde::de::IgnoredAny = self.bus.call(subject, request, retry).await?;
+        Ok(())
+    }
+
     /// The match's current public view.
     pub async fn get(&self, match_id: &str) -> Result<Snapshot, CallError> {
         let request = MatchIdRequest {

@@ -13,11 +13,16 @@ pub use match_host::{BenchError, Options, Report, match_host};
 #[derive(Clone, Debug)]
 pub struct Samples(hdrhistogram::Histogram<u64>);
 
+/// The largest value kept apart: an hour in µs (larger ones count as it).
+const HIGHEST: u64 = 3_600_000_000;
+
 impl Default for Samples {
     fn default() -> Self {
+        // Fixed bounds, not an auto-resizing histogram: a saturating record
+        // into one that has not grown yet clamps every value to its start.
         Samples(
-            hdrhistogram::Histogram::new(3)
-                .expect("three significant figures are within hdrhistogram's range"),
+            hdrhistogram::Histogram::new_with_bounds(1, HIGHEST, 3)
+                .expect("1 ..= an hour at three significant figures is a valid histogram"),
         )
     }
 }
@@ -56,5 +61,32 @@ impl FromIterator<u64> for Samples {
         let mut samples = Samples::default();
         values.into_iter().for_each(|v| samples.record(v));
         samples
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_those_of_the_values_recorded() {
+        let samples: Samples = (1..=10_000).collect();
+        assert_eq!(samples.len(), 10_000);
+        let near = |q: f64, want: u64| {
+            let got = samples.quantile(q);
+            assert!(
+                got.abs_diff(want) <= want / 500 + 1,
+                "q{q}: {got}, want {want}"
+            );
+        };
+        near(0.5, 5_000);
+        near(0.99, 9_900);
+        near(1.0, 10_000);
+        let mut merged = Samples::default();
+        merged.add(&samples);
+        merged.record(HIGHEST * 2);
+        assert_eq!(merged.len(), 10_001);
+        assert!(merged.quantile(1.0) >= HIGHEST);
+        assert_eq!(Samples::default().quantile(0.5), 0);
     }
 }
