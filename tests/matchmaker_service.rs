@@ -801,9 +801,12 @@ async fn a_rematch_after_the_window_is_refused_over_nats() {
     }
 }
 
-#[tokio::test]
-async fn the_bench_sends_tickets_and_measures() {
-    let sys = system(true).await;
+/// `dashdice bench matchmaker` with 200 tickets at 1,000/s against `sys`.
+async fn run_bench(
+    sys: &System,
+    stub_host: bool,
+    seed: u64,
+) -> dashdice_tools::bench::matchmaker::Report {
     let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
     let options = dashdice_tools::bench::matchmaker::Options {
         tickets: 200,
@@ -811,18 +814,24 @@ async fn the_bench_sends_tickets_and_measures() {
         mode: "classic".into(),
         kind: dashdice_matchmaker::QueueKind::Quick,
         drain: Duration::from_secs(3),
-        stub_host: false,
-        seed: 42,
+        stub_host,
+        seed,
         poor_share: 0.05,
     };
-    let report = dashdice_tools::bench::matchmaker::matchmaker(
+    dashdice_tools::bench::matchmaker::matchmaker(
         sys.client.clone(),
         store,
         &options,
         indicatif::ProgressBar::hidden(),
     )
     .await
-    .expect("bench");
+    .expect("bench")
+}
+
+#[tokio::test]
+async fn the_bench_sends_tickets_and_measures() {
+    let sys = system(true).await;
+    let report = run_bench(&sys, false, 42).await;
     assert_eq!(report.errors, 0, "{report:?}");
     assert_eq!(report.tickets, 200);
     assert!(report.matched_tickets >= 100, "{report:?}");
@@ -839,25 +848,7 @@ async fn the_bench_sends_tickets_and_measures() {
 #[tokio::test]
 async fn the_bench_measures_the_matchmaker_alone_with_a_stub_host() {
     let sys = system(false).await;
-    let store = MatchStore::connect(&sys.redis.url()).await.expect("redis");
-    let options = dashdice_tools::bench::matchmaker::Options {
-        tickets: 200,
-        rate: 1_000.0,
-        mode: "classic".into(),
-        kind: dashdice_matchmaker::QueueKind::Quick,
-        drain: Duration::from_secs(3),
-        stub_host: true,
-        seed: 7,
-        poor_share: 0.05,
-    };
-    let report = dashdice_tools::bench::matchmaker::matchmaker(
-        sys.client.clone(),
-        store,
-        &options,
-        indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .expect("bench");
+    let report = run_bench(&sys, true, 7).await;
     assert_eq!(report.errors, 0, "{report:?}");
     assert!(report.matched_tickets >= 100, "{report:?}");
     assert!(report.immediate_us_p50 > 2, "real latencies: {report:?}");
