@@ -72,12 +72,6 @@ pub struct Gateway {
     closing: watch::Sender<bool>,
 }
 
-/// Chooses the process's TLS crypto (aws-lc) once: async-nats brings ring
-/// and the JWKS client aws-lc, and rustls refuses to guess between two.
-pub fn install_crypto() {
-    dashdice_service::install_crypto();
-}
-
 impl Gateway {
     pub fn new(
         config: GatewayConfig,
@@ -85,7 +79,8 @@ impl Gateway {
         redis: Option<dashdice_store::RedisProbe>,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, auth::AuthSetupError> {
-        install_crypto();
+        // The JWKS client needs the process's TLS provider chosen.
+        dashdice_service::install_crypto();
         Ok(Gateway {
             backend: Backend::new(nats, config.limits.request_timeout),
             auth: Auth::new(&config.auth)?,

@@ -112,30 +112,26 @@ impl RecordStream {
     }
 
     /// Stores a record, deduplicated by match id (the `Nats-Msg-Id` header),
-    /// waiting for the stream's ack; three tries.
+    /// waiting for the stream's ack; three tries, 50 then 100 ms apart (a
+    /// repeat is harmless: the stream drops the duplicate).
     pub async fn store(&self, record: &crate::record::MatchRecord) -> Result<(), String> {
-        let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+        use backon::{ExponentialBuilder, Retryable};
+        let body = bytes::Bytes::from(serde_json::to_vec(record).map_err(|e| e.to_string())?);
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID_HEADER, record.match_id.as_str());
-        let mut last = String::new();
-        for _ in 0..3 {
-            let sent = self
+        let once = || async {
+            let subject = match_record(&record.match_id);
+            let ack = self
                 .0
-                .publish_with_headers(
-                    match_record(&record.match_id),
-                    headers.clone(),
-                    body.clone().into(),
-                )
-                .await;
-            match sent {
-                Ok(ack) => match ack.await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last = e.to_string(),
-                },
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(last)
+                .publish_with_headers(subject, headers.clone(), body.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map(|_| ()).map_err(|e| e.to_string())
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(50))
+            .with_max_times(2);
+        once.retry(backoff).await
     }
 }
 

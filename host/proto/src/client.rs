@@ -166,17 +166,6 @@ impl MatchHostClient {
         MatchHostClient { bus }
     }
 
-    /// Starts a match. With a caller-chosen `match_id` this is idempotent
-    /// (a repeat is refused with `match_exists`), and it is retried.
-    pub async fn create(&self, request: &CreateMatch) -> Result<ActionReply, CallError> {
-        let retry = match request.match_id {
-            Some(_) => Retry::Idempotent,
-            None => Retry::Never,
-        };
-        let subject = bus::match_request(endpoint::CREATE);
-        self.bus.call(subject, request, retry).await
-    }
-
     /// Applies a player's action (idempotent by its request id; not retried
     /// here, so the caller sees a timeout and decides).
     pub async fn act(&self, request: &ActRequest) -> Result<ActionReply, CallError> {
@@ -184,9 +173,10 @@ impl MatchHostClient {
         self.bus.call(subject, request, Retry::Never).await
     }
 
-    /// Starts a match when only whether it exists matters (the matchmaker):
-    /// the reply is not decoded beyond its envelope. Retried like
-    /// [`create`](Self::create).
+    /// Starts a match; only whether it exists matters to the caller (the
+    /// matchmaker), so the reply is not decoded beyond its envelope. With a
+    /// caller-chosen `match_id` this is idempotent (a repeat is refused with
+    /// `match_exists`), and it is retried.
     pub async fn start(&self, request: &CreateMatch) -> Result<(), CallError> {
         let retry = match request.match_id {
             Some(_) => Retry::Idempotent,

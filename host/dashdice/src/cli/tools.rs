@@ -86,7 +86,7 @@ pub fn verify(command: MatchCommand, out: &mut dyn Write) -> Result<(), CliError
     Ok(())
 }
 
-/// The bus and the match store a bench drives, as a client named `name`.
+/// The bus (as the client `dashdice-bench`) and the match store a bench drives.
 async fn bench_connections(
     c: &Connections,
 ) -> Result<(async_nats::Client, dashdice_store::MatchStore), CliError> {
