@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 include!("../plugins/build_components.rs");
 
-const COMPONENTS: [&str; 2] = ["hostile", "not-a-mode"];
+const COMPONENTS: [&str; 4] = ["hostile", "not-a-mode", "nondeterministic", "endless"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));
@@ -17,6 +17,7 @@ fn main() {
         "wit",
         "plugins/sdk",
         "plugins/test-components",
+        "plugins/template",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -26,8 +27,23 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("modes");
-    let packages = COMPONENTS.map(|c| format!("dashdice-test-{c}"));
+    let mut packages: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| format!("dashdice-test-{c}"))
+        .collect();
+    // The designers' template mode: a mode that is not built in, for the
+    // publish-and-play tests.
+    packages.push("dashdice-mode-template".to_owned());
     build_components(root, &target_dir, &packages);
+    let template = target_dir
+        .join(WASM_TARGET)
+        .join("mode")
+        .join("dashdice_mode_template.wasm");
+    assert!(template.exists(), "{} was not built", template.display());
+    println!(
+        "cargo:rustc-env=DASHDICE_TEST_TEMPLATE={}",
+        template.display()
+    );
     for c in COMPONENTS {
         let file = target_dir
             .join(WASM_TARGET)

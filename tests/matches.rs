@@ -270,6 +270,48 @@ async fn timers_time_out_and_three_in_a_row_forfeit() {
     assert!(snapshot.finished);
 }
 
+/// Two bots play each mode to the end on their timers, each move the mode's
+/// own choice (here the SDK's default): bank from a turn score of 20 where
+/// the mode banks, else roll. None of their timers is a timeout.
+#[tokio::test]
+async fn bots_play_every_mode_to_the_end_by_the_modes_choice() {
+    let redis = RedisServer::start();
+    let host = host(&redis).await;
+    for mode in ["classic", "zero-hour", "last-line", "true-grit"] {
+        let request = CreateMatch {
+            bots: vec!["alice".into(), "bob".into()],
+            ..create(mode)
+        };
+        let mut snapshot = host.create(&request).await.expect("create").snapshot;
+        let id = snapshot.match_id.clone();
+        let can_bank = mode != "true-grit";
+        let mut turns = 0;
+        while !snapshot.finished {
+            turns += 1;
+            assert!(turns < 5_000, "{mode}: the bots finish");
+            let turn_score = snapshot.view["turn_score"].as_i64().expect("turn score");
+            let deadline = snapshot.deadline_ms.expect("a bot's timer");
+            let reply = host
+                .fire_timeout(&id, deadline)
+                .await
+                .expect("the bot moves")
+                .expect("due")
+                .reply;
+            let rolled = matches!(reply.events[0].event, Event::Rolled { .. });
+            let wants_bank = can_bank && turn_score >= 20;
+            assert_eq!(!rolled, wants_bank, "{mode}: at turn score {turn_score}");
+            assert!(
+                !reply
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.event, Event::TimedOut { .. })),
+                "{mode}: a bot timed out"
+            );
+            snapshot = reply.snapshot;
+        }
+    }
+}
+
 #[tokio::test]
 async fn acting_resets_the_timeout_count() {
     let redis = RedisServer::start();

@@ -3,7 +3,7 @@
 
 use dashdice_mode_classic::Classic;
 use dashdice_mode_last_line::LastLine;
-use dashdice_mode_sdk::{Action, MatchConfig, ModeError, ModeInfo, Outcome, Rules, rules};
+use dashdice_mode_sdk::{Action, BotMove, MatchConfig, ModeError, ModeInfo, Outcome, Rules, rules};
 use dashdice_mode_true_grit::TrueGrit;
 use dashdice_mode_zero_hour::ZeroHour;
 use dashdice_runtime::builtin;
@@ -21,6 +21,7 @@ struct Native {
     throw: Throw,
     apply: fn(&[u8], &str, &Action) -> Result<Outcome, ModeError>,
     view: fn(&[u8]) -> Result<String, ModeError>,
+    bot: fn(&[u8]) -> Result<BotMove, ModeError>,
 }
 
 fn native_of<R: Rules>() -> Native {
@@ -30,6 +31,7 @@ fn native_of<R: Rules>() -> Native {
         throw: rules::throw_dice::<R>,
         apply: rules::apply::<R>,
         view: rules::view::<R>,
+        bot: rules::bot::<R>,
     }
 }
 
@@ -168,6 +170,10 @@ fn refusals_are_typed_and_change_nothing() {
         mode.view(&[0xff; 3]),
         Err(CallError::Rejected(ModeError::CorruptState(_)))
     ));
+    assert!(matches!(
+        mode.bot(&[0xff; 3]),
+        Err(CallError::Rejected(ModeError::CorruptState(_)))
+    ));
     // The state we kept is still good.
     mode.act(
         &state,
@@ -182,8 +188,8 @@ fn steps() -> impl Strategy<Value = Vec<(u8, [u8; 32])>> {
     proptest::collection::vec((0u8..24, any::<[u8; 32]>()), 1..120)
 }
 
-/// Plays the same steps on the component and natively; every outcome, view
-/// and refusal must be identical.
+/// Plays the same steps on the component and natively; every outcome, view,
+/// bot move and refusal must be identical.
 fn differential(id: &str, start_entropy: [u8; 32], steps: &[(u8, [u8; 32])]) {
     let mode = builtin(id);
     let native = native(id);
@@ -195,6 +201,11 @@ fn differential(id: &str, start_entropy: [u8; 32], steps: &[(u8, [u8; 32])]) {
     let mut state = started.outcome.state;
     let mut turn = started.outcome.turn;
     for (kind, entropy) in steps {
+        match (mode.bot(&state), (native.bot)(&state)) {
+            (Ok(wasm), Ok(native)) => assert_eq!(wasm, native, "{id}: bot"),
+            (Err(CallError::Rejected(e)), Err(n)) => assert_eq!(e, n, "{id}: bot"),
+            (w, n) => panic!("{id}: bot: wasm {w:?} but native {n:?}"),
+        }
         let on_turn = turn.clone().unwrap_or_else(|| "alice".into());
         let other = if on_turn == "alice" { "bob" } else { "alice" };
         let (actor, step) = match kind {
@@ -287,6 +298,10 @@ fn a_warm_session_gives_the_same_results_as_fresh_instances() {
     let mut turn = started.outcome.turn;
     for i in 0..40u8 {
         let Some(actor) = turn.clone() else { break };
+        assert_eq!(
+            session.bot(&warm_state).expect("warm bot"),
+            mode.bot(&fresh_state).expect("fresh bot")
+        );
         let step = if i % 5 == 4 {
             Step::Apply(Action::Bank)
         } else {

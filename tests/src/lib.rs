@@ -10,6 +10,10 @@ use dashdice_runtime::{Limits, Mode, Runtime};
 pub const HOSTILE: &[u8] = include_bytes!(env!("DASHDICE_TEST_HOSTILE"));
 /// A valid component that implements another world.
 pub const NOT_A_MODE: &[u8] = include_bytes!(env!("DASHDICE_TEST_NOT_A_MODE"));
+/// A mode with hidden global state (plugins/test-components/nondeterministic).
+pub const NONDETERMINISTIC: &[u8] = include_bytes!(env!("DASHDICE_TEST_NONDETERMINISTIC"));
+/// A mode whose games never end (plugins/test-components/endless).
+pub const ENDLESS: &[u8] = include_bytes!(env!("DASHDICE_TEST_ENDLESS"));
 
 /// One runtime per test process, so each component compiles once.
 pub fn runtime() -> &'static Runtime {

@@ -93,7 +93,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // The request was understood but the state does not allow it now.
         NotYourTurn | GameOver | NothingToBank | Rejected | MatchExists | AlreadyQueued
         | InMatch | Matching | Hosting | CodeUsed | OwnCode | RematchExpired | OpponentBusy
-        | Conflict | TooManySubscriptions => StatusCode::CONFLICT,
+        | Conflict | TooManySubscriptions | ModeWithdrawn => StatusCode::CONFLICT,
     }
 }
 

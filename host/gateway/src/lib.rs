@@ -68,6 +68,9 @@ pub struct Gateway {
     pub config: GatewayConfig,
     redis: Option<dashdice_store::RedisProbe>,
     metrics: Option<PrometheusHandle>,
+    /// The playable modes: built-in ones, and published ones as the
+    /// catalog changes (`GET /modes`, the `modes` message).
+    pub modes: dashdice_catalog::ModeBook,
     /// Set to `true` when the gateway stops: WebSocket sessions close (1001).
     closing: watch::Sender<bool>,
 }
@@ -88,8 +91,15 @@ impl Gateway {
             config,
             redis,
             metrics,
+            modes: dashdice_catalog::ModeBook::new([]),
             closing: watch::channel(false).0,
         })
+    }
+
+    /// Lists the modes `book` makes playable (by default: none known).
+    pub fn with_modes(mut self, book: dashdice_catalog::ModeBook) -> Self {
+        self.modes = book;
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -131,6 +141,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/metrics", get(rest::metrics))
         .route("/auth/guest", post(rest::guest))
         .route("/me", get(rest::me))
+        .route("/modes", get(rest::modes))
         .route("/queue/join", post(rest::join))
         .route("/queue/leave", delete(rest::leave))
         .route("/queue/status", get(rest::status))

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use dashdice_proto::bus::ErrorBody;
+use dashdice_proto::catalog::ModeListing;
 use dashdice_proto::matches::{ActionReply, PlayerAction, SequencedEvent, Snapshot};
 use dashdice_proto::queue::{
     Connection, Invite, JoinRequest, Notice, Opponent, QueueKind, RematchStatus, Status,
@@ -115,6 +116,14 @@ pub fn fresh_request_id() -> Result<String, ApiError> {
     Ok(format!("gw-{id}"))
 }
 
+/// `GET /api/v1/modes`: `{"modes": [{"id", "name", "version", "description",
+/// "min_players", "max_players", "turn_time_limit_ms", "actions": [{"name",
+/// "description", "needs_dice"}], "hash", "builtin"}]}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModesReply {
+    pub modes: Vec<ModeListing>,
+}
+
 /// A WebSocket message from the client (without `v` and `id`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -152,6 +161,8 @@ pub enum ClientMessage {
     Unsubscribe {
         match_id: String,
     },
+    /// The playable modes (as `GET /api/v1/modes`).
+    Modes,
     Ping,
 }
 
@@ -255,6 +266,11 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         server_ms: u64,
+    },
+    Modes {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        modes: Vec<ModeListing>,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -23,7 +23,7 @@ use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
 use super::protocol::{
-    ActFields, CodeFields, InviteFields, JoinFields, fresh_request_id, player_action,
+    ActFields, CodeFields, InviteFields, JoinFields, ModesReply, fresh_request_id, player_action,
 };
 use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
 use dashdice_proto::queue::{
@@ -111,6 +111,14 @@ pub async fn not_found() -> ApiError {
 
 pub async fn guest(State(gateway): Gw) -> Result<Json<GuestToken>, ApiError> {
     gateway.auth.guest().map(Json)
+}
+
+/// `GET /modes`: the modes players can queue for now, with their actions.
+/// Public: the lobby shows them before sign-in.
+pub async fn modes(State(gateway): Gw) -> Json<ModesReply> {
+    Json(ModesReply {
+        modes: gateway.modes.playable(),
+    })
 }
 
 pub async fn me(User(user): User) -> Json<serde_json::Value> {

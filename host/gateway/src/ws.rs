@@ -531,6 +531,12 @@ impl Session {
                 }
                 self.out.send(&ServerMessage::Unsubscribed { id, match_id });
             }
+            ClientMessage::Modes => {
+                self.out.send(&ServerMessage::Modes {
+                    id,
+                    modes: self.gateway.modes.playable(),
+                });
+            }
             ClientMessage::Ping => {
                 self.out.send(&ServerMessage::Pong {
                     id,
@@ -604,6 +610,7 @@ fn message_kind(message: &ClientMessage) -> &'static str {
         ClientMessage::Rematch { .. } => "rematch",
         ClientMessage::Subscribe { .. } => "subscribe",
         ClientMessage::Unsubscribe { .. } => "unsubscribe",
+        ClientMessage::Modes => "modes",
         ClientMessage::Ping => "ping",
     }
 }

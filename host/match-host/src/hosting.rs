@@ -19,7 +19,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use dashdice_mode_sdk::{Action, MatchConfig, ModeError};
+use dashdice_mode_sdk::{Action, BotMove, MatchConfig, ModeError};
 use serde_json::Value;
 
 use dashdice_proto::ErrorCode;
@@ -27,6 +27,8 @@ use dashdice_proto::clock::now_ms;
 use dashdice_proto::ids::{NoRandomness, new_match_id};
 use dashdice_runtime::fair_dice::{MatchRecord, Purpose, Seed, SeedError};
 use dashdice_runtime::registry::ModeRegistry;
+
+use crate::versions::{ModeSource, Versions};
 use dashdice_runtime::{Acted, CallError, Mode, Step};
 use dashdice_store::{
     Commit, Committed, Fingerprint, MatchStore, NewMatch, StoreError, StoredMatch,
@@ -51,6 +53,12 @@ const MAX_ATTEMPTS: usize = 16;
 pub enum MatchError {
     #[error("unknown mode {0:?}")]
     UnknownMode(String),
+    #[error("{0}")]
+    Withdrawn(String),
+    #[error("the mode's component was refused: {0}")]
+    Refused(String),
+    #[error("the mode catalog is unreachable: {0}")]
+    Unreachable(String),
     #[error("no match {0:?}")]
     UnknownMatch(String),
     #[error("a match with id {0:?} exists already")]
@@ -82,6 +90,9 @@ impl MatchError {
     pub fn code(&self) -> ErrorCode {
         match self {
             MatchError::UnknownMode(_) => ErrorCode::UnknownMode,
+            MatchError::Withdrawn(_) => ErrorCode::ModeWithdrawn,
+            MatchError::Refused(_) => ErrorCode::ModeFault,
+            MatchError::Unreachable(_) => ErrorCode::Unavailable,
             MatchError::UnknownMatch(_) => ErrorCode::UnknownMatch,
             MatchError::MatchExists(_) => ErrorCode::MatchExists,
             MatchError::NotAPlayer { .. } => ErrorCode::NotAPlayer,
@@ -114,7 +125,7 @@ impl From<CallError> for MatchError {
 /// The match host's logic, shared by every worker; it keeps no match in memory.
 #[derive(Clone)]
 pub struct MatchHost {
-    registry: Arc<ModeRegistry>,
+    versions: Versions,
     store: MatchStore,
     /// How long a finished match stays readable.
     pub finished_ttl_secs: u64,
@@ -149,14 +160,26 @@ impl Live {
 type Decision = (u8, Option<Action>);
 
 impl MatchHost {
+    /// A host of the modes in `registry` only.
     pub fn new(registry: Arc<ModeRegistry>, store: MatchStore) -> Self {
         MatchHost {
-            registry,
+            versions: Versions::new(registry, None),
             store,
             finished_ttl_secs: 3600,
             turn_time_ms: None,
             bot_delay_ms: (600, 1_400),
         }
+    }
+
+    /// Also hosts the modes `source` publishes: new matches get the version
+    /// it names, and pinned versions are fetched from it when missing.
+    pub fn with_source(mut self, source: Arc<dyn ModeSource>) -> Self {
+        self.versions = Versions::new(self.versions.registry_arc(), Some(source));
+        self
+    }
+
+    pub fn versions(&self) -> &Versions {
+        &self.versions
     }
 
     fn turn_time(&self, mode: &Mode) -> u64 {
@@ -185,19 +208,14 @@ impl MatchHost {
         &self.store
     }
 
-    fn mode_of(&self, meta: &Meta) -> Result<Arc<Mode>, MatchError> {
-        self.registry
-            .version(&meta.mode, meta.mode_hash())
-            .ok_or_else(|| MatchError::UnknownMode(format!("{}@{}", meta.mode, meta.mode_hash())))
+    /// The exact version the match was started on.
+    async fn mode_of(&self, meta: &Meta) -> Result<Arc<Mode>, MatchError> {
+        self.versions.pinned(&meta.mode, meta.mode_hash()).await
     }
 
     /// Starts a match on the mode's current version; returns its snapshot and
     /// first events.
     pub async fn create(&self, request: &CreateMatch) -> Result<ActionReply, MatchError> {
-        let mode = self
-            .registry
-            .current(&request.mode)
-            .ok_or_else(|| MatchError::UnknownMode(request.mode.clone()))?;
         check_players(&request.players)?;
         let match_id = match &request.match_id {
             Some(id) if is_match_id(id) => id.clone(),
@@ -208,6 +226,10 @@ impl MatchHost {
             }
             None => new_match_id()?,
         };
+        // The match id is random: its first byte spreads new matches over a
+        // canary and the current version.
+        let roll = u8::from_str_radix(match_id.get(..2).unwrap_or("0"), 16).unwrap_or(0) % 100;
+        let mode = self.versions.for_new_match(&request.mode, roll).await?;
         let mut bots = Vec::new();
         for bot in &request.bots {
             let seat = request
@@ -243,7 +265,10 @@ impl MatchHost {
             ranked: request.ranked,
             bots,
         };
-        let started = mode.start(&config(&meta), &seed.entropy(&match_id, Purpose::Start))?;
+        let started = self.versions.observe(
+            &mode,
+            mode.start(&config(&meta), &seed.entropy(&match_id, Purpose::Start)),
+        )?;
         let state = started.outcome.state.clone();
         let first = started.outcome.turn.clone();
         let (mut progress, events) = crate::stored::begin(&meta, started.outcome, 0);
@@ -270,7 +295,7 @@ impl MatchHost {
     /// The match's public state.
     pub async fn get(&self, match_id: &str) -> Result<Snapshot, MatchError> {
         let (live, log) = self.history(match_id).await?;
-        let mode = self.mode_of(&live.meta)?;
+        let mode = self.mode_of(&live.meta).await?;
         let view = mode.view(&live.state)?;
         let log = live.progress.finished().then_some(&log[..]);
         snapshot(&live.id, &live.meta, &live.progress, &view, log)
@@ -287,7 +312,7 @@ impl MatchHost {
         if live.progress.seq <= after {
             return Ok(Vec::new());
         }
-        let mode = self.mode_of(&live.meta)?;
+        let mode = self.mode_of(&live.meta).await?;
         blocking(move || {
             let mut missed = Vec::new();
             replay(&mode, &live, &log, |step| {
@@ -313,7 +338,7 @@ impl MatchHost {
         };
         let fingerprint = crate::stored::player_request(&request.player, &request.request_id);
         let applied = self
-            .apply_with_retry(id, Some(fingerprint), |live| {
+            .apply_with_retry(id, Some(fingerprint), |live, _| {
                 let (meta, progress) = (&live.meta, &live.progress);
                 let seat = meta.seat_of(&request.player).filter(|s| !meta.is_bot(*s));
                 let Some(seat) = seat else {
@@ -342,7 +367,7 @@ impl MatchHost {
         deadline_ms: u64,
     ) -> Result<Option<Applied>, MatchError> {
         let fired = self
-            .apply_with_retry(match_id, None, |live| {
+            .apply_with_retry(match_id, None, |live, mode| {
                 let progress = &live.progress;
                 let Some(seat) = progress.turn else {
                     return Ok(None);
@@ -351,8 +376,7 @@ impl MatchHost {
                     return Ok(None);
                 }
                 if live.meta.is_bot(seat) {
-                    let mode = self.mode_of(&live.meta)?;
-                    return Ok(Some((seat, bot_action(&mode, &live.state)?)));
+                    return Ok(Some((seat, bot_action(mode, &live.state)?)));
                 }
                 let strikes = progress
                     .timeouts
@@ -400,7 +424,7 @@ impl MatchHost {
         &self,
         match_id: &str,
         request: Option<Fingerprint>,
-        decide: impl Fn(&Live) -> Result<Option<Decision>, MatchError>,
+        decide: impl Fn(&Live, &Mode) -> Result<Option<Decision>, MatchError>,
     ) -> Result<Option<Applied>, MatchError> {
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self
@@ -412,12 +436,12 @@ impl MatchHost {
                 return self.earlier_reply(match_id, index).await.map(Some);
             }
             let live = Live::decode(loaded.stored)?;
-            let Some((seat, action)) = decide(&live)? else {
+            let mode = self.mode_of(&live.meta).await?;
+            let Some((seat, action)) = decide(&live, &mode)? else {
                 return Ok(None);
             };
             let is_timer = request.is_none();
             let request = request.unwrap_or(crate::stored::timer_request(live.progress.actions));
-            let mode = self.mode_of(&live.meta)?;
             let step = match &action {
                 None => Step::Roll {
                     entropy: live
@@ -427,7 +451,9 @@ impl MatchHost {
                 },
                 Some(a) => Step::Apply(a.clone()),
             };
-            let acted = mode.act(&live.state, live.meta.player(seat), &step)?;
+            let acted = self
+                .versions
+                .observe(&mode, mode.act(&live.state, live.meta.player(seat), &step))?;
             let applied = match (&action, &acted.dice) {
                 (Some(a), _) => a.clone(),
                 (None, dice) => Action::Roll {
@@ -497,7 +523,7 @@ impl MatchHost {
     /// replaying the match up to it.
     async fn earlier_reply(&self, match_id: &str, index: u64) -> Result<Applied, MatchError> {
         let (live, log) = self.history(match_id).await?;
-        let mode = self.mode_of(&live.meta)?;
+        let mode = self.mode_of(&live.meta).await?;
         let reply = blocking(move || {
             let mut reply = None;
             replay(&mode, &live, &log, |step| {
@@ -593,15 +619,15 @@ struct Replayed<'a> {
     view: &'a str,
 }
 
-/// What a bot does on its turn: bank at 20 or more when the mode allows
-/// banking, else roll (`None`).
-pub const BOT_BANKS_AT: i64 = 20;
-
+/// What a bot does on its turn, as its mode decides (the `bot` export): the
+/// host knows no mode's rules, so it neither reads the view nor picks a
+/// strategy. A roll is `None`, so the host throws the dice as for anyone.
 fn bot_action(mode: &Mode, state: &[u8]) -> Result<Option<Action>, MatchError> {
-    let view: Value = serde_json::from_str(&mode.view(state)?)?;
-    let can_bank = mode.info().actions.iter().any(|a| a.name == "bank");
-    let turn_score = view["turn_score"].as_i64().unwrap_or(0);
-    Ok((can_bank && turn_score >= BOT_BANKS_AT).then_some(Action::Bank))
+    Ok(match mode.bot(state)? {
+        BotMove::Roll => None,
+        BotMove::Bank => Some(Action::Bank),
+        BotMove::Custom { name, payload } => Some(Action::Custom { name, payload }),
+    })
 }
 
 fn is_match_id(id: &str) -> bool {

@@ -8,7 +8,9 @@
 //! `dashdice-store`'s typed calls. Only [`service`] touches NATS.
 
 mod hosting;
+pub mod published;
 pub mod service;
 mod stored;
+pub mod versions;
 
 pub use hosting::*;

@@ -181,7 +181,7 @@ pub struct Matchmaker<M, N> {
     pub private: PrivatePolicy,
     /// Where "now" comes from: the system clock, or a test's.
     pub clock: SharedClock,
-    modes: BTreeSet<String>,
+    modes: ModeSet,
     regions: BTreeSet<String>,
     matches: M,
     notify: N,
@@ -193,6 +193,15 @@ fn random_id(prefix: &str) -> String {
     let hex =
         dashdice_proto::ids::random_hex::<12>().unwrap_or_else(|_| format!("{:024x}", now_ms()));
     format!("{prefix}{hex}")
+}
+
+/// The modes a matchmaker takes queues for.
+enum ModeSet {
+    /// A list fixed at start (tests, a matchmaker without a catalog).
+    Fixed(BTreeSet<String>),
+    /// Whatever the catalog makes playable now: built-in modes and
+    /// published ones, minus retired and quarantined.
+    Book(dashdice_catalog::ModeBook),
 }
 
 /// Why a busy player cannot start something new.
@@ -245,7 +254,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             policy,
             private: PrivatePolicy::default(),
             clock: clock::system(),
-            modes: modes.into_iter().collect(),
+            modes: ModeSet::Fixed(modes.into_iter().collect()),
             regions: regions.into_iter().collect(),
             matches,
             notify,
@@ -256,13 +265,31 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         &self.ratings
     }
 
-    pub fn modes(&self) -> impl Iterator<Item = &String> {
-        self.modes.iter()
+    /// Takes queues for the modes `book` makes playable, as they change,
+    /// instead of a fixed list.
+    pub fn with_book(mut self, book: dashdice_catalog::ModeBook) -> Self {
+        self.modes = ModeSet::Book(book);
+        self
+    }
+
+    /// The modes queues are taken for now.
+    pub fn modes(&self) -> Vec<String> {
+        match &self.modes {
+            ModeSet::Fixed(modes) => modes.iter().cloned().collect(),
+            ModeSet::Book(book) => book.playable_ids(),
+        }
+    }
+
+    pub(crate) fn is_playable(&self, mode: &str) -> bool {
+        match &self.modes {
+            ModeSet::Fixed(modes) => modes.contains(mode),
+            ModeSet::Book(book) => book.is_playable(mode),
+        }
     }
 
     fn check(&self, request: &JoinRequest) -> Result<(), MatchmakingError> {
         check_player(&request.player)?;
-        if !self.modes.contains(&request.mode) {
+        if !self.is_playable(&request.mode) {
             return Err(MatchmakingError::UnknownMode(request.mode.clone()));
         }
         let unknown = |r: &str| {
@@ -814,9 +841,9 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     /// enough. Returns the matches made.
     pub async fn pass(&self) -> Result<usize, MatchmakingError> {
         let mut made = 0;
-        for mode in &self.modes {
+        for mode in self.modes() {
             for kind in [QueueKind::Quick, QueueKind::Ranked] {
-                made += self.pass_queue(mode, kind).await?;
+                made += self.pass_queue(&mode, kind).await?;
             }
         }
         Ok(made)

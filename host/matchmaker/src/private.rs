@@ -78,7 +78,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     ) -> Result<Invite, MatchmakingError> {
         let player = &request.player;
         check_player(player)?;
-        if !self.modes.contains(&request.mode) {
+        if !self.is_playable(&request.mode) {
             return Err(MatchmakingError::UnknownMode(request.mode.clone()));
         }
         let ttl = Duration::from_millis(self.private.code_ttl_ms.max(1));

@@ -234,7 +234,7 @@ async fn passes(mm: Arc<NatsMatchmaker>) {
         }
         for mode in mm.modes() {
             for kind in [QueueKind::Quick, QueueKind::Ranked] {
-                if let Ok(size) = mm.queue_size(&QueueKeys::new(mode, kind.as_str())).await {
+                if let Ok(size) = mm.queue_size(&QueueKeys::new(&mode, kind.as_str())).await {
                     metrics::gauge!(names::QUEUE_TICKETS, "mode" => mode.clone(), "kind" => kind.as_str())
                         .set(size as f64);
                 }

@@ -21,6 +21,9 @@
 //! | `dd.queue.private.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinInviteRequest`](crate::queue::JoinInviteRequest) `{"player","code"}` → `Status` (`playing`) |
 //! | `dd.queue.rematch` | request/reply, queue group `matchmaker` | matchmakers | [`RematchRequest`](crate::queue::RematchRequest) `{"player","match_id"}` → [`RematchStatus`](crate::queue::RematchStatus) (`offered` or `started`) |
 //! | `dd.user.<player>.notify` | pub/sub | gateways | [`Notice`](crate::queue::Notice): match found, rematch offered |
+//! | `$O.dashdice_mode_objects.>` | JetStream object store [`MODE_OBJECTS_BUCKET`] | designers write; match hosts read | component bytes, named by SHA-256, with the publisher's signature |
+//! | `$KV.dashdice_modes.<id>` | JetStream KV [`MODE_INDEX_BUCKET`] | designers write; every role watches | [`ModePointer`](crate::catalog::ModePointer) |
+//! | `$KV.dashdice_mode_health.<hash>` | JetStream KV [`MODE_HEALTH_BUCKET`] | match hosts write; every role watches | [`Quarantine`](crate::catalog::Quarantine) |
 //!
 //! Every reply is an envelope: `{"ok": <payload>}` or
 //! `{"error": {"code": "not_your_turn", "message": "..."}}`.
@@ -182,6 +185,17 @@ pub fn user_notify(player: &str) -> String {
 /// The durable JetStream consumer through which matchmakers read finished
 /// matches' records (to free players and update ratings), each record once.
 pub const MATCHMAKER_RECORDS_CONSUMER: &str = "matchmaker";
+
+/// The object store of mode components, each named by its SHA-256.
+pub const MODE_OBJECTS_BUCKET: &str = "dashdice_mode_objects";
+/// The KV of mode pointers, one key per mode id.
+pub const MODE_INDEX_BUCKET: &str = "dashdice_modes";
+/// The KV of quarantined mode versions, one key per version hash.
+pub const MODE_HEALTH_BUCKET: &str = "dashdice_mode_health";
+/// Metadata keys on a component object: who signed it, and the signature.
+pub const OBJECT_PUBLIC_KEY: &str = "dashdice-public-key";
+pub const OBJECT_SIGNATURE: &str = "dashdice-signature";
+pub const OBJECT_MODE: &str = "dashdice-mode";
 
 /// Announced on [`MATCH_ENDED`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

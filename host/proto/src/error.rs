@@ -37,6 +37,8 @@ pub enum ErrorCode {
     /// Nothing there (gateway).
     NotFound,
     UnknownMode,
+    /// The mode takes no new matches (retired, or quarantined for faulting).
+    ModeWithdrawn,
     UnknownMatch,
     UnknownRegion,
     UnknownCode,
@@ -93,6 +95,7 @@ impl ErrorCode {
             TooManySubscriptions => "too_many_subscriptions",
             NotFound => "not_found",
             UnknownMode => "unknown_mode",
+            ModeWithdrawn => "mode_withdrawn",
             UnknownMatch => "unknown_match",
             UnknownRegion => "unknown_region",
             UnknownCode => "unknown_code",

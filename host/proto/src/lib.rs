@@ -6,6 +6,8 @@
 //! - [`queue`]: the matchmaker's requests, replies, notices and stored player
 //!   states (JSON).
 //! - [`record`]: a finished match's record (JetStream, `match verify`).
+//! - [`catalog`]: the published modes as stored on NATS (pointers,
+//!   versions, quarantines) and the signing message.
 //! - [`client`]: typed clients of the match host and the matchmaker (trace
 //!   headers, timeouts, retries with backoff); [`ErrorCode`]: every stable
 //!   error code.
@@ -18,6 +20,7 @@
 //! depend on it without pulling any of those in.
 
 pub mod bus;
+pub mod catalog;
 pub mod client;
 pub mod clock;
 mod error;

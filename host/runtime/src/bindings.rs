@@ -72,6 +72,17 @@ pub fn error(e: wit::ActionError) -> sdk::ModeError {
     }
 }
 
+pub fn bot_move(m: wit::BotMove) -> sdk::BotMove {
+    match m {
+        wit::BotMove::Roll => sdk::BotMove::Roll,
+        wit::BotMove::Bank => sdk::BotMove::Bank,
+        wit::BotMove::Custom(c) => sdk::BotMove::Custom {
+            name: c.name,
+            payload: c.payload,
+        },
+    }
+}
+
 pub fn outcome(o: wit::Outcome) -> sdk::Outcome {
     sdk::Outcome {
         state: o.state,

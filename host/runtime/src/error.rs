@@ -10,7 +10,7 @@ use super::limits::Limit;
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    #[error("the component does not implement the dashdice:mode/game@0.1.0 world: {0}")]
+    #[error("the component does not implement the dashdice:mode/game@0.2.0 world: {0}")]
     NotAMode(String),
     #[error("the mode failed to describe itself: {0}")]
     Info(#[source] CallError),

@@ -28,7 +28,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 pub use dashdice_proto::{BadHash, ModeHash};
 pub use error::{CallError, LoadError};
-pub use limits::{Limit, Limits};
+pub use limits::{Limit, Limits, Usage};
 pub use mode::{Acted, Mode, Session, Step};
 
 use bindings::ModePre;

@@ -118,17 +118,37 @@ impl fmt::Display for Limit {
     }
 }
 
+/// What a mode used in one call, measured against [`Limits`]: how close it runs
+/// to them, which `dashdice mode check` reports before a mode is published
+/// (a limit is only ever met as a failure otherwise).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Fuel burnt by the call (for an action: throw, apply and view together).
+    pub fuel: u64,
+    /// The largest linear memory the instance has had, in bytes. A warm
+    /// instance's memory never shrinks, so on a [`crate::Session`] this covers
+    /// every call so far.
+    pub memory_bytes: usize,
+}
+
 /// Enforces [`Limits`] on one store and remembers the first limit hit, so a
 /// trap that follows (an allocation failure aborts a Rust guest) is reported as
 /// the limit rather than as a bare trap.
 pub struct StoreLimiter {
     limits: Limits,
     pub hit: Option<Limit>,
+    /// The largest linear memory allowed so far (initial size included: the
+    /// limiter is asked for it too), for [`Usage::memory_bytes`].
+    pub peak_memory: usize,
 }
 
 impl StoreLimiter {
     pub fn new(limits: Limits) -> Self {
-        StoreLimiter { limits, hit: None }
+        StoreLimiter {
+            limits,
+            hit: None,
+            peak_memory: 0,
+        }
     }
 
     fn refuse(&mut self, limit: Limit) -> wasmtime::Result<bool> {
@@ -149,6 +169,7 @@ impl ResourceLimiter for StoreLimiter {
                 max_bytes: self.limits.memory_bytes,
             });
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 

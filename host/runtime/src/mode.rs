@@ -1,6 +1,7 @@
 //! A loaded mode, and the instances that run its calls.
 //!
-//! The service path uses [`Mode::start`], [`Mode::act`] and [`Mode::view`]:
+//! The service path uses [`Mode::start`], [`Mode::act`], [`Mode::view`] and
+//! [`Mode::bot`]:
 //! each instantiates the component fresh from the pool, makes its calls and drops
 //! the instance, so nothing a mode keeps in memory survives into another call,
 //! let alone another match. [`Session`] keeps one warm instance for one match,
@@ -9,13 +10,13 @@
 
 use std::sync::Arc;
 
-use dashdice_mode_sdk::{Action, MatchConfig, ModeInfo, Outcome};
+use dashdice_mode_sdk::{Action, BotMove, MatchConfig, ModeInfo, Outcome};
 use serde::de::IgnoredAny;
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{self, ModePre};
 use super::error::CallError;
-use super::limits::{Limit, Limits};
+use super::limits::{Limit, Limits, Usage};
 use super::sandbox::Sandbox;
 use dashdice_proto::ModeHash;
 
@@ -64,17 +65,19 @@ impl Mode {
     /// Starts a match on a fresh instance; returns the outcome and the view.
     pub fn start(&self, config: &MatchConfig, entropy: &[u8]) -> Result<Acted, CallError> {
         let _span = self.span("start").entered();
-        let mut instance = self.session()?;
-        let outcome = instance
-            .start(config, entropy)
-            .inspect_err(|e| self.report(e))?;
-        let view = instance
-            .view(&outcome.state)
-            .inspect_err(|e| self.report(e))?;
-        Ok(Acted {
-            dice: None,
-            outcome,
-            view,
+        off_async(|| {
+            let mut instance = self.session()?;
+            let outcome = instance
+                .start(config, entropy)
+                .inspect_err(|e| self.report(e))?;
+            let view = instance
+                .view(&outcome.state)
+                .inspect_err(|e| self.report(e))?;
+            Ok(Acted {
+                dice: None,
+                outcome,
+                view,
+            })
         })
     }
 
@@ -82,15 +85,24 @@ impl Mode {
     /// applies the action and renders the new view, all under one fuel budget.
     pub fn act(&self, state: &[u8], actor: &str, step: &Step) -> Result<Acted, CallError> {
         let _span = self.span("act").entered();
-        self.session()?
-            .act(state, actor, step)
-            .inspect_err(|e| self.report(e))
+        off_async(|| {
+            self.session()?
+                .act(state, actor, step)
+                .inspect_err(|e| self.report(e))
+        })
     }
 
     /// Renders the public view on a fresh instance.
     pub fn view(&self, state: &[u8]) -> Result<String, CallError> {
         let _span = self.span("view").entered();
-        self.session()?.view(state).inspect_err(|e| self.report(e))
+        off_async(|| self.session()?.view(state).inspect_err(|e| self.report(e)))
+    }
+
+    /// Asks the mode, on a fresh instance, what a bot on turn does: the host
+    /// plays bots by the mode's own rules, never by reading its view.
+    pub fn bot(&self, state: &[u8]) -> Result<BotMove, CallError> {
+        let _span = self.span("bot").entered();
+        off_async(|| self.session()?.bot(state).inspect_err(|e| self.report(e)))
     }
 
     fn span(&self, call: &'static str) -> tracing::Span {
@@ -127,6 +139,27 @@ impl Mode {
     }
 }
 
+/// Runs a guest call so that it never blocks a Tokio worker: on a
+/// multi-thread runtime's worker it runs in `block_in_place` (other tasks
+/// move to another thread while the mode burns up to its fuel budget); on a
+/// current-thread runtime it runs on a scoped thread of its own.
+///
+/// Also needed for correctness, not only latency: WASI's synchronous stdio
+/// (a mode's panic message going to stderr) blocks on the ambient Tokio
+/// runtime, which panics when called from a thread that is driving it, and
+/// the host's request then never got an answer.
+fn off_async<T: Send>(call: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(call).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => call(),
+    }
+}
+
 /// A live instance of a mode. Every call gets a full fuel budget. After a trap
 /// the instance is poisoned and refuses further calls.
 pub struct Session {
@@ -151,6 +184,18 @@ impl Session {
             limits: mode.limits.clone(),
             poisoned: false,
         })
+    }
+
+    /// What the last call (`start`, `act`, `view`, ...) used: each refuels to
+    /// the full budget first, so the fuel burnt since is that call's.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            fuel: self
+                .limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0)),
+            memory_bytes: self.store.data().limiter.peak_memory,
+        }
     }
 
     /// Runs one export, turning traps into typed errors.
@@ -203,6 +248,15 @@ impl Session {
     pub fn view(&mut self, state: &[u8]) -> Result<String, CallError> {
         refuel(&mut self.store, self.limits.fuel);
         self.render(state)
+    }
+
+    /// The mode's move for a bot on turn (see [`Mode::bot`]).
+    pub fn bot(&mut self, state: &[u8]) -> Result<BotMove, CallError> {
+        refuel(&mut self.store, self.limits.fuel);
+        let bot_move = self
+            .call(|game, store| game.call_bot(store, &state.to_vec()))?
+            .map_err(bindings::error)?;
+        Ok(bindings::bot_move(bot_move))
     }
 
     /// One action: throw (if needed), apply, view. The fuel budget covers all

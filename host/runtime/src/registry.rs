@@ -74,6 +74,29 @@ impl ModeRegistry {
         Ok(mode)
     }
 
+    /// Loads a component and keeps it beside the mode's other versions,
+    /// without making it current (unless its mode had none): how a host
+    /// takes a published or pinned version. Loading bytes already loaded is
+    /// a no-op.
+    pub fn add(&self, bytes: &[u8]) -> Result<Arc<Mode>, LoadError> {
+        let hash = ModeHash::of(bytes);
+        if let Some(mode) = self.find(hash) {
+            return Ok(mode);
+        }
+        let mode = Arc::new(self.runtime.load(bytes)?);
+        let mut modes = self.write();
+        let versions = modes.entry(mode.info().id.clone()).or_default();
+        versions.by_hash.insert(hash, mode.clone());
+        versions.current.get_or_insert(hash);
+        tracing::info!(mode = %mode.info().id, version = %hash.short(), "mode version loaded");
+        Ok(mode)
+    }
+
+    /// A loaded version, whatever its mode.
+    pub fn loaded(&self, hash: ModeHash) -> Option<Arc<Mode>> {
+        self.find(hash)
+    }
+
     /// The current version of a mode.
     pub fn current(&self, id: &str) -> Option<Arc<Mode>> {
         let modes = self.read();

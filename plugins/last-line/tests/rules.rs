@@ -433,6 +433,12 @@ fn corrupt_state_is_an_error_not_a_panic() {
     testing::assert_corrupt_state_refused::<M>(&table2([12, 34], 1, 5, 2), |t| t);
 }
 
+/// The bot is the SDK's default: roll, and bank from a turn score of 20.
+#[test]
+fn the_bot_banks_from_a_turn_score_of_20() {
+    testing::assert_default_bot::<M>(|t| t);
+}
+
 // ---------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------
@@ -535,5 +541,14 @@ proptest! {
         prop_assert_eq!(reason, EndReason::Won);
         prop_assert_eq!(t.seats[w].banked, 100);
         prop_assert_eq!(t.seats[1 - w].banked, 0);
+    }
+
+    /// Bots on every seat (the mode's own choice, here the SDK's default)
+    /// play only legal moves and finish every game.
+    #[test]
+    fn bots_finish_their_games(seed in any::<[u8; 32]>(), first_b in any::<bool>()) {
+        let mut g = if first_b { G::start(&[B, A]) } else { G::start(&[A, B]) };
+        g.play_out_as_bots(&seed, mode_invariants).map_err(TestCaseError::fail)?;
+        prop_assert!(g.table().is_over());
     }
 }

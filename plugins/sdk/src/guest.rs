@@ -67,6 +67,20 @@ impl<R: Rules> Guest for Adapter<R> {
     fn view(state: Vec<u8>) -> Result<String, wit::ActionError> {
         rules::view::<R>(&state).map_err(error)
     }
+
+    fn bot(state: Vec<u8>) -> Result<wit::BotMove, wit::ActionError> {
+        rules::bot::<R>(&state).map(bot_move).map_err(error)
+    }
+}
+
+fn bot_move(m: sdk::BotMove) -> wit::BotMove {
+    match m {
+        sdk::BotMove::Roll => wit::BotMove::Roll,
+        sdk::BotMove::Bank => wit::BotMove::Bank,
+        sdk::BotMove::Custom { name, payload } => {
+            wit::BotMove::Custom(wit::CustomAction { name, payload })
+        }
+    }
 }
 
 fn info(i: sdk::ModeInfo) -> wit::ModeInfo {

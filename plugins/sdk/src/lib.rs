@@ -32,7 +32,7 @@ pub mod guest;
 pub use dice::TwoDice;
 pub use entropy::Entropy;
 pub use json::JsonObject;
-pub use rules::{Rules, no_options, standard_actions};
+pub use rules::{DEFAULT_BOT_BANKS_AT, Rules, no_options, standard_actions};
 pub use table::{Seat, Status, Table};
 pub use types::*;
 

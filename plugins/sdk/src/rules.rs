@@ -5,8 +5,9 @@
 //! encoding the state, checking the player count, deciding who starts,
 //! refusing actions after the game is over, from non-players or out of turn,
 //! handling `forfeit`, and assembling the [`Outcome`]. A mode only says what a
-//! roll, a bank and a timeout do. The driver is plain Rust, so rules are tested
-//! natively through exactly the code path the component runs.
+//! roll, a bank and a timeout do (and, if the default will not do, how a bot
+//! plays it). The driver is plain Rust, so rules are tested natively through
+//! exactly the code path the component runs.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,8 +16,14 @@ use crate::entropy::Entropy;
 use crate::json::JsonObject;
 use crate::table::Table;
 use crate::types::{
-    Action, ActionInfo, BustReason, Event, MatchConfig, ModeError, ModeInfo, Outcome,
+    Action, ActionInfo, BotMove, BustReason, Event, MatchConfig, ModeError, ModeInfo, Outcome,
 };
+
+/// The turn score at which the default bot ([`Rules::bot`]) banks, in modes
+/// that have a `bank` action. It is the well-known "hold at 20" of
+/// push-your-luck dice games (simple, and a fair opponent for a beginner),
+/// and it is what the match host's bots did before modes chose their moves.
+pub const DEFAULT_BOT_BANKS_AT: i32 = 20;
 
 /// A game mode's rules.
 pub trait Rules {
@@ -66,6 +73,23 @@ pub trait Rules {
 
     /// Adds this mode's own fields to the public view.
     fn view_extra(_state: &Self::State, _view: &mut JsonObject) {}
+
+    /// What a bot on turn does. Called only while the game runs, for the
+    /// player on turn; the move must be legal for them.
+    ///
+    /// By default: bank once the turn score reaches [`DEFAULT_BOT_BANKS_AT`]
+    /// when [`Rules::info`] lists a `bank` action, else roll. So a mode
+    /// without banking (True Grit) only ever rolls. Override it when that is
+    /// a poor or illegal way to play the mode (a custom action, banking that
+    /// can be refused, a different target).
+    fn bot(state: &Self::State) -> BotMove {
+        let can_bank = Self::info().actions.iter().any(|a| a.name == "bank");
+        if can_bank && Self::table(state).turn_score >= DEFAULT_BOT_BANKS_AT {
+            BotMove::Bank
+        } else {
+            BotMove::Roll
+        }
+    }
 }
 
 /// The actions of a two-dice push-your-luck mode: roll, forfeit, timeout, and
@@ -209,6 +233,15 @@ pub fn apply<R: Rules>(state: &[u8], actor: &str, action: &Action) -> Result<Out
         Action::Custom { name, payload } => R::custom(&mut state, name, payload, &mut events)?,
     }
     outcome::<R>(&state, events)
+}
+
+/// `bot` of the contract: the rules' move for the player on turn.
+pub fn bot<R: Rules>(state: &[u8]) -> Result<BotMove, ModeError> {
+    let state = decode::<R>(state)?;
+    if R::table(&state).is_over() {
+        return Err(ModeError::GameOver);
+    }
+    Ok(R::bot(&state))
 }
 
 /// `view` of the contract.

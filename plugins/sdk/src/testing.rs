@@ -16,8 +16,9 @@
 //! alone, corrupt state is an error, the first player comes from entropy); and
 //! the pieces of the model-checked property tests: the random [`Step`]s, the
 //! spec [`Model`] a mode's test implements, the driver [`play`], the policy
-//! driver [`Game::play_out`] and [`check_outcome`], the invariants every
-//! successful action satisfies. The proptest strategy of steps, [`step`], is
+//! drivers [`Game::play_out`] and [`Game::play_out_as_bots`] and
+//! [`check_outcome`], the invariants every successful action satisfies; and
+//! [`assert_default_bot`], for modes that keep [`Rules::bot`]'s default. The proptest strategy of steps, [`step`], is
 //! behind the `proptest` feature (a mode enables it for its tests only), so
 //! the SDK itself does not depend on proptest; the checks here return
 //! `Err(message)` for `TestCaseError::fail`.
@@ -28,10 +29,10 @@ use std::ops::RangeInclusive;
 
 use serde_json::Value;
 
-use crate::rules::{self, Rules};
+use crate::rules::{self, DEFAULT_BOT_BANKS_AT, Rules};
 use crate::table::{Seat, Status, Table};
 use crate::types::{
-    Action, EndReason, Event, MatchConfig, MatchResult, ModeError, Outcome, Standing,
+    Action, BotMove, EndReason, Event, MatchConfig, MatchResult, ModeError, Outcome, Standing,
 };
 
 /// The player in seat 0 of [`table2`], [`play`] and [`Model`].
@@ -97,6 +98,24 @@ impl<R: Rules> Game<R> {
     pub fn timeout(&mut self) -> Result<&Outcome, ModeError> {
         let actor = self.current();
         self.act(&actor, Action::Timeout)
+    }
+
+    /// What the mode's bot would do now, for the player on turn, through the
+    /// driver the component's `bot` runs.
+    pub fn bot(&self) -> Result<BotMove, ModeError> {
+        rules::bot::<R>(&self.state)
+    }
+
+    /// The player on turn plays as a bot: the mode chooses the move, and a
+    /// roll uses `d1`-`d2` (the host would throw them).
+    pub fn bot_plays(&mut self, d1: u8, d2: u8) -> Result<&Outcome, ModeError> {
+        let actor = self.current();
+        let action = match self.bot()? {
+            BotMove::Roll => Action::Roll { dice: vec![d1, d2] },
+            BotMove::Bank => Action::Bank,
+            BotMove::Custom { name, payload } => Action::Custom { name, payload },
+        };
+        self.act(&actor, action)
     }
 
     /// The mode's state, decoded.
@@ -228,6 +247,7 @@ impl<R: Rules> Game<R> {
             rules::throw_dice::<R>(&self.state, &[0; 32]),
             Err(ModeError::GameOver)
         );
+        assert_eq!(self.bot(), Err(ModeError::GameOver), "a bot moved");
     }
 
     /// Plays to the end with dice from the mode's own throw (the `n`th roll
@@ -241,6 +261,41 @@ impl<R: Rules> Game<R> {
         mut bank_now: impl FnMut(&Table) -> bool,
         invariants: impl Fn(&Table) -> Result<(), String>,
     ) -> Result<(), String> {
+        self.play_out_by(
+            seed,
+            |game| {
+                Ok(if bank_now(&game.table()) {
+                    BotMove::Bank
+                } else {
+                    BotMove::Roll
+                })
+            },
+            invariants,
+        )
+    }
+
+    /// Plays to the end as [`Game::play_out`] does, every seat a bot: each
+    /// move is the mode's [`Rules::bot`] choice, and must be accepted. So a
+    /// mode's bots play only legal moves and finish their games.
+    pub fn play_out_as_bots(
+        &mut self,
+        seed: &[u8; 32],
+        invariants: impl Fn(&Table) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.play_out_by(
+            seed,
+            |game| game.bot().map_err(|e| format!("bot refused: {e:?}")),
+            invariants,
+        )
+    }
+
+    /// The loop of [`Game::play_out`], with `choose` picking each move.
+    fn play_out_by(
+        &mut self,
+        seed: &[u8; 32],
+        mut choose: impl FnMut(&Self) -> Result<BotMove, String>,
+        invariants: impl Fn(&Table) -> Result<(), String>,
+    ) -> Result<(), String> {
         let mut actions = 0u32;
         let mut rolls = 0u64;
         while !self.table().is_over() {
@@ -248,17 +303,24 @@ impl<R: Rules> Game<R> {
                 format!("not over after {actions} actions")
             })?;
             let before = self.table();
-            let out = if bank_now(&before) {
-                self.bank().map_err(|e| format!("bank refused: {e:?}"))?
-            } else {
-                let dice = rules::throw_dice::<R>(&self.state, &roll_entropy(seed, rolls))
-                    .map_err(|e| format!("throw_dice: {e:?}"))?;
-                rolls += 1;
-                let &[d1, d2] = dice.as_slice() else {
-                    return Err(format!("not two dice: {dice:?}"));
-                };
-                self.roll(d1, d2)
-                    .map_err(|e| format!("{d1}-{d2} refused: {e:?}"))?
+            let out = match choose(self)? {
+                BotMove::Roll => {
+                    let dice = rules::throw_dice::<R>(&self.state, &roll_entropy(seed, rolls))
+                        .map_err(|e| format!("throw_dice: {e:?}"))?;
+                    rolls += 1;
+                    let &[d1, d2] = dice.as_slice() else {
+                        return Err(format!("not two dice: {dice:?}"));
+                    };
+                    self.roll(d1, d2)
+                        .map_err(|e| format!("{d1}-{d2} refused: {e:?}"))?
+                }
+                BotMove::Bank => self.bank().map_err(|e| format!("bank refused: {e:?}"))?,
+                BotMove::Custom { name, payload } => {
+                    let actor = self.current();
+                    let action = Action::Custom { name, payload };
+                    self.act(&actor, action.clone())
+                        .map_err(|e| format!("{action:?} refused: {e:?}"))?
+                }
             }
             .clone();
             let after = self.table();
@@ -535,6 +597,30 @@ pub fn assert_corrupt_state_refused<R: Rules>(valid: &R::State, wrap: impl Fn(Ta
             is_corrupt(&rules::throw_dice::<R>(bytes, &[0; 32]).map(|_| ())),
             "{bytes:?}"
         );
+        assert!(is_corrupt(&rules::bot::<R>(bytes).map(|_| ())), "{bytes:?}");
+    }
+}
+
+/// Asserts [`Rules::bot`]'s default for a mode that keeps it: below
+/// [`DEFAULT_BOT_BANKS_AT`] the bot rolls; from there on it banks if the
+/// mode lists a `bank` action, and otherwise never banks. Every move it
+/// chooses is accepted for the player on turn. `wrap` makes the mode's state
+/// of a playing table with [`ALICE`] on turn.
+#[track_caller]
+pub fn assert_default_bot<R: Rules>(wrap: impl Fn(Table) -> R::State) {
+    let can_bank = R::info().actions.iter().any(|a| a.name == "bank");
+    let at = DEFAULT_BOT_BANKS_AT;
+    for turn_score in [0, 1, at - 1, at, at + 1, 3 * at] {
+        let mut game = Game::<R>::from_state(&wrap(table2([30, 30], 0, turn_score, 1)));
+        let expected = if can_bank && turn_score >= at {
+            BotMove::Bank
+        } else {
+            BotMove::Roll
+        };
+        assert_eq!(game.bot(), Ok(expected), "turn score {turn_score}");
+        if let Err(e) = game.bot_plays(3, 4) {
+            panic!("turn score {turn_score}: the bot's move was refused: {e:?}");
+        }
     }
 }
 

@@ -64,6 +64,17 @@ impl Action {
     }
 }
 
+/// What a bot does on its turn, as its mode decides ([`crate::Rules::bot`]).
+/// There are no dice in [`BotMove::Roll`]: the host throws them, as for any
+/// player, so a bot cannot choose its luck.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "move", rename_all = "snake_case")]
+pub enum BotMove {
+    Roll,
+    Bank,
+    Custom { name: String, payload: String },
+}
+
 /// Classification of a two-dice roll, in order of precedence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -545,6 +545,15 @@ fn corrupt_state_is_an_error_not_a_panic() {
     });
 }
 
+/// True Grit has no banking, so its bot (the SDK's default) only ever rolls.
+#[test]
+fn the_bot_never_banks() {
+    testing::assert_default_bot::<M>(|table| State {
+        table,
+        turns_done: 0,
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------
@@ -670,5 +679,14 @@ proptest! {
             }
             status => prop_assert!(false, "{:?}", status),
         }
+    }
+
+    /// Bots on every seat (the mode's own choice, here the SDK's default)
+    /// play only legal moves and finish every game.
+    #[test]
+    fn bots_finish_their_games(seed in any::<[u8; 32]>(), first_b in any::<bool>()) {
+        let mut g = if first_b { G::start(&[B, A]) } else { G::start(&[A, B]) };
+        g.play_out_as_bots(&seed, mode_invariants).map_err(TestCaseError::fail)?;
+        prop_assert!(g.table().is_over());
     }
 }

@@ -126,6 +126,32 @@ pub enum BenchCommand {
     },
 }
 
+/// Where the mode catalog's NATS is, for the designers' commands.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    #[arg(
+        long,
+        env = "DASHDICE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// NATS user: publishing needs the `designer` user of
+    /// nats/nats-server.conf (or a server without users, as `up` starts).
+    #[arg(long, env = "DASHDICE_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+}
+
+impl NatsArgs {
+    pub(crate) fn nats(&self) -> NatsConfig {
+        NatsConfig {
+            url: self.nats_url.clone(),
+            credentials: self.nats_user.clone().zip(self.nats_password.clone()),
+        }
+    }
+}
+
 /// Where a role finds NATS and Redis; every role takes the same flags.
 #[derive(Debug, Args)]
 pub struct Connections {
@@ -159,13 +185,32 @@ pub struct UpArgs {
     /// Keep compiled components here between runs.
     #[arg(long, env = "DASHDICE_ARTIFACT_DIR")]
     pub artifact_dir: Option<PathBuf>,
+    /// Also trust these publisher keys (hex ed25519 public keys); the dev key
+    /// `up` makes is always trusted.
+    #[arg(
+        long = "trusted-keys",
+        env = "DASHDICE_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted: Vec<String>,
+}
+
+/// Where the publisher key lives unless `--key-file` says otherwise:
+/// `$DASHDICE_HOME/publisher.key`, by default `~/.dashdice/publisher.key`.
+pub fn default_key_file() -> PathBuf {
+    let home = std::env::var_os("DASHDICE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".dashdice")))
+        .unwrap_or_else(|| PathBuf::from(".dashdice"));
+    home.join("publisher.key")
 }
 
 #[derive(Debug, Args)]
 pub struct MatchmakerArgs {
     #[command(flatten)]
     pub connections: Connections,
-    /// The modes players may queue for (default: the built-in modes).
+    /// The modes players may queue for (default: every playable mode of the
+    /// catalog, built-in and published, as it changes).
     #[arg(long, env = "DASHDICE_MODES", value_delimiter = ',')]
     pub modes: Vec<String>,
     #[command(flatten)]
@@ -337,6 +382,22 @@ pub struct MatchHostArgs {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, env = "DASHDICE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Publisher keys (hex ed25519 public keys) whose modes this host runs.
+    /// Without any, it runs only the built-in modes and refuses every
+    /// published one.
+    #[arg(
+        long = "trusted-keys",
+        env = "DASHDICE_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted: Vec<String>,
+}
+
+impl MatchHostArgs {
+    pub(crate) fn trusted(&self) -> Result<dashdice_catalog::TrustedKeys, super::CliError> {
+        dashdice_catalog::TrustedKeys::parse(&self.trusted.join(","))
+            .map_err(|e| super::CliError::Service(format!("--trusted-keys: {e}")))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,8 +428,70 @@ pub struct ModeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModeCommand {
-    /// List the built-in modes.
-    List,
+    /// The cluster's modes: built-in and published, each published mode's
+    /// versions (current, previous, canary), hashes, who published them
+    /// when, and quarantines. Without NATS, the built-in modes only.
+    List {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Print the listing as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a component (as `mode check`), sign it and publish it to the
+    /// cluster's catalog: every match host, matchmaker and gateway takes it
+    /// within seconds, with no restart. New matches get it; running ones
+    /// finish on the version they started on.
+    Publish {
+        /// The component (`target/wasm32-wasip2/release/<crate>.wasm`).
+        file: PathBuf,
+        /// The publisher's ed25519 key (hex seed); default
+        /// `~/.dashdice/publisher.key`, which `dashdice up` makes and trusts.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Who publishes, as `mode list` shows it (default: the key's id).
+        #[arg(long = "as")]
+        publisher: Option<String>,
+        /// Random games the check plays.
+        #[arg(long, default_value_t = 2000)]
+        games: u32,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a mode's previous version current again.
+    Rollback {
+        id: String,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Take a mode out of play: no new matches, running ones finish.
+    /// Publishing it again brings it back.
+    Retire {
+        id: String,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Give a published version a share of new matches (0 ends the canary);
+    /// `--promote` makes it current.
+    Canary {
+        id: String,
+        /// The version's hash (as `mode list` shows it).
+        hash: String,
+        #[arg(long, default_value_t = 10)]
+        percent: u8,
+        #[arg(long)]
+        promote: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Lift the quarantine of a version (after fixing what made it fault).
+    Release {
+        hash: String,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
     /// Print a mode's description and version hash.
     Inspect {
         /// A component file, or a built-in mode id.
@@ -387,6 +510,39 @@ pub enum ModeCommand {
     },
     /// Play many random games and report win rates, lengths and dice.
     Simulate(SimulateArgs),
+    /// Start a new mode: write a crate for mode <ID> that tests with `cargo
+    /// test` and builds its component with `cargo build --release --target
+    /// wasm32-wasip2`, anywhere, offline. It carries this binary's SDK and
+    /// contract, so the component fits this host exactly.
+    New {
+        /// The mode id: 1 to 32 of a-z, 0-9 and '-', starting with a letter.
+        id: String,
+        /// Where to write the crate (default: ./<ID>); it must not exist or be empty.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The name players see (default: the id's words, capitalised).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check that a mode is fit to publish: it loads, its info is sound, and
+    /// thousands of seeded random games never trap, always end, refuse
+    /// illegal input, replay identically, and keep within the limits. Exits
+    /// non-zero when a check fails.
+    Check {
+        /// A component file, or a built-in mode id.
+        mode: String,
+        #[arg(long, default_value_t = 2000)]
+        games: u32,
+        /// Seeds every game: the same seed replays the same games.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A game still running after this many actions fails the check.
+        #[arg(long, default_value_t = 10_000)]
+        max_actions: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ use dashdice_tools::replay;
 use dashdice_tools::simulate;
 
 mod args;
+mod catalog;
 mod roles;
 mod tools;
 
@@ -49,6 +50,14 @@ pub enum CliError {
     Replay(#[from] replay::ReplayError),
     #[error(transparent)]
     Simulate(#[from] simulate::SimulateError),
+    #[error(transparent)]
+    Scaffold(#[from] dashdice_tools::scaffold::ScaffoldError),
+    /// `mode check` ran and the mode failed it; the report says why.
+    #[error("{mode} is not fit to publish: failed {} (see the report)", failed.join(", "))]
+    CheckFailed {
+        mode: String,
+        failed: Vec<&'static str>,
+    },
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]

@@ -40,23 +40,33 @@ fn registry(artifact_dir: Option<PathBuf>) -> Result<Arc<ModeRegistry>, CliError
     Ok(Arc::new(ModeRegistry::with_builtins(runtime)?))
 }
 
-fn builtin_modes() -> Vec<String> {
-    builtin::MODES
-        .iter()
-        .map(|(id, _)| (*id).to_owned())
-        .collect()
+/// The playable modes: the built-in ones, then whatever the catalog on
+/// `nats` publishes, followed in the background.
+fn mode_book(nats: &async_nats::Client) -> dashdice_catalog::ModeBook {
+    let book = dashdice_catalog::ModeBook::new(builtin::listings());
+    book.spawn_follow(nats.clone());
+    book
 }
 
-/// A match host on `c`.
+/// A match host on `c`, hosting the built-in modes and those published by
+/// the `trusted` keys.
 async fn match_host(
     c: &Connections,
     registry: Arc<ModeRegistry>,
+    trusted: dashdice_catalog::TrustedKeys,
 ) -> Result<(async_nats::Client, dashdice_match_host::MatchHost), CliError> {
+    use dashdice_match_host::published::{CatalogSource, preload};
     let store = dashdice_store::MatchStore::connect(&c.redis_url)
         .await
         .map_err(|e| redis_error(c, e))?;
     let nats = nats(c, "dashdice-match-host").await?;
-    Ok((nats, dashdice_match_host::MatchHost::new(registry, store)))
+    let book = dashdice_catalog::ModeBook::new(builtin::listings());
+    let (source, _following) = CatalogSource::follow(&nats, book.clone(), trusted)
+        .await
+        .map_err(|e| CliError::Service(format!("the mode catalog on {}: {e}", c.nats_url)))?;
+    let host = dashdice_match_host::MatchHost::new(registry, store).with_source(source);
+    tokio::spawn(preload(host.versions().clone(), book));
+    Ok((nats, host))
 }
 
 /// A matchmaker for `modes` on `policy`, reaching the match hosts and the
@@ -86,6 +96,7 @@ async fn matchmaker(
         .await
         .map_err(|e| redis_error(c, e))?;
     let nats = nats(c, "dashdice-matchmaker").await?;
+    let follow_catalog = modes.is_empty();
     let mut matchmaker = dashdice_matchmaker::Matchmaker::new(
         store,
         policy.into(),
@@ -96,6 +107,9 @@ async fn matchmaker(
             client: nats.clone(),
         },
     );
+    if follow_catalog {
+        matchmaker = matchmaker.with_book(mode_book(&nats));
+    }
     matchmaker.private = dashdice_matchmaker::PrivatePolicy {
         code_ttl_ms: policy.code_ttl_ms,
         rematch_window_ms: policy.rematch_window_ms,
@@ -113,13 +127,15 @@ async fn gateway(
     let redis = dashdice_store::RedisProbe::connect(&c.redis_url)
         .await
         .map_err(|e| redis_error(c, e))?;
+    let book = mode_book(&nats);
     let gateway = dashdice_gateway::Gateway::new(
         args.config(dev),
         nats,
         Some(redis),
         dashdice_service::telemetry::prometheus(),
     )
-    .map_err(service_error)?;
+    .map_err(service_error)?
+    .with_modes(book);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CliError::Service(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -127,12 +143,13 @@ async fn gateway(
 }
 
 pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
+    let trusted = args.trusted()?;
     let registry = registry(args.artifact_dir)?;
     startup::block_on(async move {
         let _telemetry =
             startup::observe("dashdice-match-host", args.metrics_addr).map_err(service_error)?;
         let c = &args.connections;
-        let (nats, host) = match_host(c, registry).await?;
+        let (nats, host) = match_host(c, registry, trusted).await?;
         tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "match host serving");
         startup::until_stopped(dashdice_match_host::service::run(nats, host))
             .await
@@ -141,11 +158,8 @@ pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
 }
 
 pub fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
-    let modes = if args.modes.is_empty() {
-        builtin_modes()
-    } else {
-        args.modes.clone()
-    };
+    // No list: whatever the catalog makes playable (built-in modes first).
+    let modes = args.modes.clone();
     startup::block_on(async move {
         let _telemetry =
             startup::observe("dashdice-matchmaker", args.metrics_addr).map_err(service_error)?;
@@ -184,13 +198,22 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let redis_server =
         dashdice_service::local::ensure_redis(&c.redis_url).map_err(service_error)?;
     let registry = registry(args.artifact_dir.clone())?;
-    let modes = builtin_modes();
+    // A dev publisher key, made on first use: `mode publish` signs with it
+    // by default and this host trusts it, so designers need no set-up.
+    let key_file = super::args::default_key_file();
+    let dev_key = dashdice_catalog::PublisherKey::read_or_create(&key_file)
+        .map_err(|e| CliError::Service(e.to_string()))?;
+    let mut trusted = args.trusted.clone();
+    trusted.push(dev_key.public().to_string());
+    let trusted = dashdice_catalog::TrustedKeys::parse(&trusted.join(","))
+        .map_err(|e| CliError::Service(format!("--trusted-keys: {e}")))?;
     let served = startup::block_on(async {
         let _telemetry = startup::observe("dashdice", None).map_err(service_error)?;
         let (listener, gateway) = gateway(&args.gateway, c, true).await?;
         let page = listener.local_addr().map_err(service_error)?;
-        let (host_nats, host) = match_host(c, registry).await?;
-        let (mm_nats, matchmaker) = matchmaker(c, &args.policy, modes.clone()).await?;
+        let (host_nats, host) = match_host(c, registry, trusted).await?;
+        let (mm_nats, matchmaker) = matchmaker(c, &args.policy, Vec::new()).await?;
+        let modes = matchmaker.modes();
         let started = |s: &Option<dashdice_service::local::LocalServer>| {
             if s.is_some() { " (started here)" } else { "" }
         };
@@ -207,6 +230,12 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
         writeln!(out, "  NATS    {}{}", c.nats_url, started(&nats_server))?;
         writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
+        writeln!(
+            out,
+            "  modes   dashdice mode publish FILE.wasm (signed with {}, trusted here: {})",
+            key_file.display(),
+            dev_key.public()
+        )?;
         writeln!(out, "Ctrl-C stops it.")?;
         out.flush()?;
         let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -12,6 +12,7 @@ use dashdice_runtime::builtin;
 use dashdice_runtime::fair_dice;
 use dashdice_runtime::{Limits, Mode, Runtime};
 use dashdice_service::startup;
+use dashdice_tools::check;
 use dashdice_tools::replay::{self, Script};
 use dashdice_tools::simulate;
 
@@ -28,11 +29,13 @@ pub fn mode(args: ModeArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
 fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
-        ModeCommand::List => {
-            for (id, bytes) in builtin::MODES {
-                let mode = runtime.load(bytes)?;
-                writeln!(out, "{id:<10} {}  {}", mode.hash(), mode.info().name)?;
-            }
+        command @ (ModeCommand::List { .. }
+        | ModeCommand::Publish { .. }
+        | ModeCommand::Rollback { .. }
+        | ModeCommand::Retire { .. }
+        | ModeCommand::Canary { .. }
+        | ModeCommand::Release { .. }) => {
+            super::catalog::run(runtime, command, out)?;
         }
         ModeCommand::Inspect { mode } => {
             let mode = load(runtime, &mode)?;
@@ -50,6 +53,27 @@ fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Res
                 })?;
             replay::replay(&mode, &parsed, seed, out)?;
         }
+        ModeCommand::New { id, path, name } => {
+            let created =
+                dashdice_tools::scaffold::new_mode(&id, name.as_deref(), path.as_deref())?;
+            let names = &created.names;
+            let wasm = names.component();
+            writeln!(
+                out,
+                "created mode {:?} ({}) in {}: crate {}, rules type {}",
+                names.id,
+                names.display_name,
+                created.dir.display(),
+                names.crate_name,
+                names.type_name
+            )?;
+            writeln!(out, "next:")?;
+            writeln!(out, "  cd {}", created.dir.display())?;
+            writeln!(out, "  cargo test")?;
+            writeln!(out, "  cargo build --release --target wasm32-wasip2")?;
+            writeln!(out, "  dashdice mode check {}", wasm.display())?;
+            writeln!(out, "  dashdice mode publish {}", wasm.display())?;
+        }
         ModeCommand::Simulate(args) => {
             let mode = load(runtime, &args.mode)?;
             let options = simulate::Options {
@@ -62,6 +86,35 @@ fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Res
             };
             let report = simulate::simulate(&mode, &options, &progress_bar(args.games))?;
             print_report(out, args.json, &report, || report.render())?;
+        }
+        ModeCommand::Check {
+            mode,
+            games,
+            seed,
+            max_actions,
+            json,
+        } => {
+            let bytes = mode_bytes(&mode)?;
+            let options = check::CheckOptions {
+                games,
+                seed,
+                max_actions,
+            };
+            let bar = if json {
+                ProgressBar::hidden()
+            } else {
+                progress_bar(u64::from(games))
+            };
+            let report = check::check(runtime, &bytes, &options, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            print_report(out, json, &report, || report.render())?;
+            if !report.passed {
+                let failed = report.failed().iter().map(|c| c.name()).collect();
+                return Err(CliError::CheckFailed { mode, failed });
+            }
         }
     }
     Ok(())
@@ -211,7 +264,7 @@ fn print_report<T: serde::Serialize>(
 }
 
 /// A progress bar on stderr; invisible when stderr is not a terminal.
-fn progress_bar(len: u64) -> ProgressBar {
+pub(super) fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} games ({per_sec}, eta {eta})",
@@ -223,15 +276,19 @@ fn progress_bar(len: u64) -> ProgressBar {
 
 /// A mode from a component file, or a built-in by id.
 pub fn load(runtime: &Runtime, mode: &str) -> Result<Mode, CliError> {
+    Ok(runtime.load(&mode_bytes(mode)?)?)
+}
+
+/// The bytes of a component file, or of a built-in mode by id.
+fn mode_bytes(mode: &str) -> Result<Vec<u8>, CliError> {
     let path = Path::new(mode);
-    let bytes = if path.is_file() {
-        read(path)?
+    if path.is_file() {
+        read(path)
     } else {
-        builtin::bytes(mode)
+        Ok(builtin::bytes(mode)
             .ok_or_else(|| CliError::UnknownMode(mode.to_owned()))?
-            .to_vec()
-    };
-    Ok(runtime.load(&bytes)?)
+            .to_vec())
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {

@@ -15,12 +15,23 @@
 use std::hint::black_box;
 
 use dashdice_mode_sdk::{
-    BankedReason, EndReason, Event, ModeError, ModeInfo, Rules, Table, TwoDice, export_mode,
-    standard_actions,
+    ActionInfo, BankedReason, EndReason, Event, ModeError, ModeInfo, Rules, Table, TwoDice,
+    export_mode, standard_actions,
 };
 use serde::{Deserialize, Serialize};
 
 pub struct Hostile;
+
+/// The custom actions (and `options`) that misbehave, as in the table above.
+pub const MISBEHAVIOURS: [&str; 7] = [
+    "spin",
+    "bomb",
+    "panic",
+    "recurse",
+    "huge-state",
+    "exit",
+    "probe",
+];
 
 #[derive(Serialize, Deserialize)]
 pub struct State {
@@ -80,6 +91,20 @@ fn probe() -> String {
     .to_string()
 }
 
+/// The standard actions, and each misbehaviour as a custom action: a mode
+/// that lists an action which traps is what `dashdice mode check` must catch.
+fn actions() -> Vec<ActionInfo> {
+    let mut actions = standard_actions(Some("Bank the turn score."));
+    for name in MISBEHAVIOURS {
+        actions.push(ActionInfo {
+            name: name.into(),
+            description: format!("Misbehave: {name}."),
+            needs_dice: false,
+        });
+    }
+    actions
+}
+
 impl Rules for Hostile {
     const ID: &'static str = "hostile";
     type State = State;
@@ -93,7 +118,7 @@ impl Rules for Hostile {
             min_players: 2,
             max_players: 2,
             turn_time_limit_ms: 30_000,
-            actions: standard_actions(Some("Bank the turn score.")),
+            actions: actions(),
         }
     }
 
