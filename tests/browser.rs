@@ -1,7 +1,9 @@
 //! The web page in a real browser: `dashdice up` serves it, and headless
 //! Chromium, driven by tests/browser/play.mjs (playwright-core), signs in as
-//! a guest, plays a bot to the end (surviving a dropped WebSocket and a
-//! reload on the way) and checks the revealed seed against its hash.
+//! a guest, finds the built-in modes in the mode picker (as `GET
+//! /api/v1/modes` lists them), plays a bot to the end (surviving a dropped
+//! WebSocket and a reload on the way) and checks the revealed seed against
+//! its hash.
 //!
 //! Needs Chromium, Node.js and tests/browser/node_modules; .ci/prepare
 //! installs all three. When one is missing the test fails and says how to
@@ -258,6 +260,24 @@ fn a_guest_plays_a_bot_to_the_end_in_a_real_browser() {
         summary["events"].as_u64().is_some_and(|n| n > 0),
         "{report}"
     );
+    // The mode picker listed (as GET /api/v1/modes does) the four built-in
+    // modes, and a built-in mode's match offered no custom actions.
+    let modes = summary["modes"].as_array().expect("modes");
+    for id in ["classic", "zero-hour", "last-line", "true-grit"] {
+        assert!(
+            modes
+                .iter()
+                .any(|m| m["id"] == id && m["builtin"] == true && m["hash"].is_string()),
+            "the mode picker does not list the built-in {id}: {report}"
+        );
+    }
+    assert!(
+        summary["mode_details"]
+            .as_str()
+            .is_some_and(|d| d.contains("built-in") && d.contains("per turn")),
+        "{report}"
+    );
+    assert_eq!(summary["custom_buttons"], serde_json::json!([]), "{report}");
 
     let exit = up.stop();
     assert!(

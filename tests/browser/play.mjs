@@ -1,7 +1,7 @@
 // Plays one game against a bot on the gateway's web page, in headless
-// Chromium, as a player would: sign in as a guest, pick a mode, "Play a bot
-// now", roll and bank to the end, then check the final screen and the
-// revealed seed. On the way it drops the WebSocket once and reloads the page
+// Chromium, as a player would: sign in as a guest, pick a mode (the picker
+// must list what GET /api/v1/modes answers), "Play a bot now", roll and bank
+// to the end, then check the final screen and the revealed seed. On the way it drops the WebSocket once and reloads the page
 // once, and checks that the event log still holds every event exactly once.
 //
 //   node tests/browser/play.mjs http://127.0.0.1:8080/ [mode]
@@ -67,8 +67,24 @@ async function main() {
   await until('signing in', () => document.body.dataset.connection === 'online');
   const user = await page.getAttribute('#me', 'data-user');
 
+  // The mode picker lists the playable modes as the API answers them.
+  const picker = await until('waiting for the mode picker', () => {
+    const options = [...document.querySelectorAll('#mode option')].filter((o) => o.value);
+    return options.length > 0 && options.map((o) => ({ id: o.value, builtin: o.dataset.builtin === 'true', hash: o.dataset.hash }));
+  });
+  step = 'reading GET /api/v1/modes';
+  const listed = await page.evaluate(async () => (await (await fetch('/api/v1/modes')).json()).modes);
+  const summarize = (modes) => JSON.stringify(modes.map((m) => [m.id, !!m.builtin, m.hash]));
+  if (summarize(picker) !== summarize(listed)) {
+    throw new Error(`the mode picker shows ${summarize(picker)}, the API lists ${summarize(listed)}`);
+  }
+
   step = 'choosing the mode';
   await page.selectOption('#mode', mode);
+  const details = await until('waiting for the mode details', (id) => {
+    const el = document.getElementById('mode-details');
+    return el.dataset.id === id && !el.hidden && el.textContent;
+  }, mode, 5_000);
   // The services may still be starting: a refused join shows an error and
   // leaves the button enabled, so try a few times.
   for (let attempt = 1; ; attempt++) {
@@ -85,6 +101,9 @@ async function main() {
     const text = document.getElementById('seed-hash').textContent;
     return /^[0-9a-f]{64}$/.test(text) && text;
   });
+  // The match's buttons come from its mode's actions: a built-in mode has
+  // no custom ones.
+  const customButtons = await page.$$eval('#custom-actions button', (buttons) => buttons.map((b) => b.dataset.action));
 
   let rolls = 0;
   let banks = 0;
@@ -173,7 +192,7 @@ async function main() {
   if (pageErrors.length) throw new Error(`the page threw: ${pageErrors.join(' | ')}`);
 
   console.log(JSON.stringify({
-    ok: true, mode, user, winner, standings, seed_hash: seedHash, seed_status: seedStatus,
+    ok: true, mode, modes: picker, mode_details: details, custom_buttons: customButtons, user, winner, standings, seed_hash: seedHash, seed_status: seedStatus,
     events, rolls, banks, timer: timerSeen, forfeited, reconnected: dropped, reloaded, seconds: Math.round((Date.now() - started) / 1000),
   }));
 }

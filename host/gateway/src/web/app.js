@@ -4,12 +4,18 @@
 
 const API = '/api/v1';
 const TOKEN_KEY = 'dashdice.guest';
-const MODES = {
-  'classic': 'First to bank 100 wins. A single 1 loses the turn; 6-6 wipes your bank; doubles switch on ×2.',
-  'zero-hour': 'Count down from 100 to 0. Doubles hand the opponent points and raise your level.',
-  'last-line': 'Both start at 50. Banking takes points from the other player: take them all.',
-  'true-grit': 'One turn each, no banking: roll until a single 1 ends it. The higher total wins.',
-};
+// How often the lobby asks again which modes are playable: designers publish,
+// roll back and retire modes while the page is open.
+const MODES_EVERY_MS = 30000;
+// The actions of a match whose mode has no listing (say, retired mid-match).
+const FALLBACK_ACTIONS = [
+  {name: 'roll', description: 'Throw both dice.'},
+  {name: 'bank', description: 'Add the turn score to your banked score.'},
+  {name: 'forfeit', description: 'Leave the match; the other player wins.'},
+];
+// Actions with a button of their own in the page; any other a mode lists is
+// one of its custom actions. `timeout` is the host's alone: never a button.
+const BUILT_IN_ACTIONS = ['roll', 'bank', 'forfeit', 'timeout'];
 const KINDS = {snake_eyes: 'snake eyes!', double: 'a double!', single_one: 'a single one', normal: ''};
 // Pips of a die face, as cells 0-8 of a 3×3 grid.
 const PIPS = {1: [4], 2: [0, 8], 3: [0, 4, 8], 4: [0, 2, 6, 8], 5: [0, 2, 4, 6, 8], 6: [0, 2, 3, 5, 6, 8]};
@@ -27,6 +33,9 @@ const app = {
   queue: {state: 'idle'},
   match: null,          // the match on screen, see newMatch()
   left: new Set(),      // matches the player has left the final screen of
+  modes: null,          // the playable modes (GET /modes), in its order; null until known
+  modesByHash: new Map(), // every listing seen, by version hash: a match keeps its version
+  screen: null,         // the screen last rendered
 };
 
 function newMatch(id) {
@@ -41,7 +50,7 @@ function newMatch(id) {
     diceBy: null,
     diceSeq: 0,
     over: null,         // the game_over event
-    acting: null,       // the action in flight: {action, requestId, id, tries}
+    acting: null,       // the action in flight: {action, name, requestId, id, tries}
     refresh: null,      // timer of a pending snapshot refresh
     seedStatus: 'pending',
     rematch: null,      // 'offered' (by us) or 'asked' (by them)
@@ -73,6 +82,17 @@ function seconds(ms) {
 
 function now() {
   return Date.now() + app.clockSkew;
+}
+
+// An action or event name as people read it: `double-down` is "Double down".
+function label(name) {
+  const words = String(name).replace(/[-_]+/g, ' ').trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+// "a, b or c".
+function either(words) {
+  return words.length < 2 ? words.join('') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
 }
 
 async function sha256Hex(hex) {
@@ -181,6 +201,129 @@ function ping() {
 }
 setInterval(ping, 20000);
 
+// ---------------------------------------------------------------- the playable modes
+
+// The mode picker lists what GET /modes answers (public: no sign-in needed):
+// the built-in modes and those designers have published. It is asked again
+// whenever the lobby is shown and every 30 s, so a mode published, rolled
+// back, retired or quarantined meanwhile shows (or goes) without a reload.
+let modesLoading = null;
+let modesRetry = null;
+
+function loadModes() {
+  if (modesLoading) return modesLoading;
+  clearTimeout(modesRetry);
+  modesLoading = (async () => {
+    try {
+      const response = await fetch(`${API}/modes`, {cache: 'no-store'});
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok || !Array.isArray(body.modes)) {
+        throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+      }
+      setModes(body.modes);
+    } catch (e) {
+      // Keep the list we have; with none yet, ask again soon.
+      if (!app.modes) {
+        app.modesError = e.message;
+        modesRetry = setTimeout(loadModes, 3000);
+        render();
+      }
+    } finally {
+      modesLoading = null;
+    }
+  })();
+  return modesLoading;
+}
+setInterval(loadModes, MODES_EVERY_MS);
+
+function setModes(list) {
+  for (const listing of list) app.modesByHash.set(listing.hash, listing);
+  app.modes = list;
+  app.modesError = null;
+  fillModePicker();
+  render();
+}
+
+// The playable mode `id`, or undefined.
+function modeListing(id) {
+  return (app.modes || []).find((l) => l.id === id);
+}
+
+function shortHash(hash) {
+  return String(hash || '').slice(0, 12);
+}
+
+function fillModePicker() {
+  const select = $('mode');
+  const list = app.modes || [];
+  // Rebuilt only when the list changes, so an open picker is left alone.
+  const key = list.map((l) => `${l.id}@${l.hash}`).join(' ');
+  if (select.dataset.key === key) return;
+  select.dataset.key = key;
+  const chosen = select.value;
+  const options = list.map((l) => {
+    const option = document.createElement('option');
+    option.value = l.id;
+    option.textContent = l.builtin ? l.name : `${l.name} (published)`;
+    option.dataset.builtin = String(!!l.builtin);
+    option.dataset.hash = l.hash;
+    return option;
+  });
+  if (!options.length) {
+    const none = document.createElement('option');
+    none.value = '';
+    none.textContent = 'No modes right now';
+    options.push(none);
+  }
+  select.replaceChildren(...options);
+  // The choice stays while its mode does; else the first one is chosen.
+  if (modeListing(chosen)) select.value = chosen;
+}
+
+// What the lobby says of the chosen mode: players, turn timer, and whether it
+// is built in or published (with its version's short hash).
+function renderModeDetails(listing) {
+  const el = $('mode-details');
+  el.hidden = !listing;
+  if (!listing) {
+    el.dataset.hash = '';
+    return;
+  }
+  if (el.dataset.hash === listing.hash && el.dataset.id === listing.id) return;
+  el.dataset.id = listing.id;
+  el.dataset.hash = listing.hash;
+  el.dataset.builtin = String(!!listing.builtin);
+  const origin = document.createElement('span');
+  origin.className = `badge ${listing.builtin ? 'builtin' : 'published'}`;
+  origin.textContent = listing.builtin ? 'built-in' : 'published';
+  const version = document.createElement('code');
+  version.textContent = shortHash(listing.hash);
+  version.title = `version ${listing.hash}`;
+  const players = listing.min_players === listing.max_players ? `${listing.min_players} players`
+    : `${listing.min_players}–${listing.max_players} players`;
+  const timer = listing.turn_time_limit_ms > 0 ? `${seconds(listing.turn_time_limit_ms)} per turn` : 'no turn timer';
+  el.replaceChildren(`${players} · ${timer} · `, origin, ' ', version);
+}
+
+// The mode a match plays, as listed: the version it started on if this page
+// has seen its listing (a retired mode's matches finish on their version),
+// else the mode's current version; null when neither is known.
+function matchListing(m) {
+  const snap = m && m.snap;
+  if (!snap) return null;
+  const own = app.modesByHash.get(snap.mode_version);
+  if (own && own.id === snap.mode) return own;
+  return modeListing(snap.mode) || null;
+}
+
+// The actions a match's buttons offer (never `timeout`: only the host
+// applies it). Without a listing: roll and bank (and forfeit).
+function matchActions(m) {
+  const listing = matchListing(m);
+  if (!listing || !Array.isArray(listing.actions)) return FALLBACK_ACTIONS;
+  return listing.actions.filter((a) => a.name !== 'timeout');
+}
+
 // ---------------------------------------------------------------- server messages
 
 function onMessage(m) {
@@ -254,6 +397,8 @@ function onError(m) {
   }
   // Refused at hello: the socket closes with 4401 and we sign in anew.
   if (code === 'unauthorized' && !app.online) return;
+  // The mode went (retired, quarantined) since the picker was filled.
+  if (['mode_withdrawn', 'unknown_mode'].includes(code)) loadModes();
   toast(message ? `${message} (${code})` : code || 'something went wrong');
   render();
 }
@@ -405,12 +550,13 @@ function myTurn() {
 }
 
 let clicks = 0;
-function act(action) {
+// `action` is roll, bank, forfeit, or custom with the mode's action `name`.
+function act(action, name = null) {
   const m = app.match;
   if (!m || m.over || m.acting || !app.online) return;
   // One request_id per click: however often it is sent, it is applied once.
   const requestId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}-${++clicks}`;
-  m.acting = {action, requestId, id: null, tries: 0};
+  m.acting = {action, name, requestId, id: null, tries: 0};
   sendAct(m);
 }
 
@@ -418,7 +564,9 @@ function sendAct(m) {
   const acting = m.acting;
   if (!acting || app.match !== m || !app.online) return;
   acting.tries += 1;
-  acting.id = send({type: 'act', match_id: m.id, action: acting.action, request_id: acting.requestId});
+  const message = {type: 'act', match_id: m.id, action: acting.action, request_id: acting.requestId};
+  if (acting.action === 'custom') message.name = acting.name;
+  acting.id = send(message);
   render();
 }
 
@@ -451,8 +599,24 @@ function describe(ev) {
       const winner = (ev.standings || []).find((s) => s.result === 'win');
       return `game over: ${winner ? `${who(winner.player)} won` : 'a draw'}${ev.reason === 'forfeit' ? ' by forfeit' : ''}`;
     }
+    case 'custom': return describeCustom(ev);
     default: return ev.type;
   }
+}
+
+// A designer mode's own event: its name, and its payload's fields when that
+// is a JSON object (a `player` field names who).
+function describeCustom(ev) {
+  const what = label(ev.name || 'custom');
+  let data = null;
+  try { data = JSON.parse(ev.payload || 'null'); } catch { /* plain text */ }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) {
+    return ev.payload ? `${what}: ${String(ev.payload).slice(0, 200)}` : what;
+  }
+  const {player, ...rest} = data;
+  const fields = Object.entries(rest).map(([k, v]) => `${k.replace(/_/g, ' ')} ${typeof v === 'object' ? JSON.stringify(v) : v}`);
+  const by = typeof player === 'string' ? `${who(player)}: ` : '';
+  return `${by}${what}${fields.length ? ` (${fields.join(', ').slice(0, 200)})` : ''}`;
 }
 
 function log(ev) {
@@ -470,6 +634,9 @@ function log(ev) {
 function render() {
   const m = app.match;
   const screen = !m ? 'lobby' : m.over ? 'final' : 'match';
+  // Back in the lobby: what is playable may have changed meanwhile.
+  if (screen === 'lobby' && app.screen && app.screen !== 'lobby') loadModes();
+  app.screen = screen;
   document.body.dataset.screen = screen;
   $('me').textContent = app.auth ? `signed in as ${app.auth.user_id}` : 'not signed in';
   $('me').dataset.user = app.auth ? app.auth.user_id : '';
@@ -481,8 +648,14 @@ function render() {
 function renderLobby() {
   const q = app.queue;
   const idle = q.state === 'idle';
-  for (const id of ['queue', 'play-bot', 'invite', 'join-code']) $(id).disabled = !app.online || !idle;
-  $('mode-about').textContent = MODES[$('mode').value];
+  const listing = modeListing($('mode').value);
+  for (const id of ['queue', 'play-bot', 'invite']) $(id).disabled = !app.online || !idle || !listing;
+  $('join-code').disabled = !app.online || !idle; // a code brings its own mode
+  $('mode').disabled = !app.modes || app.modes.length === 0;
+  $('mode-about').textContent = listing ? listing.description
+    : app.modes ? 'No mode is playable right now; the list is checked again every 30 s.'
+      : app.modesError ? `Could not load the modes (${app.modesError}); retrying…` : 'Loading the modes…';
+  renderModeDetails(listing);
   $('queue-status').hidden = idle;
   $('invite-code').hidden = q.state !== 'hosting';
   $('leave').hidden = !['queued', 'hosting'].includes(q.state);
@@ -509,8 +682,10 @@ function renderMatch(m) {
   const snap = m.snap;
   const me = app.auth && app.auth.user_id;
   const mine = myTurn();
+  const listing = matchListing(m);
+  const actions = matchActions(m);
   $('match').dataset.seq = m.lastSeq;
-  $('match-mode').textContent = snap ? `${$('mode').querySelector(`[value="${snap.mode}"]`)?.textContent || snap.mode}` +
+  $('match-mode').textContent = snap ? `${listing ? listing.name : snap.mode}` +
     `${snap.ranked ? ' · ranked' : ''} · ${(snap.players || []).map(who).join(' vs ')}` : '';
   $('match').dataset.turn = !view || m.over ? 'none' : mine ? 'me' : 'them';
 
@@ -533,8 +708,9 @@ function renderMatch(m) {
   }));
 
   // Whose turn, the dice, the turn score.
+  const moves = actions.filter((a) => a.name !== 'forfeit').map((a) => label(a.name).toLowerCase());
   $('turn').textContent = !view ? 'Loading the match…' : m.over ? 'Game over'
-    : mine ? 'Your turn: roll or bank' : `${who(view.turn || '')} is playing…`;
+    : mine ? (moves.length ? `Your turn: ${either(moves)}` : 'Your turn') : `${who(view.turn || '')} is playing…`;
   const dice = $('dice');
   if (String(m.diceSeq) !== dice.dataset.seq) {
     dice.dataset.seq = m.diceSeq;
@@ -554,13 +730,18 @@ function renderMatch(m) {
   $('multiplier').hidden = !(multiplier > 1) || !!m.over;
   $('multiplier').textContent = zeroHour() ? `level ×${multiplier}` : `×${multiplier}`;
 
-  // Buttons: only on our turn, and one action at a time.
+  // Buttons: the mode's actions (True Grit has no bank, a published mode may
+  // have its own), only on our turn, and one action at a time.
   const ready = mine && app.online && !m.acting;
-  const grit = !!snap && snap.mode === 'true-grit'; // no banking in True Grit
-  $('roll').disabled = !ready;
-  $('bank').disabled = !ready || turnScore <= 0 || grit;
-  $('bank').hidden = grit;
-  $('forfeit').disabled = !app.online || !view || !!m.over || !!m.acting;
+  for (const name of ['roll', 'bank', 'forfeit']) {
+    const action = actions.find((a) => a.name === name);
+    $(name).hidden = !action;
+    $(name).title = action ? action.description : '';
+  }
+  $('roll').disabled = !ready || $('roll').hidden;
+  $('bank').disabled = !ready || turnScore <= 0 || $('bank').hidden;
+  $('forfeit').disabled = !app.online || !view || !!m.over || !!m.acting || $('forfeit').hidden;
+  renderCustomActions(actions.filter((a) => !BUILT_IN_ACTIONS.includes(a.name)), ready);
   $('controls').hidden = !!m.over;
   renderTimer();
 
@@ -607,6 +788,27 @@ function renderFinal(m) {
   rematch.hidden = bot;
   rematch.disabled = !app.online || m.rematch === 'offered';
   rematch.textContent = m.rematch === 'asked' ? 'Accept rematch' : m.rematch === 'offered' ? 'Rematch offered…' : 'Rematch';
+}
+
+// One button per custom action of the match's mode, titled with its
+// description; rebuilt only when the mode's actions change.
+function renderCustomActions(custom, ready) {
+  const box = $('custom-actions');
+  const key = JSON.stringify(custom.map((a) => [a.name, a.description]));
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    box.replaceChildren(...custom.map((a) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'custom-action';
+      button.dataset.action = a.name;
+      button.title = a.description || '';
+      button.textContent = label(a.name);
+      button.addEventListener('click', () => act('custom', a.name));
+      return button;
+    }));
+  }
+  for (const button of box.children) button.disabled = !ready;
 }
 
 function renderTimer() {
@@ -690,4 +892,5 @@ $('rematch').addEventListener('click', () => {
 window.dashdice = {drop: () => app.ws && app.ws.close()};
 
 render();
+loadModes();
 connect();
