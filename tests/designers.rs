@@ -773,6 +773,36 @@ async fn a_faulting_version_is_quarantined_and_the_previous_one_takes_over() {
     cluster
         .wait_until(|m| listed(m, "hostile").is_some_and(|t| t["hash"] == v1.to_string()))
         .await;
+    // The match running on v2 plays no more: its next action ends it as
+    // void, without the mode, and says why; its record still verifies.
+    ws.send(json!({"type": "act", "id": "after", "match_id": id, "action": "roll"}))
+        .await;
+    let answer = loop {
+        let message = ws.next().await;
+        if message["id"] == "after" {
+            break message;
+        }
+    };
+    assert_eq!(answer["type"], "acted", "{answer}");
+    let voided = &answer["reply"]["match"];
+    assert_eq!(voided["finished"], true, "{answer}");
+    assert!(
+        voided["void"]
+            .as_str()
+            .unwrap_or("")
+            .contains("withdrawn for faulting"),
+        "{voided}"
+    );
+    assert!(
+        answer["reply"]["events"].to_string().contains("match_void"),
+        "{answer}"
+    );
+    let record =
+        dashdice_match_host::verifiable_record(voided.to_string().as_bytes()).expect("a record");
+    assert!(record.void.is_some());
+    let v2_mode = dashdice_tests::runtime().load(&v2_bytes).expect("v2 loads");
+    verify(&v2_mode, &record).expect("a void match's actions still verify");
+
     let mut ws = cluster.session().await;
     let next = ws.play_bot("hostile").await;
     assert_eq!(next["mode_version"], v1.to_string());

@@ -69,6 +69,7 @@ fn play(mode_id: &str, match_id: &str, seed: &Seed) -> MatchRecord {
         seed: seed.reveal(),
         actions,
         standings: standings.expect("a finished match has standings"),
+        void: None,
     }
 }
 

@@ -452,6 +452,7 @@ async fn a_ranked_result_moves_ratings_once() {
             standing("winner", 1, MatchResult::Win),
             standing("loser", 2, MatchResult::Loss),
         ],
+        void: None,
     };
     mm.record_finished(&record).await.expect("rated");
     let get = |p: &'static str| {
@@ -469,6 +470,13 @@ async fn a_ranked_result_moves_ratings_once() {
     };
     mm.record_finished(&casual).await.expect("quick");
     assert_eq!(get("winner").await, w, "quick matches do not move ratings");
+    let void = MatchRecord {
+        match_id: "m-void".into(),
+        void: Some("version withdrawn for faulting".into()),
+        ..record.clone()
+    };
+    mm.record_finished(&void).await.expect("void");
+    assert_eq!(get("winner").await, w, "void matches do not move ratings");
     // Ranked joins match on the stored rating.
     rate(&mm, "x", 1900.0).await;
     rate(&mm, "y", 1500.0).await;

@@ -40,6 +40,7 @@ fn finished(
             at_ms: Some(ended_ms),
         }],
         standings: vec![],
+        void: None,
     }
 }
 

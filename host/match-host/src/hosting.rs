@@ -41,7 +41,7 @@ pub use dashdice_proto::matches::{
     verifiable_record,
 };
 
-use crate::stored::{LogEntry, Logged, Meta, Progress, decode, decode_log, encode};
+use crate::stored::{LogEntry, Logged, Meta, Progress, decode, decode_log, encode, void_outcome};
 
 /// Consecutive timeouts that forfeit the match.
 pub const TIMEOUTS_TO_FORFEIT: u32 = 3;
@@ -442,26 +442,42 @@ impl MatchHost {
             };
             let is_timer = request.is_none();
             let request = request.unwrap_or(crate::stored::timer_request(live.progress.actions));
-            let step = match &action {
-                None => Step::Roll {
-                    entropy: live
-                        .meta
-                        .seed()
-                        .entropy(match_id, Purpose::Roll(live.progress.rolls)),
-                },
-                Some(a) => Step::Apply(a.clone()),
-            };
-            let acted = self
-                .versions
-                .observe(&mode, mode.act(&live.state, live.meta.player(seat), &step))?;
-            let applied = match (&action, &acted.dice) {
-                (Some(a), _) => a.clone(),
-                (None, dice) => Action::Roll {
-                    dice: dice.clone().unwrap_or_default(),
-                },
+            // A version withdrawn for faulting plays no more: the first
+            // action or timer on one of its matches ends it as void, without
+            // calling the mode.
+            let (logged, outcome, view) = match self.versions.withdrawn(&mode) {
+                Some(reason) => (
+                    Logged::Void {
+                        reason: reason.clone(),
+                    },
+                    void_outcome(&live.meta, &live.state, &reason),
+                    void_view(&live.meta, &reason),
+                ),
+                None => {
+                    let step = match &action {
+                        None => Step::Roll {
+                            entropy: live
+                                .meta
+                                .seed()
+                                .entropy(match_id, Purpose::Roll(live.progress.rolls)),
+                        },
+                        Some(a) => Step::Apply(a.clone()),
+                    };
+                    let acted = self
+                        .versions
+                        .observe(&mode, mode.act(&live.state, live.meta.player(seat), &step))?;
+                    let applied = match (&action, &acted.dice) {
+                        (Some(a), _) => a.clone(),
+                        (None, dice) => Action::Roll {
+                            dice: dice.clone().unwrap_or_default(),
+                        },
+                    };
+                    let Acted { outcome, view, .. } = acted;
+                    (Logged::from(&applied), outcome, view)
+                }
             };
             let now = now_ms();
-            let mut deadline = self.deadline(&mode, &live.meta, acted.outcome.turn.as_deref(), now);
+            let mut deadline = self.deadline(&mode, &live.meta, outcome.turn.as_deref(), now);
             if is_timer {
                 // A timer fired (perhaps early, by hand): the next one must
                 // not carry its deadline, or a second host firing the old
@@ -470,11 +486,10 @@ impl MatchHost {
             }
             let entry = LogEntry {
                 seat,
-                action: Logged::from(&applied),
+                action: logged,
                 at_ms: now.saturating_sub(live.meta.created_ms),
                 deadline_ms: deadline.saturating_sub(live.meta.created_ms),
             };
-            let Acted { outcome, view, .. } = acted;
             let state = outcome.state.clone();
             let (progress, events) =
                 crate::stored::advance(&live.meta, &live.progress, &entry, outcome);
@@ -593,16 +608,25 @@ fn replay(
         return Ok(());
     }
     for (index, entry) in decode_log(&live.id, log)?.into_iter().enumerate() {
-        let action = Action::from(&entry.action);
-        let acted = mode.act(&state, meta.player(entry.seat), &Step::Apply(action))?;
-        state = acted.outcome.state.clone();
-        let (next, events) = crate::stored::advance(meta, &progress, &entry, acted.outcome);
+        let (outcome, view) = match entry.action.action() {
+            Some(action) => {
+                let acted = mode.act(&state, meta.player(entry.seat), &Step::Apply(action))?;
+                (acted.outcome, acted.view)
+            }
+            // The host's void: rebuilt without the mode, as it was made.
+            None => {
+                let reason = entry.action.void_reason().unwrap_or_default();
+                (void_outcome(meta, &state, reason), void_view(meta, reason))
+            }
+        };
+        state = outcome.state.clone();
+        let (next, events) = crate::stored::advance(meta, &progress, &entry, outcome);
         progress = next;
         let step = Replayed {
             index: Some(index as u64),
             progress: &progress,
             events: &events,
-            view: &acted.view,
+            view: &view,
         };
         if visit(step).is_break() {
             break;
@@ -628,6 +652,27 @@ fn bot_action(mode: &Mode, state: &[u8]) -> Result<Option<Action>, MatchError> {
         BotMove::Bank => Some(Action::Bank),
         BotMove::Custom { name, payload } => Some(Action::Custom { name, payload }),
     })
+}
+
+/// The public view of a void match, made by the host (the mode is not
+/// asked): the contract's fields, no winner, and why.
+fn void_view(meta: &Meta, reason: &str) -> String {
+    let players: Vec<Value> = meta
+        .players
+        .iter()
+        .map(|p| serde_json::json!({ "id": p, "score": 0 }))
+        .collect();
+    serde_json::json!({
+        "mode": meta.mode,
+        "status": "finished",
+        "players": players,
+        "turn": null,
+        "turn_score": 0,
+        "winner": null,
+        "draw": true,
+        "void": reason,
+    })
+    .to_string()
 }
 
 fn is_match_id(id: &str) -> bool {
@@ -671,15 +716,21 @@ fn snapshot(
     log: Option<&[u8]>,
 ) -> Result<Snapshot, MatchError> {
     let finished = progress.finished();
-    let actions = match log.filter(|_| finished) {
-        Some(log) => Some(
-            decode_log(match_id, log)?
-                .iter()
-                .map(|entry| entry.recorded(meta))
-                .collect(),
-        ),
+    let entries = match log.filter(|_| finished) {
+        Some(log) => Some(decode_log(match_id, log)?),
         None => None,
     };
+    let actions = entries.as_ref().map(|entries| {
+        entries
+            .iter()
+            .filter_map(|entry| entry.recorded(meta))
+            .collect()
+    });
+    let void = entries.as_ref().and_then(|entries| {
+        entries
+            .iter()
+            .find_map(|entry| entry.action.void_reason().map(str::to_owned))
+    });
     Ok(Snapshot {
         match_id: match_id.to_owned(),
         mode: meta.mode.clone(),
@@ -704,5 +755,6 @@ fn snapshot(
         view: serde_json::from_str(view)?,
         standings: progress.standings.clone(),
         actions,
+        void,
     })
 }

@@ -58,6 +58,10 @@ impl ModeSource for CatalogSource {
         self.book.resolve(id, roll)
     }
 
+    fn quarantined(&self, hash: ModeHash) -> Option<Quarantine> {
+        self.book.quarantine_of(&hash)
+    }
+
     fn quarantine(
         &self,
         quarantine: Quarantine,

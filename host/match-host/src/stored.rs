@@ -110,7 +110,16 @@ pub enum Logged {
     Bank,
     Timeout,
     Forfeit,
-    Custom { name: String, payload: String },
+    Custom {
+        name: String,
+        payload: String,
+    },
+    /// The host ended the match as void, without the mode (its version was
+    /// quarantined). Last in the enum: postcard numbers variants, so logs
+    /// written before it still decode.
+    Void {
+        reason: String,
+    },
 }
 
 impl From<&Action> for Logged {
@@ -128,9 +137,10 @@ impl From<&Action> for Logged {
     }
 }
 
-impl From<&Logged> for Action {
-    fn from(l: &Logged) -> Self {
-        match l {
+impl Logged {
+    /// The player's (or timer's) action; `None` for the host's void.
+    pub fn action(&self) -> Option<Action> {
+        Some(match self {
             Logged::Roll(dice) => Action::Roll { dice: dice.clone() },
             Logged::Bank => Action::Bank,
             Logged::Timeout => Action::Timeout,
@@ -139,20 +149,65 @@ impl From<&Logged> for Action {
                 name: name.clone(),
                 payload: payload.clone(),
             },
+            Logged::Void { .. } => return None,
+        })
+    }
+
+    pub fn void_reason(&self) -> Option<&str> {
+        match self {
+            Logged::Void { reason } => Some(reason),
+            _ => None,
         }
     }
 }
 
 impl LogEntry {
-    /// The entry as the public match record shows it.
-    pub fn recorded(&self, meta: &Meta) -> RecordedAction {
-        RecordedAction {
+    /// The entry as the public match record shows it; a void is not an
+    /// action (the record's `void` says it).
+    pub fn recorded(&self, meta: &Meta) -> Option<RecordedAction> {
+        Some(RecordedAction {
             actor: meta.player(self.seat).to_owned(),
-            action: Action::from(&self.action),
+            action: self.action.action()?,
             at_ms: Some(meta.created_ms + self.at_ms),
-        }
+        })
     }
 }
+
+/// What a void does: no mode call, the state kept as it was, every player
+/// drawn at rank 1 with score 0, and two events: `match_void` (a custom
+/// event whose payload is `{"reason": ...}`, so clients can say why) and
+/// `game_over`. Deterministic, so a replay rebuilds the same events.
+pub fn void_outcome(meta: &Meta, state: &[u8], reason: &str) -> Outcome {
+    let standings: Vec<Standing> = meta
+        .players
+        .iter()
+        .map(|p| Standing {
+            player: p.clone(),
+            score: 0,
+            rank: 1,
+            result: dashdice_mode_sdk::MatchResult::Draw,
+        })
+        .collect();
+    let payload = serde_json::json!({ "reason": reason }).to_string();
+    Outcome {
+        state: state.to_vec(),
+        events: vec![
+            Event::Custom {
+                name: VOID_EVENT.to_owned(),
+                payload,
+            },
+            Event::GameOver {
+                reason: dashdice_mode_sdk::EndReason::Completed,
+                standings: standings.clone(),
+            },
+        ],
+        turn: None,
+        standings: Some(standings),
+    }
+}
+
+/// The custom event a void match ends with.
+pub const VOID_EVENT: &str = "match_void";
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail.

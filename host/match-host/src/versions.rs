@@ -47,6 +47,8 @@ pub trait ModeSource: Send + Sync {
     fn resolve(&self, id: &str, roll: u8) -> Resolved;
     /// The checked bytes of a version.
     fn fetch(&self, hash: ModeHash) -> Fetching<'_>;
+    /// Whether `hash` is withdrawn for faulting, and the report.
+    fn quarantined(&self, hash: ModeHash) -> Option<Quarantine>;
     /// Withdraws a faulting version from new matches, cluster-wide.
     fn quarantine(&self, quarantine: Quarantine) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
@@ -111,6 +113,18 @@ impl Versions {
                 std::process::id()
             ),
         }
+    }
+
+    /// Why `mode`'s version plays no more, if it was quarantined: its
+    /// running matches then end as void.
+    pub fn withdrawn(&self, mode: &Mode) -> Option<String> {
+        let q = self.source.as_ref()?.quarantined(mode.hash())?;
+        Some(format!(
+            "version {} of {} was withdrawn for faulting ({}); the match is void and changes no rating",
+            q.hash.short(),
+            q.mode,
+            q.reason
+        ))
     }
 
     /// Counts a call to `mode`; a fault that pushes the version over the

@@ -900,7 +900,8 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         // The window first: a player the end frees may offer at once.
         self.open_rematch(record).await?;
         self.match_ended(&record.match_id, &record.players).await?;
-        if record.ranked && record.bots.is_empty() {
+        // A void match (its mode version was withdrawn) has no result.
+        if record.ranked && record.bots.is_empty() && record.void.is_none() {
             self.ratings
                 .rate_match(&record.match_id, &record.mode, &record.standings)
                 .await?;

@@ -195,6 +195,10 @@ pub struct Snapshot {
     /// `dashdice match verify` can re-derive every roll from the seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions: Option<Vec<RecordedAction>>,
+    /// Why the host ended the match as void (its mode version was withdrawn
+    /// for faulting); the match has no result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub void: Option<String>,
 }
 
 impl Snapshot {
@@ -217,6 +221,7 @@ impl Snapshot {
             seed: self.seed.clone()?,
             actions: self.actions.clone()?,
             standings: self.standings.clone()?,
+            void: self.void.clone(),
         })
     }
 }

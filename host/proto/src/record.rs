@@ -36,6 +36,11 @@ pub struct MatchRecord {
     pub actions: Vec<RecordedAction>,
     /// The final standings the host announced.
     pub standings: Vec<Standing>,
+    /// Set when the host ended the match as void (its mode version was
+    /// quarantined for faulting): why. A void match has no result: ratings
+    /// ignore it, and its standings are all draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub void: Option<String>,
 }
 
 /// One applied action. For a roll, `dice` is what the match showed.

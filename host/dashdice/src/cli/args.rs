@@ -104,6 +104,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish new versions of a component to the catalog on NATS and time
+    /// how long after each publish returns it is loaded (fetched, verified,
+    /// compiled) on every one of `--hosts` match hosts run in this process.
+    Publish {
+        /// The component (each publish appends a numbered custom section).
+        file: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        publishes: usize,
+        #[arg(long, default_value_t = 2)]
+        hosts: usize,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Drive concurrent matches over NATS against the match hosts that answer
     /// there (start one with `dashdice match-host`), and report actions/s,
     /// latency and Redis bytes per live match.

@@ -156,6 +156,35 @@ async fn bench_connections(
 
 pub fn bench(command: BenchCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
+        BenchCommand::Publish {
+            file,
+            publishes,
+            hosts,
+            nats,
+            json,
+        } => {
+            use dashdice_tools::bench::publish::{PublishOptions, publish_bench};
+            let component = read(&file)?;
+            let bar = progress_bar(publishes as u64);
+            let options = PublishOptions {
+                publishes,
+                hosts,
+                timeout: std::time::Duration::from_secs(60),
+            };
+            let config = nats.nats();
+            let report = startup::block_on(async {
+                publish_bench(
+                    || config.connect("dashdice-bench"),
+                    &component,
+                    &options,
+                    &|n| bar.set_position(n as u64),
+                )
+                .await
+                .map_err(|e| CliError::Service(e.to_string()))
+            })??;
+            bar.finish_and_clear();
+            print_report(out, json, &report, || report.render())
+        }
         BenchCommand::MatchHost {
             matches,
             seconds,

@@ -5,6 +5,7 @@
 pub mod loadgen;
 pub mod match_host;
 pub mod matchmaker;
+pub mod publish;
 
 pub use match_host::{BenchError, Options, Report, match_host};
 
