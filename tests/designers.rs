@@ -168,6 +168,10 @@ impl Cluster {
         if verb == "publish" {
             all.extend_from_slice(&["--key-file", &key, "--games", "300"]);
         }
+        let redis = self.redis.url();
+        if verb == "list" {
+            all.extend_from_slice(&["--redis-url", &redis]);
+        }
         dashdice(&all)
     }
 
@@ -524,6 +528,8 @@ async fn a_published_mode_is_played_pinned_rolled_back_and_retired_with_no_resta
         text.contains(&v1.to_string()) && text.contains(&v2.to_string()),
         "{text}"
     );
+    // The v1 match started after the rollback is still live: counted.
+    assert!(text.contains("live 1"), "{text}");
 
     // Retire: no new matches.
     ok(&cluster.mode("retire", &["template"]));

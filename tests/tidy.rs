@@ -5,7 +5,8 @@
 //! - Only `dashdice-store` names the `redis` crate.
 //! - `async_nats` only in the roles, the protocol crate and the tools: never
 //!   in the runtime or the store.
-//! - No wasmtime in the dependency tree of the gateway or the matchmaker.
+//! - No wasmtime in the dependency tree of the gateway, the matchmaker or the
+//!   mode catalog.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -173,8 +174,12 @@ fn dependency_tree(package: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_gateway_and_the_matchmaker_link_no_wasmtime() {
-    for package in ["dashdice-gateway", "dashdice-matchmaker"] {
+fn the_gateway_the_matchmaker_and_the_catalog_link_no_wasmtime() {
+    for package in [
+        "dashdice-gateway",
+        "dashdice-matchmaker",
+        "dashdice-catalog",
+    ] {
         let tree = dependency_tree(package);
         assert!(
             tree.iter().any(|p| p == "async-nats"),

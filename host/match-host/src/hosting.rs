@@ -573,6 +573,21 @@ impl MatchHost {
     }
 }
 
+/// Live matches by the mode version they play (at most `limit` looked at):
+/// what `dashdice mode list` shows next to each version.
+pub async fn live_by_version(
+    store: &MatchStore,
+    limit: usize,
+) -> Result<std::collections::HashMap<dashdice_proto::ModeHash, u64>, MatchError> {
+    let mut counts = std::collections::HashMap::new();
+    for meta in store.live_metas(limit).await? {
+        if let Ok(meta) = decode::<Meta>("(live)", "meta", &meta) {
+            *counts.entry(meta.mode_hash()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
 /// Runs whole-match work (a replay: many synchronous mode calls) on the
 /// blocking pool, so it never holds up an async worker thread.
 async fn blocking<T: Send + 'static>(

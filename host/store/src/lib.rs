@@ -393,6 +393,29 @@ impl MatchStore {
         Ok(counts.iter().sum())
     }
 
+    /// The stored `meta` of up to `limit` live matches (each live match has
+    /// one turn timer), for operators' counts such as live matches per mode
+    /// version. Two round trips: the timers of every shard, then the metas.
+    pub async fn live_metas(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("ZRANGE").arg(timers_key(shard)).arg(0).arg(-1);
+        }
+        let shards: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let ids: Vec<String> = shards.into_iter().flatten().take(limit).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGET")
+                .arg(MatchKeys::new(id).match_hash())
+                .arg("meta");
+        }
+        let metas: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(metas.into_iter().flatten().collect())
+    }
+
     /// Forgets a match's timer (for ids whose match is gone).
     pub async fn clear_timer(&self, id: &str) -> Result<(), StoreError> {
         let keys = MatchKeys::new(id);

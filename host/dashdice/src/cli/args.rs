@@ -449,6 +449,14 @@ pub enum ModeCommand {
     List {
         #[command(flatten)]
         nats: NatsArgs,
+        /// Where the live matches are, to count them per version (skipped
+        /// when Redis does not answer).
+        #[arg(
+            long,
+            env = "DASHDICE_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379/"
+        )]
+        redis_url: String,
         /// Print the listing as JSON.
         #[arg(long)]
         json: bool,

@@ -61,7 +61,11 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<Option<()>, CliError> {
     match command {
-        ModeCommand::List { nats, json } => list(runtime, &nats, json, out)?,
+        ModeCommand::List {
+            nats,
+            redis_url,
+            json,
+        } => list(&nats, &redis_url, json, out)?,
         ModeCommand::Publish {
             file,
             key_file,
@@ -219,44 +223,66 @@ fn publish(
     Ok(())
 }
 
-fn list(
-    runtime: &Runtime,
-    nats: &NatsArgs,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let _ = runtime;
+/// How many live matches each version has: at most this many are looked at.
+const LIVE_SCAN_LIMIT: usize = 100_000;
+
+fn list(nats: &NatsArgs, redis_url: &str, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
     let builtins = builtin::listings();
-    // The cluster's catalog, if there is one to read.
-    let cluster = startup::block_on(async {
-        let catalog = open(nats, false).await?;
-        let pointers = catalog.pointers().await.map_err(catalog_error)?;
-        let quarantines = catalog.quarantines().await.map_err(catalog_error)?;
-        Ok::<_, CliError>((pointers, quarantines))
+    // The cluster's catalog, if there is one to read, and its live matches
+    // (skipped if Redis does not answer within 3 s).
+    let (cluster, live) = startup::block_on(async {
+        let cluster = async {
+            let catalog = open(nats, false).await?;
+            let pointers = catalog.pointers().await.map_err(catalog_error)?;
+            let quarantines = catalog.quarantines().await.map_err(catalog_error)?;
+            Ok::<_, CliError>((pointers, quarantines))
+        }
+        .await;
+        let live = async {
+            let store = dashdice_store::MatchStore::connect(redis_url).await.ok()?;
+            dashdice_match_host::live_by_version(&store, LIVE_SCAN_LIMIT)
+                .await
+                .ok()
+        };
+        let live = tokio::time::timeout(std::time::Duration::from_secs(3), live)
+            .await
+            .ok()
+            .flatten();
+        (cluster, live)
     })?;
     let (pointers, quarantines, note) = match cluster {
         Ok((p, q)) => (p, q, None),
         Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };
     if json {
+        let live: Option<std::collections::BTreeMap<String, u64>> = live
+            .as_ref()
+            .map(|l| l.iter().map(|(h, n)| (h.to_string(), *n)).collect());
         let body = json!({
             "builtin": builtins,
             "published": pointers,
             "quarantined": quarantines,
+            "live_matches_by_version": live,
             "catalog_error": note,
         });
         serde_json::to_writer_pretty(&mut *out, &body).map_err(std::io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
+    let live_of = |h: &ModeHash| {
+        live.as_ref()
+            .map(|l| format!("  live {}", l.get(h).copied().unwrap_or(0)))
+            .unwrap_or_default()
+    };
     for b in &builtins {
         let overridden = pointers.iter().any(|p| p.id == b.info.id);
         writeln!(
             out,
-            "{:<12} built-in   {}  {}{}",
+            "{:<12} built-in   {}  {}{}{}",
             b.info.id,
             b.hash.short(),
             b.info.name,
+            live_of(&b.hash),
             if overridden {
                 "  (a published version overrides it)"
             } else {
@@ -265,7 +291,7 @@ fn list(
         )?;
     }
     for p in &pointers {
-        render_pointer(p, &quarantines, out)?;
+        render_pointer(p, &quarantines, &live_of, out)?;
     }
     if let Some(note) = note {
         writeln!(out, "(no cluster catalog read: {note})")?;
@@ -276,6 +302,7 @@ fn list(
 fn render_pointer(
     p: &ModePointer,
     quarantines: &[Quarantine],
+    live_of: &dyn Fn(&ModeHash) -> String,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let quarantined = |h: &ModeHash| quarantines.iter().find(|q| q.hash == *h);
@@ -306,15 +333,18 @@ fn render_pointer(
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(at),
         );
-        writeln!(
-            out,
-            "  {role:<9} {hash}  {name} {semver}  by {by} at {when}{}",
-            quarantined(&hash)
-                .map(|q| format!(
+        let quarantine = quarantined(&hash)
+            .map(|q| {
+                format!(
                     "  QUARANTINED: {} ({} faults in {} calls)",
                     q.reason, q.faults, q.calls
-                ))
-                .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {role:<9} {hash}  {name} {semver}  by {by} at {when}{}{quarantine}",
+            live_of(&hash)
         )?;
     }
     Ok(())
