@@ -126,32 +126,20 @@ impl Catalog {
     /// Opens the buckets, creating any that is missing (designers, `up`).
     pub async fn create(client: &async_nats::Client) -> Result<Self, CatalogError> {
         let js = jetstream::new(client.clone());
-        let index = match js.get_key_value(MODE_INDEX_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: MODE_INDEX_BUCKET.to_owned(),
-                    description: "dashdice: the current version of every published mode".into(),
-                    history: 16,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats)?,
-        };
-        let health = match js.get_key_value(MODE_HEALTH_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: MODE_HEALTH_BUCKET.to_owned(),
-                    description: "dashdice: mode versions withdrawn for faulting".into(),
-                    history: 4,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats)?,
-        };
+        let index = kv_bucket(
+            &js,
+            MODE_INDEX_BUCKET,
+            "dashdice: the current version of every published mode",
+            16,
+        )
+        .await?;
+        let health = kv_bucket(
+            &js,
+            MODE_HEALTH_BUCKET,
+            "dashdice: mode versions withdrawn for faulting",
+            4,
+        )
+        .await?;
         let objects = match js.get_object_store(MODE_OBJECTS_BUCKET).await {
             Ok(os) => os,
             Err(_) => js
@@ -440,6 +428,26 @@ impl Catalog {
     pub(crate) fn health(&self) -> &kv::Store {
         &self.health
     }
+}
+
+/// Opens a KV bucket, making its stream first if missing (see
+/// `dashdice_proto::bus::kv_stream_config` for why by hand). Two roles
+/// making it at once both succeed: the stream config is the same.
+async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    history: i64,
+) -> Result<kv::Store, CatalogError> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    let config = dashdice_proto::bus::kv_stream_config(bucket, description, history);
+    if let Err(e) = js.get_or_create_stream(config).await {
+        // Lost a race to create it? Then it is there now.
+        return js.get_key_value(bucket).await.map_err(|_| nats(e));
+    }
+    js.get_key_value(bucket).await.map_err(nats)
 }
 
 fn corrupt(e: impl std::fmt::Display) -> CatalogError {

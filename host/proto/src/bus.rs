@@ -192,6 +192,31 @@ pub const MODE_OBJECTS_BUCKET: &str = "dashdice_mode_objects";
 pub const MODE_INDEX_BUCKET: &str = "dashdice_modes";
 /// The KV of quarantined mode versions, one key per version hash.
 pub const MODE_HEALTH_BUCKET: &str = "dashdice_mode_health";
+/// The stream behind a KV bucket, as the client library would make it.
+/// Made by hand because the library's `create_key_value` first asks for the
+/// account's info, which servers before 2.10 (Debian's 2.9) answer in a shape
+/// it cannot read; the stream and `get_key_value` work everywhere.
+pub fn kv_stream_config(
+    bucket: &str,
+    description: &str,
+    history: i64,
+) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
+    Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: history,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
 /// Metadata keys on a component object: who signed it, and the signature.
 pub const OBJECT_PUBLIC_KEY: &str = "dashdice-public-key";
 pub const OBJECT_SIGNATURE: &str = "dashdice-signature";
