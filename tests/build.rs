@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 include!("../plugins/build_components.rs");
 
-const COMPONENTS: [&str; 4] = ["hostile", "not-a-mode", "nondeterministic", "endless"];
+const COMPONENTS: [&str; 5] = [
+    "hostile",
+    "not-a-mode",
+    "nondeterministic",
+    "endless",
+    "bad-bot",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));

@@ -312,6 +312,42 @@ async fn bots_play_every_mode_to_the_end_by_the_modes_choice() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_whose_mode_refuses_its_move_rolls_instead_and_the_match_ends() {
+    let redis = RedisServer::start();
+    let registry = ModeRegistry::with_builtins(Runtime::new(Limits::default()).expect("runtime"))
+        .expect("built-in modes");
+    registry
+        .install(dashdice_tests::BAD_BOT)
+        .expect("bad-bot loads");
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    let host = MatchHost::new(Arc::new(registry), store);
+    let request = CreateMatch {
+        bots: vec!["alice".into(), "bob".into()],
+        ..create("bad-bot")
+    };
+    let mut snapshot = host.create(&request).await.expect("create").snapshot;
+    let id = snapshot.match_id.clone();
+    let mut turns = 0;
+    while !snapshot.finished {
+        turns += 1;
+        assert!(turns < 5_000, "the bots finish");
+        let deadline = snapshot.deadline_ms.expect("a bot's timer");
+        let reply = host
+            .fire_timeout(&id, deadline)
+            .await
+            .expect("the bot moves although its mode refuses its choice")
+            .expect("due")
+            .reply;
+        assert!(
+            matches!(reply.events[0].event, Event::Rolled { .. }),
+            "the bot fell back to rolling: {:?}",
+            reply.events
+        );
+        snapshot = reply.snapshot;
+    }
+}
+
 #[tokio::test]
 async fn acting_resets_the_timeout_count() {
     let redis = RedisServer::start();

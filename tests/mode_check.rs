@@ -8,7 +8,7 @@ use std::process::Command;
 use clap::Parser;
 use dashdice::cli::{Cli, CliError, run};
 use dashdice_runtime::builtin;
-use dashdice_tests::{ENDLESS, HOSTILE, NONDETERMINISTIC, NOT_A_MODE, runtime};
+use dashdice_tests::{BAD_BOT, ENDLESS, HOSTILE, NONDETERMINISTIC, NOT_A_MODE, runtime};
 use dashdice_tools::check::{Check, CheckOptions, CheckReport, check};
 use serde_json::Value;
 
@@ -111,6 +111,12 @@ fn a_mode_whose_games_never_end_fails_ends() {
     assert_fails_only(&report, Check::Ends);
     let result = report.result(Check::Ends).expect("result");
     assert_eq!(result.at.map(|at| at.step), Some(300), "{}", result.detail);
+}
+
+#[test]
+fn a_mode_whose_bot_moves_illegally_fails_bot() {
+    let report = run_check(BAD_BOT, &options(50, 2_000));
+    assert_fails_only(&report, Check::Bot);
 }
 
 fn dashdice(args: &[&str]) -> (Result<(), CliError>, String) {

@@ -14,6 +14,8 @@ pub const NOT_A_MODE: &[u8] = include_bytes!(env!("DASHDICE_TEST_NOT_A_MODE"));
 pub const NONDETERMINISTIC: &[u8] = include_bytes!(env!("DASHDICE_TEST_NONDETERMINISTIC"));
 /// A mode whose games never end (plugins/test-components/endless).
 pub const ENDLESS: &[u8] = include_bytes!(env!("DASHDICE_TEST_ENDLESS"));
+/// A mode whose bot asks for a move the mode refuses (plugins/test-components/bad-bot).
+pub const BAD_BOT: &[u8] = include_bytes!(env!("DASHDICE_TEST_BAD_BOT"));
 
 /// One runtime per test process, so each component compiles once.
 pub fn runtime() -> &'static Runtime {

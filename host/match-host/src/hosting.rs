@@ -366,32 +366,53 @@ impl MatchHost {
         match_id: &str,
         deadline_ms: u64,
     ) -> Result<Option<Applied>, MatchError> {
-        let fired = self
-            .apply_with_retry(match_id, None, |live, mode| {
-                let progress = &live.progress;
-                let Some(seat) = progress.turn else {
-                    return Ok(None);
-                };
-                if progress.finished() || progress.deadline_ms != deadline_ms {
-                    return Ok(None);
+        // A bot plays the mode's choice; if the mode refuses its own bot's
+        // move (or its bot call fails), the bot rolls instead, and if even
+        // that is refused it forfeits, so a match never waits on a bot.
+        let mut fired = Err(MatchError::Contention);
+        for plan in [BotPlan::ModesChoice, BotPlan::Roll, BotPlan::Forfeit] {
+            fired = self
+                .apply_with_retry(match_id, None, |live, mode| {
+                    let progress = &live.progress;
+                    let Some(seat) = progress.turn else {
+                        return Ok(None);
+                    };
+                    if progress.finished() || progress.deadline_ms != deadline_ms {
+                        return Ok(None);
+                    }
+                    if live.meta.is_bot(seat) {
+                        let action = match plan {
+                            BotPlan::ModesChoice => bot_action(mode, &live.state)?,
+                            BotPlan::Roll => None,
+                            BotPlan::Forfeit => Some(Action::Forfeit),
+                        };
+                        return Ok(Some((seat, action)));
+                    }
+                    let strikes = progress
+                        .timeouts
+                        .get(usize::from(seat))
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    let action = if strikes >= TIMEOUTS_TO_FORFEIT {
+                        Action::Forfeit
+                    } else {
+                        Action::Timeout
+                    };
+                    Ok(Some((seat, Some(action))))
+                })
+                .await;
+            match &fired {
+                Err(MatchError::Rejected(e)) => {
+                    tracing::warn!(%match_id, error = %e, ?plan, "the mode refused a bot's move; the bot falls back");
                 }
-                if live.meta.is_bot(seat) {
-                    return Ok(Some((seat, bot_action(mode, &live.state)?)));
+                Err(MatchError::ModeFault(e)) if plan == BotPlan::ModesChoice => {
+                    tracing::warn!(%match_id, error = %e, "the mode's bot call failed; the bot falls back");
                 }
-                let strikes = progress
-                    .timeouts
-                    .get(usize::from(seat))
-                    .copied()
-                    .unwrap_or(0)
-                    + 1;
-                let action = if strikes >= TIMEOUTS_TO_FORFEIT {
-                    Action::Forfeit
-                } else {
-                    Action::Timeout
-                };
-                Ok(Some((seat, Some(action))))
-            })
-            .await?;
+                _ => break,
+            }
+        }
+        let fired = fired?;
         // A repeated firing is another host's: it announced it already.
         Ok(fired.filter(|applied| applied.new))
     }
@@ -656,6 +677,14 @@ struct Replayed<'a> {
     progress: &'a Progress,
     events: &'a [SequencedEvent],
     view: &'a str,
+}
+
+/// What a bot tries, in order, when its turn comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BotPlan {
+    ModesChoice,
+    Roll,
+    Forfeit,
 }
 
 /// What a bot does on its turn, as its mode decides (the `bot` export): the
