@@ -297,6 +297,16 @@ impl Ws {
         }
     }
 
+    /// The answer to the message sent with this `id` (others skipped).
+    async fn answer_to(&mut self, id: &str) -> Value {
+        loop {
+            let message = self.next().await;
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+
     /// Joins `mode` against a bot: the match's snapshot. Each role follows
     /// the catalog on its own, so the matchmaker may learn of a mode a
     /// moment after the gateway lists it: `unknown_mode` is asked again for
@@ -539,12 +549,7 @@ async fn a_published_mode_is_played_pinned_rolled_back_and_retired_with_no_resta
     let mut ws = cluster.session().await;
     ws.send(json!({"type": "join", "id": "late", "mode": "template", "opponent": "bot"}))
         .await;
-    let refused = loop {
-        let message = ws.next().await;
-        if message["id"] == "late" {
-            break message;
-        }
-    };
+    let refused = ws.answer_to("late").await;
     assert_eq!(refused["error"]["code"], "unknown_mode", "{refused}");
 }
 
@@ -595,12 +600,7 @@ async fn hosts_refuse_components_not_signed_by_a_trusted_key() {
     let mut ws = cluster.session().await;
     ws.send(json!({"type": "join", "id": "j", "mode": "template", "opponent": "bot"}))
         .await;
-    let answer = loop {
-        let message = ws.next().await;
-        if message["id"] == "j" {
-            break message;
-        }
-    };
+    let answer = ws.answer_to("j").await;
     // No match starts: the host refuses to load it (loudly, in its log).
     assert!(
         answer["type"] == "error" || answer["status"]["state"] != "playing",
@@ -781,12 +781,7 @@ async fn a_faulting_version_is_quarantined_and_the_previous_one_takes_over() {
         ws.send(json!({"type": "act", "id": format!("p{n}"), "match_id": id,
             "action": "custom", "name": "panic"}))
             .await;
-        let answer = loop {
-            let message = ws.next().await;
-            if message["id"] == format!("p{n}") {
-                break message;
-            }
-        };
+        let answer = ws.answer_to(&format!("p{n}")).await;
         assert_eq!(answer["error"]["code"], "mode_fault", "{answer}");
     }
     // The previous version takes new matches again, everywhere.
@@ -797,12 +792,7 @@ async fn a_faulting_version_is_quarantined_and_the_previous_one_takes_over() {
     // void, without the mode, and says why; its record still verifies.
     ws.send(json!({"type": "act", "id": "after", "match_id": id, "action": "roll"}))
         .await;
-    let answer = loop {
-        let message = ws.next().await;
-        if message["id"] == "after" {
-            break message;
-        }
-    };
+    let answer = ws.answer_to("after").await;
     assert_eq!(answer["type"], "acted", "{answer}");
     let voided = &answer["reply"]["match"];
     assert_eq!(voided["finished"], true, "{answer}");

@@ -186,15 +186,11 @@ impl Names {
     }
 }
 
-/// A mode id as the catalog accepts it: 1 to 32 of `a-z`, `0-9` and `-`,
-/// starting with a letter. It travels in URLs, NATS subjects and key names;
-/// starting with a letter also gives a valid Rust type name.
+/// A mode id as the catalog accepts it (the catalog's own rule: 1 to 32 of
+/// `a-z`, `0-9` and `-`, starting with a letter, which also gives a valid
+/// Rust type name).
 pub fn valid_id(id: &str) -> bool {
-    (1..=32).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    dashdice_proto::catalog::valid_mode_id(id)
 }
 
 fn check_display_name(name: &str) -> Result<String, ScaffoldError> {

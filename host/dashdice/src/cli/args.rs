@@ -150,8 +150,8 @@ pub struct NatsArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
-    /// NATS user: publishing needs the `designer` user of
-    /// nats/nats-server.conf (or a server without users, as `up` starts).
+    /// NATS user: one per role in nats/nats-server.conf (publishing modes
+    /// needs `designer`; a server without users, as `up` starts, needs none).
     #[arg(long, env = "DASHDICE_NATS_USER")]
     pub nats_user: Option<String>,
     #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
@@ -170,17 +170,8 @@ impl NatsArgs {
 /// Where a role finds NATS and Redis; every role takes the same flags.
 #[derive(Debug, Args)]
 pub struct Connections {
-    #[arg(
-        long,
-        env = "DASHDICE_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-    /// NATS user (see nats/nats-server.conf for the per-role users).
-    #[arg(long, env = "DASHDICE_NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     #[arg(
         long,
         env = "DASHDICE_REDIS_URL",
@@ -590,9 +581,10 @@ pub struct SimulateArgs {
 impl Connections {
     /// How to reach NATS.
     pub(crate) fn nats(&self) -> NatsConfig {
-        NatsConfig {
-            url: self.nats_url.clone(),
-            credentials: self.nats_user.clone().zip(self.nats_password.clone()),
-        }
+        self.nats.nats()
+    }
+
+    pub(crate) fn nats_url(&self) -> &str {
+        &self.nats.nats_url
     }
 }

@@ -63,7 +63,7 @@ async fn match_host(
     let book = dashdice_catalog::ModeBook::new(builtin::listings());
     let (source, _following) = CatalogSource::follow(&nats, book.clone(), trusted)
         .await
-        .map_err(|e| CliError::Service(format!("the mode catalog on {}: {e}", c.nats_url)))?;
+        .map_err(|e| CliError::Service(format!("the mode catalog on {}: {e}", c.nats_url())))?;
     let host = dashdice_match_host::MatchHost::new(registry, store).with_source(source);
     tokio::spawn(preload(host.versions().clone(), book));
     Ok((nats, host))
@@ -150,7 +150,7 @@ pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
             startup::observe("dashdice-match-host", args.metrics_addr).map_err(service_error)?;
         let c = &args.connections;
         let (nats, host) = match_host(c, registry, trusted).await?;
-        tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "match host serving");
+        tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, "match host serving");
         startup::until_stopped(dashdice_match_host::service::run(nats, host))
             .await
             .map_err(CliError::Service)
@@ -165,7 +165,7 @@ pub fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
             startup::observe("dashdice-matchmaker", args.metrics_addr).map_err(service_error)?;
         let c = &args.connections;
         let (nats, matchmaker) = matchmaker(c, &args.policy, modes).await?;
-        tracing::info!(nats = %c.nats_url, redis = %c.redis_url, "matchmaker serving");
+        tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, "matchmaker serving");
         let serving =
             dashdice_matchmaker::service::run_with(nats, matchmaker, args.policy.max_in_flight);
         startup::until_stopped(serving)
@@ -184,7 +184,7 @@ pub fn run_gateway(args: GatewayCommandArgs, out: &mut dyn Write) -> Result<(), 
             "dashdice gateway on http://{addr}/ (API under /api/v1)"
         )?;
         out.flush()?;
-        tracing::info!(%addr, nats = %args.connections.nats_url, "gateway serving");
+        tracing::info!(%addr, nats = %args.connections.nats_url(), "gateway serving");
         dashdice_gateway::serve(listener, gateway, startup::stopped())
             .await
             .map_err(service_error)
@@ -194,7 +194,7 @@ pub fn run_gateway(args: GatewayCommandArgs, out: &mut dyn Write) -> Result<(), 
 pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let c = &args.connections;
     // Started here if need be; stopped when these drop, at the end.
-    let nats_server = dashdice_service::local::ensure_nats(&c.nats_url).map_err(service_error)?;
+    let nats_server = dashdice_service::local::ensure_nats(c.nats_url()).map_err(service_error)?;
     let redis_server =
         dashdice_service::local::ensure_redis(&c.redis_url).map_err(service_error)?;
     let registry = registry(args.artifact_dir.clone())?;
@@ -228,7 +228,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "  API     http://{page}/api/v1 (WebSocket: ws://{page}/api/v1/ws)"
         )?;
         writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
-        writeln!(out, "  NATS    {}{}", c.nats_url, started(&nats_server))?;
+        writeln!(out, "  NATS    {}{}", c.nats_url(), started(&nats_server))?;
         writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
         writeln!(
             out,
