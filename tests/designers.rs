@@ -17,6 +17,7 @@ use dashdice_catalog::{Catalog, PublisherKey, TrustedKeys};
 use dashdice_proto::ModeHash;
 use dashdice_runtime::fair_dice::verify;
 use dashdice_tests::servers::{NatsServer, RedisServer, free_port};
+use dashdice_tools::bench::publish::nth_version;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -417,20 +418,11 @@ fn me(snapshot: &Value) -> String {
         .to_owned()
 }
 
-/// The same component with a custom section appended: new bytes, so a new
-/// version (hash), playing exactly alike.
+/// The same component with a custom section appended (as the publish bench
+/// makes its versions): new bytes, so a new version (hash), playing alike.
 fn second_version(v1: &[u8], dir: &Path) -> PathBuf {
-    let name = b"dashdice-test-v2";
-    let payload = b"the second version";
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(payload);
-    let mut bytes = v1.to_vec();
-    bytes.push(0);
-    bytes.push(section.len() as u8);
-    bytes.extend_from_slice(&section);
-    let path = dir.join("template-v2.wasm");
-    std::fs::write(&path, bytes).expect("write v2");
+    let path = dir.join("v2.wasm");
+    std::fs::write(&path, nth_version(v1, 2)).expect("write v2");
     path
 }
 

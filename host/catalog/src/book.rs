@@ -42,8 +42,8 @@ struct Pages {
 }
 
 impl Pages {
-    fn quarantined_set(&self) -> BTreeSet<ModeHash> {
-        self.quarantined.keys().copied().collect()
+    fn is_quarantined(&self, hash: &ModeHash) -> bool {
+        self.quarantined.contains_key(hash)
     }
 }
 
@@ -73,10 +73,13 @@ impl ModeBook {
     /// Which version a new match of `id` gets; `roll` (0..100) picks between
     /// a canary and the current version.
     pub fn resolve(&self, id: &str, roll: u8) -> Resolved {
-        let pages = self.read();
-        let quarantined = pages.quarantined_set();
+        Self::resolve_in(&self.read(), id, roll)
+    }
+
+    fn resolve_in(pages: &Pages, id: &str, roll: u8) -> Resolved {
+        let quarantined = |h: &ModeHash| pages.is_quarantined(h);
         if let Some(p) = pages.pointers.get(id) {
-            return match p.pick(&quarantined, roll) {
+            return match p.pick(quarantined, roll) {
                 Some(hash) => Resolved::Published(hash),
                 None if p.state == dashdice_proto::catalog::PointerState::Retired => {
                     Resolved::Withdrawn(format!("mode {id} is retired"))
@@ -87,7 +90,7 @@ impl ModeBook {
             };
         }
         match pages.builtins.get(id) {
-            Some(b) if quarantined.contains(&b.hash) => {
+            Some(b) if quarantined(&b.hash) => {
                 Resolved::Withdrawn(format!("mode {id} is quarantined for faulting"))
             }
             Some(b) => Resolved::Builtin(b.hash),
@@ -105,15 +108,15 @@ impl ModeBook {
     /// The modes that take new matches, by id.
     pub fn playable(&self) -> Vec<ModeListing> {
         let pages = self.read();
-        let quarantined = pages.quarantined_set();
+        let quarantined = |h: &ModeHash| pages.is_quarantined(h);
         let mut out: BTreeMap<String, ModeListing> = pages
             .builtins
             .iter()
-            .filter(|(_, b)| !quarantined.contains(&b.hash))
+            .filter(|(_, b)| !quarantined(&b.hash))
             .map(|(id, b)| (id.clone(), b.clone()))
             .collect();
         for (id, p) in &pages.pointers {
-            match p.listing(&quarantined) {
+            match p.listing(quarantined) {
                 Some(listing) => out.insert(id.clone(), listing),
                 None => out.remove(id),
             };
@@ -121,9 +124,20 @@ impl ModeBook {
         out.into_values().collect()
     }
 
-    /// The ids of the modes that take new matches.
+    /// The ids of the modes that take new matches (what the matchmaker runs
+    /// a pass over, several times a second: no listing is cloned for it).
     pub fn playable_ids(&self) -> Vec<String> {
-        self.playable().into_iter().map(|l| l.info.id).collect()
+        let pages = self.read();
+        let ids: BTreeSet<&String> = pages.builtins.keys().chain(pages.pointers.keys()).collect();
+        ids.into_iter()
+            .filter(|id| {
+                matches!(
+                    Self::resolve_in(&pages, id, 0),
+                    Resolved::Published(_) | Resolved::Builtin(_)
+                )
+            })
+            .cloned()
+            .collect()
     }
 
     pub fn pointers(&self) -> Vec<ModePointer> {
@@ -166,11 +180,12 @@ impl ModeBook {
     pub async fn resync(&self, catalog: &Catalog) -> Result<(), crate::CatalogError> {
         let pointers = catalog.pointers().await?;
         let quarantined = catalog.quarantines().await?;
+        let pointers: BTreeMap<_, _> = pointers.into_iter().map(|p| (p.id.clone(), p)).collect();
+        let quarantined: BTreeMap<_, _> = quarantined.into_iter().map(|q| (q.hash, q)).collect();
         let mut pages = self.write();
-        let before = (pages.pointers.clone(), pages.quarantined.clone());
-        pages.pointers = pointers.into_iter().map(|p| (p.id.clone(), p)).collect();
-        pages.quarantined = quarantined.into_iter().map(|q| (q.hash, q)).collect();
-        let changed = before != (pages.pointers.clone(), pages.quarantined.clone());
+        let changed = pages.pointers != pointers || pages.quarantined != quarantined;
+        pages.pointers = pointers;
+        pages.quarantined = quarantined;
         drop(pages);
         if changed {
             self.changes.send_modify(|n| *n += 1);

@@ -41,7 +41,9 @@ pub use dashdice_proto::matches::{
     verifiable_record,
 };
 
-use crate::stored::{LogEntry, Logged, Meta, Progress, decode, decode_log, encode, void_outcome};
+use crate::stored::{
+    LogEntry, Logged, Meta, Progress, decode, decode_log, encode, void_outcome, void_view,
+};
 
 /// Consecutive timeouts that forfeit the match.
 pub const TIMEOUTS_TO_FORFEIT: u32 = 3;
@@ -174,7 +176,7 @@ impl MatchHost {
     /// Also hosts the modes `source` publishes: new matches get the version
     /// it names, and pinned versions are fetched from it when missing.
     pub fn with_source(mut self, source: Arc<dyn ModeSource>) -> Self {
-        self.versions = Versions::new(self.versions.registry_arc(), Some(source));
+        self.versions = self.versions.with_source(source);
         self
     }
 
@@ -696,27 +698,6 @@ fn bot_action(mode: &Mode, state: &[u8]) -> Result<Option<Action>, MatchError> {
         BotMove::Bank => Some(Action::Bank),
         BotMove::Custom { name, payload } => Some(Action::Custom { name, payload }),
     })
-}
-
-/// The public view of a void match, made by the host (the mode is not
-/// asked): the contract's fields, no winner, and why.
-fn void_view(meta: &Meta, reason: &str) -> String {
-    let players: Vec<Value> = meta
-        .players
-        .iter()
-        .map(|p| serde_json::json!({ "id": p, "score": 0 }))
-        .collect();
-    serde_json::json!({
-        "mode": meta.mode,
-        "status": "finished",
-        "players": players,
-        "turn": null,
-        "turn_score": 0,
-        "winner": null,
-        "draw": true,
-        "void": reason,
-    })
-    .to_string()
 }
 
 fn is_match_id(id: &str) -> bool {

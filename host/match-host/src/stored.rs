@@ -209,6 +209,27 @@ pub fn void_outcome(meta: &Meta, state: &[u8], reason: &str) -> Outcome {
 /// The custom event a void match ends with.
 pub const VOID_EVENT: &str = "match_void";
 
+/// The public view of a void match, made by the host (the mode is not
+/// asked): the contract's fields, no winner, and why.
+pub fn void_view(meta: &Meta, reason: &str) -> String {
+    let players: Vec<serde_json::Value> = meta
+        .players
+        .iter()
+        .map(|p| serde_json::json!({ "id": p, "score": 0 }))
+        .collect();
+    serde_json::json!({
+        "mode": meta.mode,
+        "status": "finished",
+        "players": players,
+        "turn": null,
+        "turn_score": 0,
+        "winner": null,
+        "draw": true,
+        "void": reason,
+    })
+    .to_string()
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail.
     postcard::to_allocvec(value).unwrap_or_default()

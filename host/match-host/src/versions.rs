@@ -181,8 +181,10 @@ impl Versions {
         &self.registry
     }
 
-    pub fn registry_arc(&self) -> Arc<ModeRegistry> {
-        self.registry.clone()
+    /// Also follows `source` for published modes.
+    pub fn with_source(mut self, source: Arc<dyn ModeSource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The version a new match of `id` starts on.
@@ -225,21 +227,13 @@ impl Versions {
         if let Some(mode) = self.registry.version(id, hash) {
             return Ok(mode);
         }
-        let bytes = source.fetch(hash).await.map_err(|e| match e {
-            FetchError::Refused(why) => {
-                MatchError::Refused(format!("{id}@{}: {why}", hash.short()))
-            }
-            FetchError::Unavailable(why) => MatchError::Unreachable(why),
-        })?;
-        let registry = self.registry.clone();
-        let mode = tokio::task::spawn_blocking(move || registry.add(&bytes))
-            .await
-            .map_err(|e| MatchError::Interrupted(e.to_string()))?
-            .map_err(|e| MatchError::Refused(format!("{id}@{}: {e}", hash.short())))?;
+        let loaded = self.fetch_and_add(source.as_ref(), id, hash).await;
+        // Done, either way: the next caller finds the version or tries anew.
         self.loading
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&hash);
+        let mode = loaded?;
         if mode.info().id != id {
             return Err(MatchError::Refused(format!(
                 "version {} is mode {:?}, not {id:?}",
@@ -248,5 +242,24 @@ impl Versions {
             )));
         }
         Ok(mode)
+    }
+
+    async fn fetch_and_add(
+        &self,
+        source: &dyn ModeSource,
+        id: &str,
+        hash: ModeHash,
+    ) -> Result<Arc<Mode>, MatchError> {
+        let bytes = source.fetch(hash).await.map_err(|e| match e {
+            FetchError::Refused(why) => {
+                MatchError::Refused(format!("{id}@{}: {why}", hash.short()))
+            }
+            FetchError::Unavailable(why) => MatchError::Unreachable(why),
+        })?;
+        let registry = self.registry.clone();
+        tokio::task::spawn_blocking(move || registry.add(&bytes))
+            .await
+            .map_err(|e| MatchError::Interrupted(e.to_string()))?
+            .map_err(|e| MatchError::Refused(format!("{id}@{}: {e}", hash.short())))
     }
 }

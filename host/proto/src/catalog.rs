@@ -14,7 +14,7 @@
 //! the third. Every role reads all three, so "what is playable" is decided
 //! the same way everywhere by [`ModePointer::playable`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use dashdice_mode_sdk::ModeInfo;
 use serde::{Deserialize, Serialize};
@@ -93,25 +93,25 @@ pub struct ModePointer {
 }
 
 impl ModePointer {
-    /// The version new matches get, given the quarantined hashes: the
+    /// The version new matches get, given which hashes are quarantined: the
     /// current one, or (when it is quarantined) the newest previous one that
     /// is not. `None` when retired or when nothing is left.
-    pub fn playable(&self, quarantined: &BTreeSet<ModeHash>) -> Option<ModeHash> {
+    pub fn playable(&self, quarantined: impl Fn(&ModeHash) -> bool) -> Option<ModeHash> {
         if self.state == PointerState::Retired {
             return None;
         }
         std::iter::once(&self.current)
             .chain(&self.previous)
-            .find(|h| !quarantined.contains(h))
+            .find(|h| !quarantined(h))
             .copied()
     }
 
     /// The version for a new match whose id hashes to `roll` (0..100): the
     /// canary's share goes to the canary unless it is quarantined.
-    pub fn pick(&self, quarantined: &BTreeSet<ModeHash>, roll: u8) -> Option<ModeHash> {
-        let base = self.playable(quarantined)?;
+    pub fn pick(&self, quarantined: impl Fn(&ModeHash) -> bool, roll: u8) -> Option<ModeHash> {
+        let base = self.playable(&quarantined)?;
         match &self.canary {
-            Some(c) if roll < c.percent && !quarantined.contains(&c.hash) => Some(c.hash),
+            Some(c) if roll < c.percent && !quarantined(&c.hash) => Some(c.hash),
             _ => Some(base),
         }
     }
@@ -144,7 +144,7 @@ impl ModePointer {
     }
 
     /// The listing of the version new matches get (the canary aside).
-    pub fn listing(&self, quarantined: &BTreeSet<ModeHash>) -> Option<ModeListing> {
+    pub fn listing(&self, quarantined: impl Fn(&ModeHash) -> bool) -> Option<ModeListing> {
         let hash = self.playable(quarantined)?;
         let version = self.versions.get(&hash)?;
         Some(ModeListing {
@@ -189,6 +189,8 @@ pub fn valid_mode_id(id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn h(n: u8) -> ModeHash {
@@ -227,11 +229,11 @@ mod tests {
         let mut p = pointer();
         p.advance(h(2), 1);
         let q: BTreeSet<_> = [h(2)].into();
-        assert_eq!(p.playable(&q), Some(h(1)));
+        assert_eq!(p.playable(|x| q.contains(x)), Some(h(1)));
         let all: BTreeSet<_> = [h(1), h(2)].into();
-        assert_eq!(p.playable(&all), None);
+        assert_eq!(p.playable(|x| all.contains(x)), None);
         p.state = PointerState::Retired;
-        assert_eq!(p.playable(&BTreeSet::new()), None);
+        assert_eq!(p.playable(|_| false), None);
     }
 
     #[test]
@@ -241,10 +243,9 @@ mod tests {
             hash: h(9),
             percent: 10,
         });
-        let none = BTreeSet::new();
-        assert_eq!(p.pick(&none, 9), Some(h(9)));
-        assert_eq!(p.pick(&none, 10), Some(h(1)));
-        assert_eq!(p.pick(&[h(9)].into(), 0), Some(h(1)));
+        assert_eq!(p.pick(|_| false, 9), Some(h(9)));
+        assert_eq!(p.pick(|_| false, 10), Some(h(1)));
+        assert_eq!(p.pick(|x| *x == h(9), 0), Some(h(1)));
     }
 
     #[test]

@@ -141,6 +141,26 @@ pub enum BenchCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The component (`target/wasm32-wasip2/release/<crate>.wasm`).
+    pub file: PathBuf,
+    /// The publisher's ed25519 key (hex seed); default
+    /// `~/.dashdice/publisher.key`, which `dashdice up` makes and trusts.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Who publishes, as `mode list` shows it (default: the key's id).
+    #[arg(long = "as")]
+    pub publisher: Option<String>,
+    /// Random games the check plays.
+    #[arg(long, default_value_t = 2000)]
+    pub games: u32,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Where the mode catalog's NATS is, for the designers' commands.
 #[derive(Debug, Args)]
 pub struct NatsArgs {
@@ -456,24 +476,7 @@ pub enum ModeCommand {
     /// cluster's catalog: every match host, matchmaker and gateway takes it
     /// within seconds, with no restart. New matches get it; running ones
     /// finish on the version they started on.
-    Publish {
-        /// The component (`target/wasm32-wasip2/release/<crate>.wasm`).
-        file: PathBuf,
-        /// The publisher's ed25519 key (hex seed); default
-        /// `~/.dashdice/publisher.key`, which `dashdice up` makes and trusts.
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        /// Who publishes, as `mode list` shows it (default: the key's id).
-        #[arg(long = "as")]
-        publisher: Option<String>,
-        /// Random games the check plays.
-        #[arg(long, default_value_t = 2000)]
-        games: u32,
-        #[command(flatten)]
-        nats: NatsArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Publish(PublishArgs),
     /// Make a mode's previous version current again.
     Rollback {
         id: String,

@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::CliError;
-use super::args::{ModeCommand, NatsArgs, default_key_file};
+use super::args::{NatsArgs, PublishArgs, default_key_file};
 
 fn catalog_error(e: impl std::fmt::Display) -> CliError {
     CliError::Service(e.to_string())
@@ -54,111 +54,73 @@ fn parse_hash(text: &str) -> Result<ModeHash, CliError> {
         .map_err(|_| CliError::Service(format!("{text:?} is not a version hash (64 hex digits)")))
 }
 
-/// Runs one of the catalog commands; `None` if `command` is not one.
-pub fn run(
-    runtime: &Runtime,
-    command: ModeCommand,
-    out: &mut dyn Write,
-) -> Result<Option<()>, CliError> {
-    match command {
-        ModeCommand::List {
-            nats,
-            redis_url,
-            json,
-        } => list(&nats, &redis_url, json, out)?,
-        ModeCommand::Publish {
-            file,
-            key_file,
-            publisher,
-            games,
-            nats,
-            json,
-        } => publish(
-            runtime,
-            &file,
-            key_file.as_deref(),
-            publisher,
-            games,
-            &nats,
-            json,
-            out,
-        )?,
-        ModeCommand::Rollback { id, nats } => {
-            let pointer = startup::block_on(async {
-                open(&nats, false)
-                    .await?
-                    .roll_back(&id)
-                    .await
-                    .map_err(catalog_error)
-            })??;
-            writeln!(out, "{id}: rolled back to {}", pointer.current)?;
-        }
-        ModeCommand::Retire { id, nats } => {
-            startup::block_on(async {
-                open(&nats, false)
-                    .await?
-                    .retire(&id)
-                    .await
-                    .map_err(catalog_error)
-            })??;
-            writeln!(out, "{id}: retired (no new matches; running ones finish)")?;
-        }
-        ModeCommand::Canary {
-            id,
-            hash,
-            percent,
-            promote,
-            nats,
-        } => {
-            let hash = parse_hash(&hash)?;
-            let pointer = startup::block_on(async {
-                open(&nats, false)
-                    .await?
-                    .canary(&id, hash, percent, promote)
-                    .await
-                    .map_err(catalog_error)
-            })??;
-            match (&pointer.canary, promote) {
-                (_, true) => writeln!(out, "{id}: {} promoted to current", pointer.current)?,
-                (Some(c), _) => {
-                    writeln!(out, "{id}: {} gets {}% of new matches", c.hash, c.percent)?
-                }
-                (None, _) => writeln!(out, "{id}: no canary")?,
-            }
-        }
-        ModeCommand::Release { hash, nats } => {
-            let hash = parse_hash(&hash)?;
-            startup::block_on(async {
-                open(&nats, false)
-                    .await?
-                    .release(hash)
-                    .await
-                    .map_err(catalog_error)
-            })??;
-            writeln!(out, "{hash}: quarantine lifted")?;
-        }
-        _ => return Ok(None),
-    }
-    Ok(Some(()))
+/// Runs `change` on the catalog (which must exist) as the designer.
+fn on_catalog<T, F>(nats: &NatsArgs, change: impl FnOnce(Catalog) -> F) -> Result<T, CliError>
+where
+    F: std::future::Future<Output = Result<T, dashdice_catalog::CatalogError>>,
+{
+    startup::block_on(async {
+        change(open(nats, false).await?)
+            .await
+            .map_err(catalog_error)
+    })?
 }
 
-#[allow(clippy::too_many_arguments)]
-fn publish(
-    runtime: &Runtime,
-    file: &Path,
-    key_file: Option<&Path>,
-    publisher: Option<String>,
-    games: u32,
+pub fn roll_back(id: &str, nats: &NatsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let pointer = on_catalog(nats, |c| async move { c.roll_back(id).await })?;
+    writeln!(out, "{id}: rolled back to {}", pointer.current)?;
+    Ok(())
+}
+
+pub fn retire(id: &str, nats: &NatsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    on_catalog(nats, |c| async move { c.retire(id).await })?;
+    writeln!(out, "{id}: retired (no new matches; running ones finish)")?;
+    Ok(())
+}
+
+pub fn canary(
+    id: &str,
+    hash: &str,
+    percent: u8,
+    promote: bool,
     nats: &NatsArgs,
-    json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let hash = parse_hash(hash)?;
+    let pointer = on_catalog(nats, |c| async move {
+        c.canary(id, hash, percent, promote).await
+    })?;
+    match (&pointer.canary, promote) {
+        (_, true) => writeln!(out, "{id}: {} promoted to current", pointer.current)?,
+        (Some(c), _) => writeln!(out, "{id}: {} gets {}% of new matches", c.hash, c.percent)?,
+        (None, _) => writeln!(out, "{id}: no canary")?,
+    }
+    Ok(())
+}
+
+pub fn release(hash: &str, nats: &NatsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let hash = parse_hash(hash)?;
+    on_catalog(nats, |c| async move { c.release(hash).await })?;
+    writeln!(out, "{hash}: quarantine lifted")?;
+    Ok(())
+}
+
+pub fn publish(runtime: &Runtime, args: PublishArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let PublishArgs {
+        file,
+        key_file,
+        publisher,
+        games,
+        nats,
+        json,
+    } = args;
+    let (file, nats) = (file.as_path(), &nats);
     let bytes = std::fs::read(file).map_err(|source| CliError::Read {
         path: file.to_path_buf(),
         source,
     })?;
     // The key first: a missing key should not cost a whole check.
-    let key = publisher_key(key_file)?;
+    let key = publisher_key(key_file.as_deref())?;
     let options = check::CheckOptions {
         games,
         ..Default::default()
@@ -226,7 +188,12 @@ fn publish(
 /// How many live matches each version has: at most this many are looked at.
 const LIVE_SCAN_LIMIT: usize = 100_000;
 
-fn list(nats: &NatsArgs, redis_url: &str, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn list(
+    nats: &NatsArgs,
+    redis_url: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let builtins = builtin::listings();
     // The cluster's catalog, if there is one to read, and its live matches
     // (skipped if Redis does not answer within 3 s).

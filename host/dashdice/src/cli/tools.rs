@@ -18,6 +18,7 @@ use dashdice_tools::simulate;
 
 use super::CliError;
 use super::args::{BenchCommand, Connections, LoadgenArgs, MatchCommand, ModeArgs, ModeCommand};
+use super::catalog;
 
 pub fn mode(args: ModeArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut runtime = Runtime::new(Limits::default())?;
@@ -29,14 +30,22 @@ pub fn mode(args: ModeArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
 fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
-        command @ (ModeCommand::List { .. }
-        | ModeCommand::Publish { .. }
-        | ModeCommand::Rollback { .. }
-        | ModeCommand::Retire { .. }
-        | ModeCommand::Canary { .. }
-        | ModeCommand::Release { .. }) => {
-            super::catalog::run(runtime, command, out)?;
-        }
+        ModeCommand::List {
+            nats,
+            redis_url,
+            json,
+        } => catalog::list(&nats, &redis_url, json, out)?,
+        ModeCommand::Publish(args) => catalog::publish(runtime, args, out)?,
+        ModeCommand::Rollback { id, nats } => catalog::roll_back(&id, &nats, out)?,
+        ModeCommand::Retire { id, nats } => catalog::retire(&id, &nats, out)?,
+        ModeCommand::Canary {
+            id,
+            hash,
+            percent,
+            promote,
+            nats,
+        } => catalog::canary(&id, &hash, percent, promote, &nats, out)?,
+        ModeCommand::Release { hash, nats } => catalog::release(&hash, &nats, out)?,
         ModeCommand::Inspect { mode } => {
             let mode = load(runtime, &mode)?;
             let report = json!({ "version_hash": mode.hash(), "info": mode.info() });
