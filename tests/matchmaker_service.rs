@@ -1,8 +1,8 @@
 //! The matchmaker and the match host as NATS services, on real nats-server and
 //! redis-server processes: players queue over NATS and are told of their
 //! match on their notification subject; a lone quick player gets a bot that
-//! the host plays to the end; a ranked result moves ratings through the
-//! record stream; the host being down loses no ticket; bad input is refused;
+//! the host plays to the end (ranked results move ratings in the archiver:
+//! tests/archive.rs); the host being down loses no ticket; bad input is refused;
 //! private matches by invite code and rematches of finished matches.
 
 use std::time::Duration;
@@ -12,8 +12,7 @@ use dashdice_match_host::service as match_service;
 use dashdice_match_host::{ActionReply, MatchHost, Snapshot};
 use dashdice_matchmaker::service::{self as matchmaker_service, NatsMatches, NatsNotify};
 use dashdice_matchmaker::{
-    Invite, MatchFound, Matchmaker, Notice, Origin, Policy, PrivatePolicy, Rating, Ratings,
-    RatingsStore, RematchStatus, Status,
+    Invite, MatchFound, Matchmaker, Notice, Origin, Policy, PrivatePolicy, RematchStatus, Status,
 };
 use dashdice_proto::bus::{self, ErrorBody, Reply, endpoint, queue_endpoint};
 use dashdice_store::MatchStore;
@@ -284,46 +283,6 @@ async fn a_lone_quick_player_gets_a_bot_that_plays_to_the_end() {
     );
     // The record stream frees the player.
     wait_status(&sys.client, "solo", |s| *s == Status::Idle).await;
-}
-
-#[tokio::test]
-async fn a_ranked_result_reaches_ratings_through_the_record_stream() {
-    let sys = system(true).await;
-    for p in ["ann", "ben"] {
-        queue::<Status>(
-            &sys.client,
-            queue_endpoint::JOIN,
-            json!({"player": p, "mode": "classic", "kind": "ranked", "region": "eu"}),
-        )
-        .await
-        .expect("join");
-    }
-    let Status::Playing { match_id } =
-        wait_status(&sys.client, "ann", |s| matches!(s, Status::Playing { .. })).await
-    else {
-        unreachable!()
-    };
-    let body =
-        json!({"match_id": match_id, "player": "ann", "request_id": "bye", "action": "forfeit"});
-    host::<ActionReply>(&sys.client, endpoint::ACT, body)
-        .await
-        .expect("forfeit");
-    wait_status(&sys.client, "ann", |s| *s == Status::Idle).await;
-    wait_status(&sys.client, "ben", |s| *s == Status::Idle).await;
-    let ratings = Ratings::new(QueueStore::connect(&sys.redis.url()).await.expect("redis"));
-    let mut ben = Rating::default();
-    for _ in 0..50 {
-        ben = ratings.get("ben", "classic").await.expect("rating");
-        if ben != Rating::default() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ann = ratings.get("ann", "classic").await.expect("rating");
-    assert!(
-        ben.rating > 1500.0 && ann.rating < 1500.0,
-        "ann {ann:?}, ben {ben:?}"
-    );
 }
 
 #[tokio::test]

@@ -10,12 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use dashdice_matchmaker::{
-    Connection, JoinRequest, MatchmakingError, Opponent, Policy, QueueKind, RatingsStore, Status,
-    Ticket,
+    Connection, JoinRequest, MatchmakingError, Opponent, Policy, QueueKind, Status, Ticket,
 };
-use dashdice_mode_sdk::{MatchResult, Standing};
 use dashdice_proto::clock::now_ms;
-use dashdice_runtime::fair_dice::MatchRecord;
 use dashdice_store::queues::{QueueKeys, QueueStore, StoredTicket};
 use dashdice_tests::matchmaking::*;
 use dashdice_tests::servers::RedisServer;
@@ -426,57 +423,11 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_ranked_result_moves_ratings_once() {
+async fn ranked_joins_match_on_the_stored_rating() {
+    // (Results move ratings in the archiver: tests/archive.rs.)
     let redis = RedisServer::start();
     let (host, inbox) = (Host::default(), Inbox::default());
     let mm = matchmaker(&redis, policy(), &host, &inbox).await;
-    let standing = |player: &str, rank, result| Standing {
-        player: player.into(),
-        score: 0,
-        rank,
-        result,
-    };
-    let record = MatchRecord {
-        match_id: "m-ranked".into(),
-        mode: "classic".into(),
-        mode_version: "00".repeat(32).parse().expect("hash"),
-        players: vec!["winner".into(), "loser".into()],
-        options: String::new(),
-        created_ms: 0,
-        ranked: true,
-        bots: vec![],
-        seed_hash: String::new(),
-        seed: String::new(),
-        actions: vec![],
-        standings: vec![
-            standing("winner", 1, MatchResult::Win),
-            standing("loser", 2, MatchResult::Loss),
-        ],
-        void: None,
-    };
-    mm.record_finished(&record).await.expect("rated");
-    let get = |p: &'static str| {
-        let ratings = mm.ratings().clone();
-        async move { ratings.get(p, "classic").await.expect("rating") }
-    };
-    let (w, l) = (get("winner").await, get("loser").await);
-    assert!(w.rating > 1500.0 && l.rating < 1500.0, "{w:?} {l:?}");
-    mm.record_finished(&record).await.expect("again");
-    assert_eq!(get("winner").await, w, "a match is rated once");
-    let casual = MatchRecord {
-        match_id: "m-quick".into(),
-        ranked: false,
-        ..record.clone()
-    };
-    mm.record_finished(&casual).await.expect("quick");
-    assert_eq!(get("winner").await, w, "quick matches do not move ratings");
-    let void = MatchRecord {
-        match_id: "m-void".into(),
-        void: Some("version withdrawn for faulting".into()),
-        ..record.clone()
-    };
-    mm.record_finished(&void).await.expect("void");
-    assert_eq!(get("winner").await, w, "void matches do not move ratings");
     // Ranked joins match on the stored rating.
     rate(&mm, "x", 1900.0).await;
     rate(&mm, "y", 1500.0).await;

@@ -7,6 +7,9 @@
 //!   in the runtime or the store.
 //! - No wasmtime in the dependency tree of the gateway, the matchmaker or the
 //!   mode catalog.
+//! - Only `dashdice-archive` names the `firestore` crate, and no role but the
+//!   archiver (and the binary) has Firestore in its dependency tree: the
+//!   gateway reaches the archive over NATS.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -197,4 +200,44 @@ fn the_gateway_the_matchmaker_and_the_catalog_link_no_wasmtime() {
             .iter()
             .any(|p| p == "wasmtime")
     );
+}
+
+#[test]
+fn only_the_archive_knows_firestore() {
+    let found = offences(&["archive"], |code| code.contains("firestore::"));
+    assert!(
+        found.is_empty(),
+        "firestore:: outside host/archive (add a typed call to dashdice-archive):\n{}",
+        found.join("\n")
+    );
+    for package in [
+        "dashdice-gateway",
+        "dashdice-matchmaker",
+        "dashdice-match-host",
+        "dashdice-store",
+        "dashdice-proto",
+    ] {
+        let tree = dependency_tree(package);
+        assert!(
+            !tree.iter().any(|p| p == "firestore" || p == "gcloud-sdk"),
+            "{package} pulls in Firestore"
+        );
+    }
+    assert!(
+        dependency_tree("dashdice-archiver")
+            .iter()
+            .any(|p| p == "firestore")
+    );
+    // The archive knows no NATS and no Redis (it uses the protocol crate's
+    // types only).
+    let dir = root().join("host/archive");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+    assert!(!manifest.contains("async-nats") && !manifest.contains("redis"));
+    for (path, text) in sources(&dir.join("src")) {
+        assert!(
+            !text.contains("async_nats") && !text.contains("redis::"),
+            "{} knows NATS or Redis",
+            path.display()
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! `dashdice up` on embedded defaults: with nothing listening at its URLs it
-//! starts nats-server and redis-server itself, runs the gateway, a match host
-//! and a matchmaker, serves players end to end, and stops its servers on exit.
+//! starts nats-server, redis-server and the Firestore emulator itself, runs
+//! the gateway, a match host, a matchmaker and an archiver, serves players
+//! end to end (their finished match archived), and stops its servers on exit.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -20,12 +21,17 @@ fn listening(port: u16) -> bool {
 #[tokio::test]
 async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     let (nats_port, redis_port, http_port) = (free_port(), free_port(), free_port());
+    let firestore_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
         .arg("up")
         .args(["--nats-url", &format!("nats://127.0.0.1:{nats_port}")])
         .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}/")])
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
         .args(["--bot-after-ms", "0"])
+        .args([
+            "--firestore-emulator",
+            &format!("127.0.0.1:{firestore_port}"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -34,7 +40,7 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     let banner = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut banner = String::new();
-        for line in lines.by_ref().take(10).map_while(Result::ok) {
+        for line in lines.by_ref().take(12).map_while(Result::ok) {
             banner.push_str(&line);
             banner.push('\n');
             if line.starts_with("Ctrl-C") {
@@ -54,7 +60,12 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
         banner.contains(&format!("play    http://127.0.0.1:{http_port}/")),
         "it prints the page's URL: {banner}"
     );
+    assert!(
+        banner.contains("and archiver") && banner.contains("Firestore emulator"),
+        "it runs the archiver on the emulator it started: {banner}"
+    );
     assert!(listening(nats_port) && listening(redis_port) && listening(http_port));
+    assert!(listening(firestore_port));
 
     let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))
         .await
@@ -99,6 +110,35 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
         .expect("the match host answers");
     let reply: Value = serde_json::from_slice(&reply.payload).expect("json");
     assert_eq!(reply["ok"]["match_id"], found.match_id.as_str(), "{reply}");
+    // The match ends and the archiver archives it.
+    let forfeit = json!({"match_id": found.match_id, "player": "u1", "request_id": "bye", "action": "forfeit"});
+    let reply = client
+        .request(
+            bus::match_request(bus::endpoint::ACT),
+            forfeit.to_string().into(),
+        )
+        .await
+        .expect("the match host answers");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("json");
+    assert!(reply.get("ok").is_some(), "{reply}");
+    let ask = json!({"match_id": found.match_id}).to_string();
+    let mut archived = Value::Null;
+    for _ in 0..300 {
+        let reply = client
+            .request(
+                bus::archive_request(bus::archive_endpoint::MATCH),
+                ask.clone().into(),
+            )
+            .await;
+        if let Ok(reply) = reply {
+            archived = serde_json::from_slice(&reply.payload).expect("json");
+            if archived.get("ok").is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(archived["ok"]["reason"], "forfeit", "{archived}");
 
     // SIGINT, as Ctrl-C: the servers it started go with it.
     let status = Command::new("kill")
@@ -111,6 +151,7 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     assert!(!listening(nats_port), "nats-server stopped");
     assert!(!listening(redis_port), "redis-server stopped");
     assert!(!listening(http_port), "the gateway stopped");
+    assert!(!listening(firestore_port), "the Firestore emulator stopped");
 }
 
 #[test]

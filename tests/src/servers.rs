@@ -99,3 +99,123 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 }
+
+/// Google's Firestore emulator on a free loopback port, keeping everything
+/// in memory. It runs under a small shell that kills it when this process's
+/// end of its stdin closes, so the emulator goes with the test process even
+/// when that is killed or never drops a shared emulator. Where the emulator
+/// is not installed, starting one fails the test saying what to install:
+/// Firestore tests never pass by skipping.
+pub struct FirestoreEmulator {
+    shell: std::process::Child,
+    /// The JVM's process id, for stopping and continuing it.
+    java: u32,
+    pub port: u16,
+}
+
+impl FirestoreEmulator {
+    pub fn start() -> Self {
+        let jar = match Server::Firestore.binary() {
+            Ok(jar) => jar,
+            Err(e) => panic!(
+                "the Firestore tests need Google's Firestore emulator: {e} (.ci/prepare checks for it)"
+            ),
+        };
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            match Self::start_on(&jar, port) {
+                Ok(started) => return started,
+                Err(e) => last = e,
+            }
+        }
+        panic!("the Firestore emulator would not start: {last}");
+    }
+
+    fn start_on(jar: &std::path::Path, port: u16) -> Result<Self, String> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut shell = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$@" >/dev/null 2>&1 & echo $!; read _; kill -9 $! 2>/dev/null"#)
+            .arg("sh")
+            .arg("java")
+            .args(["-Duser.language=en", "-Xms64m", "-cp"])
+            .arg(jar)
+            .arg("com.google.cloud.datastore.emulator.firestore.CloudFirestore")
+            .arg("start")
+            .args(["--host=127.0.0.1", &format!("--port={port}")])
+            .arg("--database-mode=firestore-native")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("sh: {e}"))?;
+        let mut pid = String::new();
+        if let Some(out) = shell.stdout.take() {
+            std::io::BufReader::new(out)
+                .read_line(&mut pid)
+                .map_err(|e| e.to_string())?;
+        }
+        let java: u32 = pid.trim().parse().map_err(|_| format!("no pid: {pid:?}"))?;
+        let started = FirestoreEmulator { shell, java, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(started);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!("it did not listen on port {port} within 90 s"))
+    }
+
+    /// One emulator for every test of this process; each test keeps to its
+    /// own project ([`FirestoreEmulator::project`]), so tests stay apart.
+    pub fn shared() -> &'static FirestoreEmulator {
+        static SHARED: std::sync::OnceLock<FirestoreEmulator> = std::sync::OnceLock::new();
+        SHARED.get_or_init(FirestoreEmulator::start)
+    }
+
+    /// `host:port`, as `FIRESTORE_EMULATOR_HOST` names it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A project nobody else uses: an empty database.
+    pub fn project() -> String {
+        format!(
+            "test-{}",
+            dashdice_proto::ids::random_hex::<6>().expect("randomness")
+        )
+    }
+
+    /// Stops the emulator's process (SIGSTOP): it keeps its data but
+    /// answers nothing, as in an outage or a partition, until
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(self.java.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {}", self.java);
+    }
+}
+
+impl Drop for FirestoreEmulator {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &self.java.to_string()])
+            .status();
+        drop(self.shell.stdin.take());
+        let _ = self.shell.wait();
+    }
+}

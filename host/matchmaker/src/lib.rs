@@ -889,10 +889,10 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         Ok(self.store.size(keys).await?)
     }
 
-    /// A finished match, from the record stream: its rematch window opens,
-    /// its players are free again, and a ranked result moves their ratings
-    /// (once per match). Each step may be repeated, so a record handled
-    /// twice changes nothing more.
+    /// A finished match, from the record stream: its rematch window opens
+    /// and its players are free again. Each step may be repeated, so a
+    /// record handled twice changes nothing more. (Ratings move in the
+    /// archiver, which keeps them in Firestore and copies them here.)
     pub async fn record_finished(
         &self,
         record: &dashdice_proto::record::MatchRecord,
@@ -900,12 +900,6 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         // The window first: a player the end frees may offer at once.
         self.open_rematch(record).await?;
         self.match_ended(&record.match_id, &record.players).await?;
-        // A void match (its mode version was withdrawn) has no result.
-        if record.ranked && record.bots.is_empty() && record.void.is_none() {
-            self.ratings
-                .rate_match(&record.match_id, &record.mode, &record.standings)
-                .await?;
-        }
         Ok(())
     }
 

@@ -13,7 +13,12 @@
 //! | `dd.match.record` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`MatchRecord`](crate::record::MatchRecord) (finished matches) |
 //! | `dd.match.<id>.events` | pub/sub | gateways, clients | one [`SequencedEvent`](crate::matches::SequencedEvent) per message, `seq` gap-free |
 //! | `dd.match.ended` | pub/sub | matchmaker (ratings, rematch) | [`MatchEnded`] |
-//! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | persistence, matchmakers (durable consumer [`MATCHMAKER_RECORDS_CONSUMER`]) | the finished match's [`MatchRecord`](crate::record::MatchRecord), deduplicated by match id |
+//! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | archivers (durable consumer [`ARCHIVER_RECORDS_CONSUMER`]), matchmakers (durable consumer [`MATCHMAKER_RECORDS_CONSUMER`]) | the finished match's [`MatchRecord`](crate::record::MatchRecord), deduplicated by match id |
+//! | `dd.archive.profile` | request/reply, queue group `archiver` | archivers | [`ProfileRequest`](crate::archive::ProfileRequest) `{"uid"}` → [`Profile`](crate::archive::Profile) |
+//! | `dd.archive.rename` | request/reply, queue group `archiver` | archivers | [`RenameRequest`](crate::archive::RenameRequest) `{"uid","display_name"}` → `Profile` |
+//! | `dd.archive.history` | request/reply, queue group `archiver` | archivers | [`HistoryRequest`](crate::archive::HistoryRequest) `{"uid","limit","cursor"}` → [`HistoryPage`](crate::archive::HistoryPage) |
+//! | `dd.archive.match` | request/reply, queue group `archiver` | archivers | `{"match_id"}` → [`ArchivedMatch`](crate::archive::ArchivedMatch) |
+//! | `dd.archive.leaderboard` | request/reply, queue group `archiver` | archivers | [`LeaderboardRequest`](crate::archive::LeaderboardRequest) `{"mode","limit","around"}` → [`Leaderboard`](crate::archive::Leaderboard) |
 //! | `dd.queue.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinRequest`](crate::queue::JoinRequest) → [`Status`](crate::queue::Status) |
 //! | `dd.queue.leave` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
 //! | `dd.queue.status` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
@@ -81,9 +86,21 @@ pub fn record_stream_config() -> async_nats::jetstream::stream::Config {
         // Publishing a record twice (a retry, a second host, the sweep) is
         // dropped: the message id is the match id.
         duplicate_window: std::time::Duration::from_secs(600),
+        // Records wait here while their readers (the archiver above all)
+        // are down; these limits bound the wait. At ~2 KB a record, 1 GiB is
+        // about half a million matches (the server allows 4 GB of file store in all), and a week is longer than any outage
+        // we would sit through. Past either limit the oldest go first.
+        max_age: RECORD_MAX_AGE,
+        max_bytes: RECORD_MAX_BYTES,
+        discard: async_nats::jetstream::stream::DiscardPolicy::Old,
         ..Default::default()
     }
 }
+
+/// How long [`RECORD_STREAM`] keeps a record.
+pub const RECORD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// How many bytes [`RECORD_STREAM`] keeps at most.
+pub const RECORD_MAX_BYTES: i64 = 1 << 30;
 
 /// Opens [`RECORD_STREAM`], creating it if missing. Roles starting at the
 /// same moment may both try to create it; the one that loses the race
@@ -185,6 +202,32 @@ pub fn user_notify(player: &str) -> String {
 /// The durable JetStream consumer through which matchmakers read finished
 /// matches' records (to free players and update ratings), each record once.
 pub const MATCHMAKER_RECORDS_CONSUMER: &str = "matchmaker";
+
+/// The durable JetStream consumer through which archivers read finished
+/// matches' records into Firestore; archivers share it, so each record goes
+/// to one of them (and again, after a crash, until one acknowledges it).
+pub const ARCHIVER_RECORDS_CONSUMER: &str = "archiver";
+
+/// The NATS micro service name of the archiver.
+pub const ARCHIVER_SERVICE: &str = "dashdice-archiver";
+/// The queue group archivers share.
+pub const ARCHIVER_QUEUE_GROUP: &str = "archiver";
+/// Prefix of the archiver's request subjects.
+pub const ARCHIVE_GROUP: &str = "dd.archive";
+
+/// Request endpoints of the archiver, relative to [`ARCHIVE_GROUP`].
+pub mod archive_endpoint {
+    pub const PROFILE: &str = "profile";
+    pub const RENAME: &str = "rename";
+    pub const HISTORY: &str = "history";
+    pub const MATCH: &str = "match";
+    pub const LEADERBOARD: &str = "leaderboard";
+}
+
+/// The full subject of an archiver endpoint, e.g. `dd.archive.profile`.
+pub fn archive_request(endpoint: &str) -> String {
+    format!("{ARCHIVE_GROUP}.{endpoint}")
+}
 
 /// The object store of mode components, each named by its SHA-256.
 pub const MODE_OBJECTS_BUCKET: &str = "dashdice_mode_objects";

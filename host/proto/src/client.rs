@@ -1,4 +1,4 @@
-//! Typed clients of the match host and the matchmaker, for every caller on
+//! Typed clients of the match host, the matchmaker and the archiver, for every caller on
 //! the bus (the gateway, the matchmaker calling the host, tools, tests).
 //!
 //! Each call encodes one request, sends it on the endpoint's subject with the
@@ -21,7 +21,14 @@ use serde::de::DeserializeOwned;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::ErrorCode;
-use crate::bus::{self, ErrorBody, EventsRequest, MatchIdRequest, Reply, endpoint, queue_endpoint};
+use crate::archive::{
+    ArchivedMatch, HistoryPage, HistoryRequest, Leaderboard, LeaderboardRequest, Profile,
+    ProfileRequest, RenameRequest,
+};
+use crate::bus::{
+    self, ErrorBody, EventsRequest, MatchIdRequest, Reply, archive_endpoint, endpoint,
+    queue_endpoint,
+};
 use crate::matches::{ActRequest, ActionReply, CreateMatch, SequencedEvent, Snapshot};
 use crate::queue::{
     CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, PlayerRequest, RematchRequest,
@@ -260,5 +267,57 @@ impl MatchmakerClient {
 
     pub async fn rematch(&self, request: &RematchRequest) -> Result<RematchStatus, CallError> {
         self.call(queue_endpoint::REMATCH, request).await
+    }
+}
+
+/// The archiver's endpoints (`dd.archive.*`). Every call is a read except
+/// `rename`, which sets a value (so repeating it is harmless too): all are
+/// retried when nothing answered.
+#[derive(Clone, Debug)]
+pub struct ArchiveClient {
+    bus: Requester,
+}
+
+impl ArchiveClient {
+    pub fn new(bus: Requester) -> Self {
+        ArchiveClient { bus }
+    }
+
+    async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: &Q,
+    ) -> Result<A, CallError> {
+        let subject = bus::archive_request(endpoint);
+        self.bus.call(subject, request, Retry::Idempotent).await
+    }
+
+    pub async fn profile(&self, uid: &str) -> Result<Profile, CallError> {
+        let request = ProfileRequest {
+            uid: uid.to_owned(),
+        };
+        self.call(archive_endpoint::PROFILE, &request).await
+    }
+
+    pub async fn rename(&self, request: &RenameRequest) -> Result<Profile, CallError> {
+        self.call(archive_endpoint::RENAME, request).await
+    }
+
+    pub async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage, CallError> {
+        self.call(archive_endpoint::HISTORY, request).await
+    }
+
+    pub async fn archived_match(&self, match_id: &str) -> Result<ArchivedMatch, CallError> {
+        let request = MatchIdRequest {
+            match_id: match_id.to_owned(),
+        };
+        self.call(archive_endpoint::MATCH, &request).await
+    }
+
+    pub async fn leaderboard(
+        &self,
+        request: &LeaderboardRequest,
+    ) -> Result<Leaderboard, CallError> {
+        self.call(archive_endpoint::LEADERBOARD, request).await
     }
 }

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     /// The mode takes no new matches (retired, or quarantined for faulting).
     ModeWithdrawn,
     UnknownMatch,
+    /// No such player (profiles, history).
+    UnknownUser,
+    /// A history cursor this service did not make.
+    BadCursor,
     UnknownRegion,
     UnknownCode,
     MatchExists,
@@ -97,6 +101,8 @@ impl ErrorCode {
             UnknownMode => "unknown_mode",
             ModeWithdrawn => "mode_withdrawn",
             UnknownMatch => "unknown_match",
+            UnknownUser => "unknown_user",
+            BadCursor => "bad_cursor",
             UnknownRegion => "unknown_region",
             UnknownCode => "unknown_code",
             MatchExists => "match_exists",

@@ -21,3 +21,13 @@ pub fn random_hex<const N: usize>() -> Result<String, NoRandomness> {
     getrandom::fill(&mut bytes).map_err(|e| NoRandomness(e.to_string()))?;
     Ok(hex::encode(bytes))
 }
+
+/// Whether `id` can name a player or a match in a key, a subject token or a
+/// document path: 1 to [`MAX_PLAYER_ID`] letters, digits, `-` or `_`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PLAYER_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

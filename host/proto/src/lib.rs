@@ -1,5 +1,7 @@
 //! dashdice-proto: what travels between dashdice's roles, and nothing else.
 //!
+//! - [`archive`]: profiles, stats, history, archived matches and
+//!   leaderboards, as the archiver answers them.
 //! - [`bus`]: every NATS subject, header and queue group, the reply envelope
 //!   and W3C trace context in NATS headers.
 //! - [`matches`]: the match host's requests, replies and events (JSON).
@@ -19,6 +21,7 @@
 //! wasmtime, no Redis and no HTTP: the gateway, the matchmaker and tools
 //! depend on it without pulling any of those in.
 
+pub mod archive;
 pub mod bus;
 pub mod catalog;
 pub mod client;

@@ -239,8 +239,10 @@ pub struct ActionReply {
 /// the bus's `{"ok": ...}` envelope, or a [`MatchRecord`] itself.
 pub fn verifiable_record(json: &[u8]) -> Result<MatchRecord, String> {
     let mut doc: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    for wrapper in ["ok", "match"] {
-        if let Some(inner) = doc.get_mut(wrapper) {
+    // A reply envelope, a `match` wrapper, or an archived match (whose
+    // `record` is the record).
+    for wrapper in ["ok", "match", "record"] {
+        if let Some(inner) = doc.get_mut(wrapper).filter(|v| v.is_object()) {
             doc = inner.take();
         }
     }

@@ -35,6 +35,9 @@ pub enum Server {
     Nats,
     /// `redis-server`, keeping nothing on disk.
     Redis,
+    /// Google's Firestore emulator (a Java program from the Google Cloud
+    /// SDK), keeping nothing on disk.
+    Firestore,
 }
 
 impl Server {
@@ -42,6 +45,15 @@ impl Server {
         match self {
             Server::Nats => "nats-server",
             Server::Redis => "redis-server",
+            Server::Firestore => "firestore-emulator",
+        }
+    }
+
+    /// How long the server may take to listen: a JVM starts slowly.
+    fn start_within(self) -> Duration {
+        match self {
+            Server::Firestore => Duration::from_secs(60),
+            _ => Duration::from_secs(10),
         }
     }
 
@@ -56,6 +68,7 @@ impl Server {
                 NATS_INSTALL,
             ),
             Server::Redis => ("DASHDICE_REDIS_SERVER", &[], REDIS_INSTALL),
+            Server::Firestore => return firestore_jar(),
         };
         if let Some(path) = std::env::var_os(env) {
             return Ok(path.into());
@@ -81,6 +94,21 @@ impl Server {
     /// files in `dir`; `extra` arguments come first (flags given here win
     /// over a config file's).
     fn command(self, bin: &PathBuf, port: u16, dir: &PathBuf, extra: &[&str]) -> Command {
+        if self == Server::Firestore {
+            // The jar's own main class, as `gcloud emulators firestore
+            // start` runs it, but as one process (no Python or shell
+            // wrapper between), so killing it stops the emulator.
+            let mut c = Command::new("java");
+            c.current_dir(dir)
+                .args(["-Duser.language=en", "-cp"])
+                .arg(bin)
+                .arg("com.google.cloud.datastore.emulator.firestore.CloudFirestore")
+                .arg("start")
+                .args(extra)
+                .args(["--host=127.0.0.1", &format!("--port={port}")])
+                .arg("--database-mode=firestore-native");
+            return c;
+        }
         let mut c = Command::new(bin);
         c.args(extra);
         match self {
@@ -91,6 +119,7 @@ impl Server {
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--save", "", "--appendonly", "no", "--dir"])
                 .arg(dir),
+            Server::Firestore => &mut c,
         };
         c
     }
@@ -132,7 +161,7 @@ impl LocalServer {
             dir,
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + server.start_within();
         while Instant::now() < deadline {
             if let Some(exited) = started.exited() {
                 return Err(no_start(exited));
@@ -148,7 +177,8 @@ impl LocalServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(no_start(format!(
-            "it did not listen on port {port} within 10 s"
+            "it did not listen on port {port} within {} s",
+            server.start_within().as_secs()
         )))
     }
 
@@ -182,6 +212,46 @@ const NATS_INSTALL: &str = "Run .ci/prepare (it puts a current nats-server under
 const REDIS_INSTALL: &str = "Install it with `sudo apt-get install redis-server` (or your system's \
      package manager), or set DASHDICE_REDIS_SERVER to its path.";
 
+const FIRESTORE_INSTALL: &str = "It comes with the Google Cloud SDK: install the SDK, then \
+     `gcloud components install cloud-firestore-emulator` (or on Debian, `apt-get install \
+     google-cloud-cli-firestore-emulator`), and Java 17 or newer (`apt-get install \
+     openjdk-17-jre-headless`); or set DASHDICE_FIRESTORE_EMULATOR_JAR to \
+     cloud-firestore-emulator.jar.";
+
+/// The emulator's jar: `$DASHDICE_FIRESTORE_EMULATOR_JAR`, else beside the
+/// `gcloud` on the PATH (`<sdk>/platform/cloud-firestore-emulator/`); and
+/// `java` must be on the PATH.
+fn firestore_jar() -> Result<PathBuf, LocalError> {
+    let missing = LocalError::Missing {
+        what: Server::Firestore.name(),
+        install: FIRESTORE_INSTALL,
+    };
+    let on_path = |name: &str| {
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    if on_path("java").is_none() {
+        return Err(missing);
+    }
+    if let Some(jar) = std::env::var_os("DASHDICE_FIRESTORE_EMULATOR_JAR") {
+        return Ok(jar.into());
+    }
+    let sdk = on_path("gcloud")
+        .and_then(|g| std::fs::canonicalize(g).ok())
+        .and_then(|g| g.parent()?.parent().map(PathBuf::from));
+    sdk.map(|sdk| sdk.join("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"))
+        .filter(|jar| jar.is_file())
+        .ok_or(missing)
+}
+
+/// Whether the Firestore emulator can be started here.
+pub fn firestore_emulator_installed() -> bool {
+    firestore_jar().is_ok()
+}
+
 /// `(host, port)` of a `scheme://[user@]host:port[/...]` URL.
 fn host_port(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -214,6 +284,12 @@ pub fn ensure_nats(url: &str) -> Result<Option<LocalServer>, LocalError> {
 /// loopback URL with nothing listening.
 pub fn ensure_redis(url: &str) -> Result<Option<LocalServer>, LocalError> {
     ensure(Server::Redis, url)
+}
+
+/// Makes sure a Firestore emulator answers at `host:port`; starts one if it
+/// is on loopback with nothing listening.
+pub fn ensure_firestore(host_port: &str) -> Result<Option<LocalServer>, LocalError> {
+    ensure(Server::Firestore, &format!("http://{host_port}"))
 }
 
 fn ensure(server: Server, url: &str) -> Result<Option<LocalServer>, LocalError> {

@@ -54,6 +54,18 @@ pub mod names {
     /// Counter of finished matches whose record could not be stored yet (a
     /// sweeper retries them).
     pub const RECORDS_PENDING: &str = "dashdice_match_records_failed_total";
+    /// Counter of archiver requests (`dd.archive.*`), by `endpoint` and `outcome`.
+    pub const ARCHIVE_REQUESTS: &str = "dashdice_archive_requests_total";
+    /// Histogram (seconds) of an archiver request, by `endpoint`.
+    pub const ARCHIVE_REQUEST_SECONDS: &str = "dashdice_archive_request_seconds";
+    /// Counter of match records the archiver handled, by `outcome`
+    /// (`archived`, `duplicate`, `failed`, `malformed`).
+    pub const ARCHIVED_RECORDS: &str = "dashdice_archiver_records_total";
+    /// Histogram (seconds) of archiving one record in Firestore.
+    pub const ARCHIVE_WRITE_SECONDS: &str = "dashdice_archiver_write_seconds";
+    /// Gauge: records the archivers have yet to archive (the consumer's
+    /// pending plus unacknowledged messages): the archive's lag.
+    pub const ARCHIVE_PENDING: &str = "dashdice_archiver_pending_records";
     /// Counter of gateway HTTP requests, by `route` and `status`.
     pub const GATEWAY_REQUESTS: &str = "dashdice_gateway_requests_total";
     /// Histogram (seconds) of a gateway HTTP request, by `route`.

@@ -43,6 +43,7 @@
 //! round trips. WATCH/MULTI is deliberately not used: on a shared multiplexed
 //! connection it silently loses updates.
 
+pub mod leaderboards;
 pub mod queues;
 
 use redis::Script;

@@ -456,20 +456,6 @@ impl QueueStore {
         Ok(())
     }
 
-    /// Marks `match_id` as rated; `false` if it already was (ratings are
-    /// updated once per match). The mark lasts a week.
-    pub async fn mark_rated(&self, match_id: &str) -> Result<bool, StoreError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(format!("mm:rated:{{{match_id}}}"))
-            .arg(1)
-            .arg("NX")
-            .arg("EX")
-            .arg(7 * 24 * 3600)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(set.is_some())
-    }
-
     /// Stores a new invite code that expires at `invite.expires_ms` (after
     /// `ttl`); `false` if the code exists (draw another).
     pub async fn create_invite(

@@ -25,7 +25,7 @@ pub enum Command {
     /// and guest sign-in), a match host and a matchmaker with the four
     /// built-in modes, starting nats-server and redis-server on loopback if
     /// none answer at the configured URLs.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run a match host: serve match requests on NATS, state in Redis.
     MatchHost(MatchHostArgs),
     /// Run a matchmaker: queues on NATS, tickets in Redis.
@@ -33,6 +33,10 @@ pub enum Command {
     /// Run a gateway: REST and WebSocket for players, bridged to NATS, and
     /// the web page.
     Gateway(GatewayCommandArgs),
+    /// Run an archiver: finished matches from JetStream into Firestore
+    /// (profiles, stats, history, ratings), leaderboards in Redis, and
+    /// `dd.archive.*` on NATS.
+    Archiver(ArchiverArgs),
     /// Measure a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -101,6 +105,38 @@ pub enum BenchCommand {
         poor_share: f64,
         #[command(flatten)]
         connections: Connections,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store realistic finished-match records in the record stream, then
+    /// start one archiver here and time it until all are in Firestore:
+    /// archived matches per second. Run with no other archiver (e.g. beside
+    /// `dashdice up --no-archiver` and a Firestore emulator).
+    Archive {
+        #[arg(long, default_value_t = 2_000)]
+        records: usize,
+        /// Players the matches are spread over (two per match).
+        #[arg(long, default_value_t = 1_000)]
+        players: usize,
+        /// Records archived at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[command(flatten)]
+        connections: Connections,
+        #[command(flatten)]
+        firestore: FirestoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch the archivers' lag (records pending in the record stream) once
+    /// a second, e.g. while `dashdice loadgen` runs; reports the most
+    /// pending and how soon after the last record the backlog cleared.
+    ArchiveLag {
+        /// How long to watch, in seconds.
+        #[arg(long, default_value_t = 90)]
+        seconds: u64,
+        #[command(flatten)]
+        nats: NatsArgs,
         #[arg(long)]
         json: bool,
     },
@@ -219,6 +255,21 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub trusted: Vec<String>,
+    /// The Firestore emulator `up` uses (started here if nothing answers
+    /// and the emulator is installed; otherwise `up` runs without the
+    /// archiver).
+    #[arg(
+        long,
+        env = "FIRESTORE_EMULATOR_HOST",
+        default_value = "127.0.0.1:8086"
+    )]
+    pub firestore_emulator: String,
+    #[command(flatten)]
+    pub seasons: SeasonArgs,
+    /// Run without the archiver (no stats, history, ratings or
+    /// leaderboards) even if the Firestore emulator is installed.
+    #[arg(long)]
+    pub no_archiver: bool,
 }
 
 /// Where the publisher key lives unless `--key-file` says otherwise:
@@ -241,6 +292,80 @@ pub struct MatchmakerArgs {
     pub modes: Vec<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Where Firestore is.
+#[derive(Clone, Debug, Args)]
+pub struct FirestoreArgs {
+    /// The Google Cloud project whose Firestore (default database) keeps
+    /// players' data.
+    #[arg(
+        long,
+        env = "DASHDICE_FIRESTORE_PROJECT",
+        default_value = "dashdice-local"
+    )]
+    pub firestore_project: String,
+    /// `host:port` of a Firestore emulator. Without it, Google's Firestore
+    /// with the usual Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or
+    /// the metadata server on GCP).
+    #[arg(long, env = "FIRESTORE_EMULATOR_HOST")]
+    pub firestore_emulator: Option<String>,
+    /// The longest one Firestore request waits.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub firestore_timeout: std::time::Duration,
+}
+
+impl FirestoreArgs {
+    pub fn config(&self) -> dashdice_archive::FirestoreConfig {
+        dashdice_archive::FirestoreConfig {
+            project: self.firestore_project.clone(),
+            emulator: self.firestore_emulator.clone(),
+            timeout: self.firestore_timeout,
+        }
+    }
+}
+
+/// Ranked seasons: leaderboards start empty each season (ratings carry on).
+#[derive(Clone, Debug, Args)]
+pub struct SeasonArgs {
+    /// A season's length in days; none: one all-time season.
+    #[arg(long, env = "DASHDICE_SEASON_DAYS")]
+    pub season_days: Option<u32>,
+    /// When season 1 starts (RFC 3339, UTC).
+    #[arg(long, env = "DASHDICE_SEASON_START", default_value = "2026-01-01T00:00:00Z", value_parser = parse_season_start)]
+    pub season_start: u64,
+}
+
+impl SeasonArgs {
+    pub fn seasons(&self) -> dashdice_archive::ledger::Seasons {
+        dashdice_archive::ledger::Seasons {
+            length_days: self.season_days,
+            start_ms: self.season_start,
+        }
+    }
+}
+
+fn parse_season_start(s: &str) -> Result<u64, String> {
+    let at = humantime::parse_rfc3339_weak(s).map_err(|e| e.to_string())?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiverArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub firestore: FirestoreArgs,
+    #[command(flatten)]
+    pub seasons: SeasonArgs,
+    /// Records archived at once (Firestore transactions in flight).
+    #[arg(long, env = "DASHDICE_ARCHIVER_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: usize,
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, env = "DASHDICE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -433,9 +558,16 @@ pub enum MatchCommand {
     /// standings follow.
     Verify {
         /// The final view of the match (JSON, as `get` or the last action's
-        /// reply gives it, with or without the `{"ok": ...}` envelope), or its
-        /// match record as published when it ended.
-        record: PathBuf,
+        /// reply gives it, with or without the `{"ok": ...}` envelope), its
+        /// match record as published when it ended, or the archived match
+        /// (`GET /api/v1/matches/{id}` once archived).
+        #[arg(required_unless_present = "archived")]
+        record: Option<PathBuf>,
+        /// Verify this match from the archive (Firestore) alone.
+        #[arg(long, conflicts_with = "record")]
+        archived: Option<String>,
+        #[command(flatten)]
+        firestore: FirestoreArgs,
         /// The mode component, if the record's version is not a built-in one.
         #[arg(long)]
         mode: Option<String>,

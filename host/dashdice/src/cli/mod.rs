@@ -105,7 +105,11 @@ impl Command {
     fn is_service(&self) -> bool {
         matches!(
             self,
-            Command::MatchHost(_) | Command::Matchmaker(_) | Command::Gateway(_) | Command::Up(_)
+            Command::MatchHost(_)
+                | Command::Matchmaker(_)
+                | Command::Gateway(_)
+                | Command::Archiver(_)
+                | Command::Up(_)
         )
     }
 }
@@ -115,10 +119,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Mode(args) => tools::mode(args, out),
         Command::Match(command) => tools::verify(command, out),
-        Command::Up(args) => roles::run_up(args, out),
+        Command::Up(args) => roles::run_up(*args, out),
         Command::MatchHost(args) => roles::run_match_host(args),
         Command::Matchmaker(args) => roles::run_matchmaker(args),
         Command::Gateway(args) => roles::run_gateway(args, out),
+        Command::Archiver(args) => roles::run_archiver(args),
         Command::Bench(command) => tools::bench(command, out),
         Command::Loadgen(args) => tools::loadgen(args, out),
     }

@@ -15,7 +15,8 @@ use dashdice_service::startup;
 
 use super::CliError;
 use super::args::{
-    Connections, GatewayArgs, GatewayCommandArgs, MatchHostArgs, MatchmakerArgs, PolicyArgs, UpArgs,
+    ArchiverArgs, Connections, GatewayArgs, GatewayCommandArgs, MatchHostArgs, MatchmakerArgs,
+    PolicyArgs, UpArgs,
 };
 
 fn service_error(e: impl std::fmt::Display) -> CliError {
@@ -117,6 +118,27 @@ async fn matchmaker(
     Ok((nats, matchmaker))
 }
 
+/// An archiver on `c` and Firestore.
+async fn archiver(
+    c: &Connections,
+    firestore: &dashdice_archive::FirestoreConfig,
+    seasons: dashdice_archive::ledger::Seasons,
+) -> Result<(async_nats::Client, dashdice_archiver::Archiver), CliError> {
+    let boards = dashdice_store::leaderboards::Leaderboards::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?;
+    let archive = dashdice_archive::Archive::connect(firestore, seasons)
+        .await
+        .map_err(|e| CliError::Service(format!("firestore ({}): {e}", firestore.project)))?;
+    let nats = nats(c, "dashdice-archiver").await?;
+    let archiver = dashdice_archiver::Archiver {
+        archive,
+        boards,
+        clock: dashdice_proto::clock::system(),
+    };
+    Ok((nats, archiver))
+}
+
 /// The gateway, bound to its address, ready to serve.
 async fn gateway(
     args: &GatewayArgs,
@@ -174,6 +196,24 @@ pub fn run_matchmaker(args: MatchmakerArgs) -> Result<(), CliError> {
     })?
 }
 
+pub fn run_archiver(args: ArchiverArgs) -> Result<(), CliError> {
+    startup::block_on(async move {
+        let _telemetry =
+            startup::observe("dashdice-archiver", args.metrics_addr).map_err(service_error)?;
+        let c = &args.connections;
+        let firestore = args.firestore.config();
+        let (nats, archiver) = archiver(c, &firestore, args.seasons.seasons()).await?;
+        tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, project = %firestore.project, emulator = ?firestore.emulator, "archiver serving");
+        let options = dashdice_archiver::Options {
+            concurrency: args.concurrency.max(1),
+            ..Default::default()
+        };
+        startup::until_stopped(dashdice_archiver::run(nats, archiver, options))
+            .await
+            .map_err(CliError::Service)
+    })?
+}
+
 pub fn run_gateway(args: GatewayCommandArgs, out: &mut dyn Write) -> Result<(), CliError> {
     startup::block_on(async move {
         let _telemetry = startup::observe("dashdice-gateway", None).map_err(service_error)?;
@@ -197,6 +237,16 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let nats_server = dashdice_service::local::ensure_nats(c.nats_url()).map_err(service_error)?;
     let redis_server =
         dashdice_service::local::ensure_redis(&c.redis_url).map_err(service_error)?;
+    // The archiver needs Firestore: the emulator, started here if it is
+    // installed and nothing answers. Without it `up` runs without stats.
+    let (firestore_server, no_archive) = if args.no_archiver {
+        (None, Some("--no-archiver".to_owned()))
+    } else {
+        match dashdice_service::local::ensure_firestore(&args.firestore_emulator) {
+            Ok(server) => (server, None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    };
     let registry = registry(args.artifact_dir.clone())?;
     // A dev publisher key, made on first use: `mode publish` signs with it
     // by default and this host trusts it, so designers need no set-up.
@@ -213,13 +263,27 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let page = listener.local_addr().map_err(service_error)?;
         let (host_nats, host) = match_host(c, registry, trusted).await?;
         let (mm_nats, matchmaker) = matchmaker(c, &args.policy, Vec::new()).await?;
+        let firestore = dashdice_archive::FirestoreConfig {
+            project: "dashdice-local".into(),
+            emulator: Some(args.firestore_emulator.clone()),
+            timeout: std::time::Duration::from_secs(10),
+        };
+        let archiver = match &no_archive {
+            None => Some(archiver(c, &firestore, args.seasons.seasons()).await?),
+            Some(_) => None,
+        };
         let modes = matchmaker.modes();
         let started = |s: &Option<dashdice_service::local::LocalServer>| {
             if s.is_some() { " (started here)" } else { "" }
         };
         writeln!(
             out,
-            "dashdice is up: gateway, match host and matchmaker, modes {}",
+            "dashdice is up: gateway, match host, matchmaker{}, modes {}",
+            if archiver.is_some() {
+                " and archiver"
+            } else {
+                ""
+            },
             modes.join(", ")
         )?;
         writeln!(out, "  play    http://{page}/")?;
@@ -230,6 +294,18 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
         writeln!(out, "  NATS    {}{}", c.nats_url(), started(&nats_server))?;
         writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
+        match &no_archive {
+            None => writeln!(
+                out,
+                "  Firestore emulator {}{} (profiles, stats, history, ratings, leaderboards)",
+                args.firestore_emulator,
+                started(&firestore_server)
+            )?,
+            Some(why) => writeln!(
+                out,
+                "  no archiver: no stats, history, ratings or leaderboards ({why})"
+            )?,
+        }
         writeln!(
             out,
             "  modes   dashdice mode publish FILE.wasm (signed with {}, trusted here: {})",
@@ -242,8 +318,19 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let serving = tokio::spawn(dashdice_gateway::serve(listener, gateway, async move {
             let _ = gateway_stopped.await;
         }));
+        let archiving = async {
+            match archiver {
+                Some((nats, archiver)) => {
+                    dashdice_archiver::run(nats, archiver, Default::default())
+                        .await
+                        .map_err(service_error)
+                }
+                None => std::future::pending().await,
+            }
+        };
         let workers = async {
             tokio::select! {
+                r = archiving => r,
                 r = dashdice_match_host::service::run(host_nats, host) => r.map_err(service_error),
                 r = dashdice_matchmaker::service::run_with(mm_nats, matchmaker, args.policy.max_in_flight) => {
                     r.map_err(service_error)
@@ -261,6 +348,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     });
     // The runtime, and with it every role, is gone: now stop the servers
     // they used.
+    drop(firestore_server);
     drop(redis_server);
     drop(nats_server);
     served?

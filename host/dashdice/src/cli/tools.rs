@@ -130,13 +130,27 @@ fn run_mode(runtime: &Runtime, command: ModeCommand, out: &mut dyn Write) -> Res
 }
 
 pub fn verify(command: MatchCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let MatchCommand::Verify { record, mode } = command;
-    let text = read(&record)?;
-    let parsed =
-        dashdice_proto::matches::verifiable_record(&text).map_err(|why| CliError::Record {
-            path: record.clone(),
-            why,
-        })?;
+    let MatchCommand::Verify {
+        record,
+        archived,
+        firestore,
+        mode,
+    } = command;
+    let parsed = match (record, archived) {
+        (_, Some(match_id)) => archived_record(&firestore, &match_id)?,
+        (Some(record), None) => {
+            let text = read(&record)?;
+            dashdice_proto::matches::verifiable_record(&text).map_err(|why| CliError::Record {
+                path: record.clone(),
+                why,
+            })?
+        }
+        (None, None) => {
+            return Err(CliError::Service(
+                "give a record file or --archived MATCH_ID".into(),
+            ));
+        }
+    };
     let runtime = Runtime::new(Limits::default())?;
     let mode = load(&runtime, mode.as_deref().unwrap_or(&parsed.mode))?;
     let verified = fair_dice::verify(&mode, &parsed)?;
@@ -146,6 +160,30 @@ pub fn verify(command: MatchCommand, out: &mut dyn Write) -> Result<(), CliError
         verified.match_id, verified.actions, verified.rolls
     )?;
     Ok(())
+}
+
+/// A match's record as the archive (Firestore) keeps it.
+fn archived_record(
+    firestore: &super::args::FirestoreArgs,
+    match_id: &str,
+) -> Result<dashdice_proto::record::MatchRecord, CliError> {
+    let config = firestore.config();
+    let found = dashdice_service::startup::block_on(async {
+        let archive = dashdice_archive::Archive::connect(
+            &config,
+            dashdice_archive::ledger::Seasons::ALL_TIME,
+        )
+        .await?;
+        archive.archived_match(match_id).await
+    })
+    .map_err(|e| CliError::Service(e.to_string()))?
+    .map_err(|e| CliError::Service(format!("firestore ({}): {e}", config.project)))?;
+    found.map(|m| m.record).ok_or_else(|| {
+        CliError::Service(format!(
+            "no match {match_id:?} in the archive of project {}",
+            config.project
+        ))
+    })
 }
 
 /// The bus (as the client `dashdice-bench`) and the match store a bench drives.
@@ -165,6 +203,64 @@ async fn bench_connections(
 
 pub fn bench(command: BenchCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
+        BenchCommand::Archive {
+            records,
+            players,
+            concurrency,
+            connections,
+            firestore,
+            json,
+        } => {
+            use dashdice_tools::bench::archive::archive_bench;
+            let bar = progress_bar(records as u64);
+            let config = firestore.config();
+            let report = startup::block_on(async {
+                let service = |e: String| CliError::Service(e);
+                let nats = connections
+                    .nats()
+                    .connect("dashdice-bench")
+                    .await
+                    .map_err(service)?;
+                let archiver = dashdice_archiver::Archiver {
+                    archive: dashdice_archive::Archive::connect(
+                        &config,
+                        dashdice_archive::ledger::Seasons::ALL_TIME,
+                    )
+                    .await
+                    .map_err(|e| CliError::Service(format!("firestore: {e}")))?,
+                    boards: dashdice_store::leaderboards::Leaderboards::connect(
+                        &connections.redis_url,
+                    )
+                    .await
+                    .map_err(|e| CliError::Service(format!("redis: {e}")))?,
+                    clock: dashdice_proto::clock::system(),
+                };
+                archive_bench(nats, archiver, records, players, concurrency, &|n| {
+                    bar.set_position(n)
+                })
+                .await
+                .map_err(|e| CliError::Service(e.to_string()))
+            })??;
+            bar.finish_and_clear();
+            print_report(out, json, &report, || report.render())
+        }
+        BenchCommand::ArchiveLag {
+            seconds,
+            nats,
+            json,
+        } => {
+            let config = nats.nats();
+            let report = startup::block_on(async {
+                let client = config
+                    .connect("dashdice-bench")
+                    .await
+                    .map_err(CliError::Service)?;
+                dashdice_tools::bench::archive::watch_lag(&client, seconds)
+                    .await
+                    .map_err(CliError::Service)
+            })??;
+            print_report(out, json, &report, || report.render())
+        }
         BenchCommand::Publish {
             file,
             publishes,

@@ -2,6 +2,7 @@
 //! (the roles over NATS; the gateway over WebSockets, as players) and
 //! reports what it measured.
 
+pub mod archive;
 pub mod loadgen;
 pub mod match_host;
 pub mod matchmaker;
