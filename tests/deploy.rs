@@ -41,6 +41,7 @@ fn the_kustomization_renders_every_role() {
         ("match-host", "match-host"),
         ("matchmaker", "matchmaker"),
         ("gateway", "gateway"),
+        ("archiver", "archiver"),
     ] {
         assert!(
             yaml.contains(&format!("- args:\n        - {role}\n")),
@@ -52,15 +53,28 @@ fn the_kustomization_renders_every_role() {
             )),
             "{role} connects as {user}"
         );
+        assert!(
+            yaml.contains(&format!("  {user}: {user}-dev\n")),
+            "the dashdice-nats secret has {user}'s password"
+        );
     }
     // Each role sizes its Tokio pool: with no CPU limit it would start a
     // worker per core of the node.
     assert_eq!(
         yaml.matches("- name: TOKIO_WORKER_THREADS\n          value: \"2\"\n")
             .count(),
-        3,
-        "match-host, matchmaker and gateway each set TOKIO_WORKER_THREADS"
+        4,
+        "match-host, matchmaker, gateway and archiver each set TOKIO_WORKER_THREADS"
     );
+    // The archivers reach Google's Firestore (no emulator) with the
+    // service-account key mounted from its secret.
+    assert!(yaml.contains("DASHDICE_FIRESTORE_PROJECT: "));
+    assert!(!yaml.contains("FIRESTORE_EMULATOR_HOST"));
+    assert!(yaml.contains(
+        "- name: GOOGLE_APPLICATION_CREDENTIALS\n          value: /var/run/secrets/dashdice/firestore/key.json\n"
+    ));
+    assert!(yaml.contains("name: dashdice-firestore\n"));
+    assert!(yaml.contains("secretName: dashdice-firestore\n"));
     assert!(yaml.contains("namespace: dashdice"));
     assert!(
         yaml.contains("nats-server.conf: |"),

@@ -220,6 +220,18 @@ impl Stack {
         answer(response).await
     }
 
+    async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("http");
+        answer(response).await
+    }
+
     /// Acts over REST with an `Idempotency-Key`.
     async fn act(
         &self,
@@ -1251,4 +1263,125 @@ async fn each_role_under_its_own_nats_user_serves_players_end_to_end() {
     let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected);
+}
+
+/// Profiles, history and leaderboards come from the archiver, which this
+/// stack does not run: every request below is refused by the gateway itself,
+/// before the archive is asked (else it would answer `unavailable`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_requests_the_gateway_refuses_never_reach_the_archive() {
+    let stack = stack().await;
+    let token = stack.token("ivan");
+    let rest_cases = [
+        (
+            "PUT",
+            "/users/judy",
+            json!({"display_name": "Ivan"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "PUT",
+            "/users/me",
+            json!({"display_name": "   "}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/users/ivan",
+            json!({"display_name": "x".repeat(33)}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/users/me",
+            json!({"display_name": "Ivan", "uid": "judy"}),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "GET",
+            "/users/not.a.user",
+            json!(null),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/users/judy/matches?limit=0",
+            json!(null),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/users/judy/matches?limit=101",
+            json!(null),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/users/me/matches?limit=lots",
+            json!(null),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/leaderboards/classic?around=judy",
+            json!(null),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/leaderboards/classic?limit=0",
+            json!(null),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ];
+    for (method, path, body, status, code) in rest_cases {
+        let (got, answer) = match method {
+            "PUT" => stack.put(path, &token, body).await,
+            _ => stack.get(path, &token).await,
+        };
+        assert_eq!(
+            (got, &answer["error"]["code"]),
+            (status, &json!(code)),
+            "{method} {path}: {answer}"
+        );
+    }
+    let (_, refused) = stack
+        .put("/users/judy", &token, json!({"display_name": "Ivan"}))
+        .await;
+    assert_eq!(refused["error"]["message"], "you may only rename yourself");
+    let (status, _) = stack
+        .put("/users/me", "", json!({"display_name": "Ivan"}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The same refusals on the WebSocket, answered to the request's id; the
+    // session goes on.
+    let mut ws = stack.session("ivan").await;
+    let ws_cases = [
+        json!({"type": "rename", "id": "r1", "display_name": ""}),
+        json!({"type": "rename", "id": "r2", "display_name": "Ivan", "uid": "judy"}),
+        json!({"type": "profile", "id": "p1", "uid": "not.a.user"}),
+        json!({"type": "history", "id": "h1", "limit": 0}),
+        json!({"type": "history", "id": "h2", "uid": "judy", "limit": 101}),
+        json!({"type": "leaderboard", "id": "l1", "mode": "classic", "limit": 0}),
+        json!({"type": "leaderboard", "id": "l2", "mode": "classic", "around": "judy"}),
+    ];
+    for message in ws_cases {
+        ws.send(message.clone()).await;
+        let error = ws.next_of("error").await;
+        assert_eq!(error["id"], message["id"], "{error}");
+        assert_eq!(error["error"]["code"], "bad_request", "{message}: {error}");
+    }
+    ws.send(json!({"type": "ping", "id": "still"})).await;
+    assert_eq!(ws.next_of("pong").await["id"], "still");
 }

@@ -118,10 +118,22 @@ impl Archive {
     ) -> Result<Archived, ArchiveError> {
         let json =
             serde_json::to_string(record).map_err(|e| ArchiveError::Encode(e.to_string()))?;
+        self.archive_as(record, &json, now_ms).await
+    }
+
+    /// [`archive`](Self::archive), keeping `json` (the record as it came,
+    /// which `record` was decoded from) as the archived record, so a field
+    /// this version does not know is kept too.
+    pub async fn archive_as(
+        &self,
+        record: &MatchRecord,
+        json: &str,
+        now_ms: u64,
+    ) -> Result<Archived, ArchiveError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.archive_once(record, &json, now_ms).await {
+            match self.archive_once(record, json, now_ms).await {
                 Err(ArchiveError::Firestore(e)) if tries < 6 && contended(&e) => {
                     tokio::time::sleep(Duration::from_millis(20 * tries)).await;
                 }

@@ -161,7 +161,8 @@ async fn handle(
     };
     let span = tracing::info_span!("archive record", match_id = %record.match_id, outcome = tracing::field::Empty);
     let held = players.lock(&record.players).await;
-    let outcome = archive_one(archiver, &record)
+    let json = String::from_utf8_lossy(&message.payload);
+    let outcome = archive_one(archiver, &record, &json)
         .instrument(span.clone())
         .await;
     drop(held);
@@ -188,15 +189,17 @@ async fn handle(
     }
 }
 
-/// Archives one record and copies its ratings; `archived` or `duplicate`.
+/// Archives one record (`json`, decoded as `record`) and copies its
+/// ratings; `archived` or `duplicate`.
 pub async fn archive_one(
     archiver: &Archiver,
     record: &MatchRecord,
+    json: &str,
 ) -> Result<&'static str, String> {
     let started = Instant::now();
     let archived = archiver
         .archive
-        .archive(record, archiver.clock.now_ms())
+        .archive_as(record, json, archiver.clock.now_ms())
         .await
         .map_err(|e: ArchiveError| e.to_string())?;
     metrics::histogram!(names::ARCHIVE_WRITE_SECONDS).record(started.elapsed().as_secs_f64());

@@ -1,16 +1,23 @@
-//! The workers behind the gateway, as typed calls: the match host and the
-//! matchmaker over NATS request/reply, and the live subjects a connection
+//! The workers behind the gateway, as typed calls: the match host, the
+//! matchmaker and the archiver over NATS request/reply, and the live subjects a connection
 //! listens to, through `dashdice_proto`'s typed clients: every request
 //! carries the current span's trace context, so one trace runs gateway →
 //! worker → Redis. Nothing is retried here: a client that saw `timeout`
-//! repeats its request with the same request id.
+//! repeats its request with the same request id. (The archive client retries
+//! its own calls when nothing answered: they are reads, and a rename sets a
+//! value.)
 
 use std::time::Duration;
 
 use super::error::ApiError;
+use super::protocol::{Archived, MatchAnswer};
 use dashdice_proto::ErrorCode;
+use dashdice_proto::archive::{
+    ArchivedMatch, HistoryPage, HistoryRequest, Leaderboard, LeaderboardRequest, Profile,
+    RenameRequest,
+};
 use dashdice_proto::bus;
-use dashdice_proto::client::{MatchHostClient, MatchmakerClient, Requester};
+use dashdice_proto::client::{ArchiveClient, MatchHostClient, MatchmakerClient, Requester};
 use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
 use dashdice_proto::queue::{
     CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, RematchRequest, RematchStatus,
@@ -22,6 +29,7 @@ pub struct Backend {
     bus: Requester,
     host: MatchHostClient,
     queue: MatchmakerClient,
+    archive: ArchiveClient,
 }
 
 impl Backend {
@@ -30,6 +38,7 @@ impl Backend {
         Backend {
             host: MatchHostClient::new(bus.clone()),
             queue: MatchmakerClient::new(bus.clone()),
+            archive: ArchiveClient::new(bus.clone()),
             bus,
         }
     }
@@ -78,6 +87,63 @@ impl Backend {
         after: u64,
     ) -> Result<Vec<SequencedEvent>, ApiError> {
         Ok(self.host.events(match_id, after).await?)
+    }
+
+    /// A player's public profile (`unknown_user` if the archive has none).
+    pub async fn profile(&self, uid: &str) -> Result<Profile, ApiError> {
+        Ok(self.archive.profile(uid).await?)
+    }
+
+    /// The caller's own profile: a signed-in player always has one, so one
+    /// the archive does not know yet (no match, no name) is empty.
+    pub async fn own_profile(&self, uid: &str) -> Result<Profile, ApiError> {
+        match self.archive.profile(uid).await {
+            Err(e) if e.code() == ErrorCode::UnknownUser => Ok(Profile {
+                uid: uid.to_owned(),
+                ..Profile::default()
+            }),
+            answer => Ok(answer?),
+        }
+    }
+
+    pub async fn rename(&self, request: &RenameRequest) -> Result<Profile, ApiError> {
+        Ok(self.archive.rename(request).await?)
+    }
+
+    /// A page of a player's history, newest first.
+    pub async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage, ApiError> {
+        Ok(self.archive.history(request).await?)
+    }
+
+    /// A finished match as the archive keeps it.
+    pub async fn archived_match(&self, match_id: &str) -> Result<ArchivedMatch, ApiError> {
+        Ok(self.archive.archived_match(match_id).await?)
+    }
+
+    pub async fn leaderboard(&self, request: &LeaderboardRequest) -> Result<Leaderboard, ApiError> {
+        Ok(self.archive.leaderboard(request).await?)
+    }
+
+    /// The match as the host has it, or once the host has let it go
+    /// (`unknown_match`), as the archive keeps it. Without an archive to ask,
+    /// the host's `unknown_match` stands.
+    pub async fn live_or_archived(&self, match_id: &str) -> Result<MatchAnswer, ApiError> {
+        let expired = match self.host.get(match_id).await {
+            Ok(snapshot) => return Ok(MatchAnswer::Live(Box::new(snapshot))),
+            Err(e) if e.code() == ErrorCode::UnknownMatch => ApiError::from(e),
+            Err(e) => return Err(e.into()),
+        };
+        match self.archive.archived_match(match_id).await {
+            Ok(archived) => Ok(MatchAnswer::Archived(Box::new(Archived {
+                archived_match: archived,
+                archived: true,
+            }))),
+            Err(e) if e.code() == ErrorCode::UnknownMatch => Err(e.into()),
+            Err(e) => Err(ApiError::new(
+                expired.code,
+                format!("{}; the archive could not be asked ({e})", expired.message),
+            )),
+        }
     }
 
     /// The match's live events (core NATS: at most once; see `ws` for how

@@ -82,8 +82,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden | NotAPlayer | NotInMatch => StatusCode::FORBIDDEN,
-        NotFound | UnknownMatch | UnknownCode | UnknownEndpoint => StatusCode::NOT_FOUND,
-        BadRequest | MalformedJson | UnknownMode | UnknownRegion | UnknownAction
+        NotFound | UnknownMatch | UnknownUser | UnknownCode | UnknownEndpoint => {
+            StatusCode::NOT_FOUND
+        }
+        BadRequest | BadCursor | MalformedJson | UnknownMode | UnknownRegion | UnknownAction
         | InvalidConfig => StatusCode::BAD_REQUEST,
         TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -151,6 +151,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/matches/{id}/rematch", post(rest::rematch))
         .route("/matches/{id}/{action}", post(rest::act))
         .route("/matches/{id}/events", get(rest::events))
+        .route("/users/{uid}", get(rest::profile).put(rest::rename))
+        .route("/users/{uid}/matches", get(rest::history))
+        .route("/leaderboards/{mode}", get(rest::leaderboard))
         .route("/ws", get(ws::upgrade))
         .layer(limits::cors(&gateway.config.cors_origins));
     Router::new()

@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::auth::valid_user_id;
 use super::error::ApiError;
+use dashdice_proto::archive::{
+    ArchivedMatch, DEFAULT_PAGE, HistoryPage, HistoryRequest, Leaderboard, LeaderboardRequest,
+    MAX_PAGE, Profile, RenameRequest, display_name_problem,
+};
 use dashdice_proto::bus::ErrorBody;
 use dashdice_proto::catalog::ModeListing;
 use dashdice_proto::matches::{ActionReply, PlayerAction, SequencedEvent, Snapshot};
@@ -116,6 +121,170 @@ pub fn fresh_request_id() -> Result<String, ApiError> {
     Ok(format!("gw-{id}"))
 }
 
+/// `PUT /api/v1/users/me`'s body and the WebSocket `rename` message's
+/// fields: `{"display_name": "..."}` and nothing else.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameFields {
+    pub display_name: String,
+}
+
+impl RenameFields {
+    /// The archive's request, for the signed-in `caller`; a name the archive
+    /// would refuse is refused here first (`bad_request`).
+    pub fn request(self, caller: &str) -> Result<RenameRequest, ApiError> {
+        if let Some(problem) = display_name_problem(&self.display_name) {
+            return Err(ApiError::bad_request(problem));
+        }
+        Ok(RenameRequest {
+            uid: caller.to_owned(),
+            display_name: self.display_name,
+        })
+    }
+}
+
+/// The player a request names: `me`, or none, is the caller; anyone else
+/// by their user id (`bad_request` if it is not one).
+pub fn player_named(uid: Option<&str>, caller: &str) -> Result<String, ApiError> {
+    match uid {
+        None | Some("me") => Ok(caller.to_owned()),
+        Some(uid) if valid_user_id(uid) => Ok(uid.to_owned()),
+        Some(_) => Err(ApiError::bad_request(
+            "not a user id: user ids are 1 to 64 letters, digits, `-` or `_` (or `me`)",
+        )),
+    }
+}
+
+/// Renaming the player `uid` names: only the caller themselves
+/// (`forbidden` otherwise).
+pub fn renaming_self(uid: &str, caller: &str) -> Result<(), ApiError> {
+    if player_named(Some(uid), caller)? == caller {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "you may only rename yourself",
+        ))
+    }
+}
+
+fn bad_limit(got: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "`limit` is a whole number from 1 to {MAX_PAGE} (default {DEFAULT_PAGE}); got {got}"
+    ))
+}
+
+/// A page size as asked: none (the archive's default) or 1 to [`MAX_PAGE`].
+pub fn page_limit(limit: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match limit {
+        Some(n) if n == 0 || n > MAX_PAGE => Err(bad_limit(n)),
+        limit => Ok(limit),
+    }
+}
+
+/// A page size from a query string (`?limit=20`).
+pub fn parse_page_limit(text: Option<&str>) -> Result<Option<u32>, ApiError> {
+    match text {
+        None => Ok(None),
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) => page_limit(Some(n)),
+            Err(_) => Err(bad_limit(format_args!("{text:?}"))),
+        },
+    }
+}
+
+/// Whether a leaderboard is asked around the caller (`?around=me`): only
+/// `me` or nothing is accepted.
+pub fn around_me(around: Option<&str>) -> Result<bool, ApiError> {
+    match around {
+        None => Ok(false),
+        Some("me") => Ok(true),
+        Some(_) => Err(ApiError::bad_request(
+            "`around` is `me` (the page around your own rank) or absent (the top)",
+        )),
+    }
+}
+
+/// A page of `uid`'s history (validated: a user id, a page size).
+pub fn history_request(
+    uid: Option<&str>,
+    caller: &str,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<HistoryRequest, ApiError> {
+    Ok(HistoryRequest {
+        uid: player_named(uid, caller)?,
+        limit: page_limit(limit)?,
+        cursor,
+    })
+}
+
+/// A leaderboard page of `mode`: the top, or around the caller.
+pub fn leaderboard_request(
+    mode: String,
+    limit: Option<u32>,
+    around_me: bool,
+    caller: &str,
+) -> Result<LeaderboardRequest, ApiError> {
+    Ok(LeaderboardRequest {
+        mode,
+        limit: page_limit(limit)?,
+        around: around_me.then(|| caller.to_owned()),
+    })
+}
+
+/// `GET /api/v1/users/{uid}/matches?limit=N&cursor=C`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub limit: Option<String>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+impl HistoryQuery {
+    pub fn request(self, uid: &str, caller: &str) -> Result<HistoryRequest, ApiError> {
+        let limit = parse_page_limit(self.limit.as_deref())?;
+        history_request(Some(uid), caller, limit, self.cursor)
+    }
+}
+
+/// `GET /api/v1/leaderboards/{mode}?limit=N&around=me`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderboardQuery {
+    #[serde(default)]
+    pub limit: Option<String>,
+    #[serde(default)]
+    pub around: Option<String>,
+}
+
+impl LeaderboardQuery {
+    pub fn request(self, mode: String, caller: &str) -> Result<LeaderboardRequest, ApiError> {
+        let limit = parse_page_limit(self.limit.as_deref())?;
+        leaderboard_request(mode, limit, around_me(self.around.as_deref())?, caller)
+    }
+}
+
+/// `GET /api/v1/matches/{id}`: the match while the host has it, then as the
+/// archive keeps it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum MatchAnswer {
+    Live(Box<Snapshot>),
+    Archived(Box<Archived>),
+}
+
+/// An archived match as `GET /api/v1/matches/{id}` answers it: its fields,
+/// and `"archived": true`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Archived {
+    #[serde(flatten)]
+    pub archived_match: ArchivedMatch,
+    pub archived: bool,
+}
+
 /// `GET /api/v1/modes`: `{"modes": [{"id", "name", "version", "description",
 /// "min_players", "max_players", "turn_time_limit_ms", "actions": [{"name",
 /// "description", "needs_dice"}], "hash", "builtin"}]}`.
@@ -164,6 +333,34 @@ pub enum ClientMessage {
     /// The playable modes (as `GET /api/v1/modes`).
     Modes,
     Ping,
+    /// A player's profile; without `uid`, the caller's.
+    Profile {
+        #[serde(default)]
+        uid: Option<String>,
+    },
+    /// The caller renames themselves.
+    Rename(RenameFields),
+    /// A page of a player's history (without `uid`, the caller's).
+    History {
+        #[serde(default)]
+        uid: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+        #[serde(default)]
+        cursor: Option<String>,
+    },
+    /// A mode's leaderboard this season: the top, or around the caller.
+    Leaderboard {
+        mode: String,
+        #[serde(default)]
+        limit: Option<u32>,
+        #[serde(default)]
+        around_me: bool,
+    },
+    /// A finished match as the archive keeps it.
+    ArchivedMatch {
+        match_id: String,
+    },
 }
 
 /// A client message as read: its `id` (echoed in the answer) and what it
@@ -272,6 +469,29 @@ pub enum ServerMessage {
         id: Option<String>,
         modes: Vec<ModeListing>,
     },
+    /// The answer to `profile` and `rename`.
+    Profile {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        profile: Box<Profile>,
+    },
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        uid: String,
+        page: HistoryPage,
+    },
+    Leaderboard {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        leaderboard: Leaderboard,
+    },
+    ArchivedMatch {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(rename = "match")]
+        archived: Box<ArchivedMatch>,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -355,5 +575,229 @@ mod tests {
         let value: Value = serde_json::from_str(&encode_notice(&notice)).expect("json");
         assert_eq!(value["v"], 1);
         assert_eq!(value["type"], "rematch_offered");
+    }
+
+    #[test]
+    fn a_rename_body_is_exactly_a_display_name() {
+        let fields: RenameFields =
+            serde_json::from_str(r#"{"display_name":"Ann"}"#).expect("valid");
+        let request = fields.request("alice").expect("a fine name");
+        assert_eq!(
+            (request.uid.as_str(), request.display_name.as_str()),
+            ("alice", "Ann")
+        );
+        for body in [
+            r#"{"display_name":"Ann","uid":"bob"}"#,
+            r#"{"name":"Ann"}"#,
+            r#"{}"#,
+            r#""Ann""#,
+            r#"{"display_name":7}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<RenameFields>(body).is_err(),
+                "{body}"
+            );
+        }
+        for name in ["", "   ", &"x".repeat(33), "a\nb"] {
+            let e = RenameFields {
+                display_name: name.to_owned(),
+            }
+            .request("alice")
+            .expect_err("refused before the archive is asked");
+            assert_eq!(e.code, ErrorCode::BadRequest, "{name:?}");
+            assert!(e.message.contains("display name"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn players_rename_only_themselves() {
+        assert!(renaming_self("me", "alice").is_ok());
+        assert!(renaming_self("alice", "alice").is_ok());
+        let e = renaming_self("bob", "alice").expect_err("someone else");
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert_eq!(e.message, "you may only rename yourself");
+        let e = renaming_self("b.o.b", "alice").expect_err("not a user id");
+        assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn players_are_named_by_id_or_me() {
+        assert_eq!(player_named(None, "alice").ok().as_deref(), Some("alice"));
+        assert_eq!(
+            player_named(Some("me"), "alice").ok().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            player_named(Some("bob"), "alice").ok().as_deref(),
+            Some("bob")
+        );
+        for bad in ["", "a b", "a/b", &"x".repeat(65)] {
+            let e = player_named(Some(bad), "alice").expect_err(bad);
+            assert_eq!(e.code, ErrorCode::BadRequest);
+        }
+    }
+
+    #[test]
+    fn page_limits_are_1_to_100() {
+        assert_eq!(parse_page_limit(None).ok(), Some(None));
+        assert_eq!(parse_page_limit(Some("1")).ok(), Some(Some(1)));
+        assert_eq!(parse_page_limit(Some("100")).ok(), Some(Some(100)));
+        for bad in ["0", "101", "-1", "ten", "", "2.5", "99999999999"] {
+            let e = parse_page_limit(Some(bad)).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(
+                e.message
+                    .contains("`limit` is a whole number from 1 to 100"),
+                "{}",
+                e.message
+            );
+        }
+        assert!(page_limit(Some(0)).is_err());
+        assert!(page_limit(Some(101)).is_err());
+        assert_eq!(page_limit(None).ok(), Some(None));
+    }
+
+    #[test]
+    fn leaderboards_are_asked_around_me_or_not_at_all() {
+        assert_eq!(around_me(None).ok(), Some(false));
+        assert_eq!(around_me(Some("me")).ok(), Some(true));
+        for bad in ["bob", "ME", "", "true"] {
+            assert_eq!(
+                around_me(Some(bad)).expect_err(bad).code,
+                ErrorCode::BadRequest
+            );
+        }
+    }
+
+    fn query<T: serde::de::DeserializeOwned>(uri: &str) -> Result<T, ApiError> {
+        let uri: axum::http::Uri = uri.parse().expect("uri");
+        axum::extract::Query::<T>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(ApiError::from)
+    }
+
+    #[test]
+    fn history_queries_are_read_and_checked() {
+        let request = query::<HistoryQuery>("/users/me/matches?limit=5&cursor=abc")
+            .and_then(|q| q.request("me", "alice"))
+            .expect("valid");
+        assert_eq!(request.uid, "alice");
+        assert_eq!(request.limit, Some(5));
+        assert_eq!(request.cursor.as_deref(), Some("abc"));
+        let request = query::<HistoryQuery>("/users/bob/matches")
+            .and_then(|q| q.request("bob", "alice"))
+            .expect("valid");
+        assert_eq!((request.uid.as_str(), request.limit), ("bob", None));
+        for uri in [
+            "/users/bob/matches?limit=0",
+            "/users/bob/matches?limit=101",
+            "/users/bob/matches?limit=many",
+            "/users/bob/matches?page=2",
+        ] {
+            let e = query::<HistoryQuery>(uri)
+                .and_then(|q| q.request("bob", "alice"))
+                .expect_err(uri);
+            assert_eq!(e.code, ErrorCode::BadRequest, "{uri}");
+        }
+    }
+
+    #[test]
+    fn leaderboard_queries_are_read_and_checked() {
+        let request = query::<LeaderboardQuery>("/leaderboards/classic?limit=10&around=me")
+            .and_then(|q| q.request("classic".into(), "alice"))
+            .expect("valid");
+        assert_eq!(request.mode, "classic");
+        assert_eq!(request.limit, Some(10));
+        assert_eq!(request.around.as_deref(), Some("alice"), "me is the caller");
+        let request = query::<LeaderboardQuery>("/leaderboards/classic")
+            .and_then(|q| q.request("classic".into(), "alice"))
+            .expect("valid");
+        assert_eq!((request.limit, request.around), (None, None));
+        for uri in [
+            "/leaderboards/classic?around=bob",
+            "/leaderboards/classic?limit=0",
+            "/leaderboards/classic?limit=x",
+            "/leaderboards/classic?season=s1",
+        ] {
+            let e = query::<LeaderboardQuery>(uri)
+                .and_then(|q| q.request("classic".into(), "alice"))
+                .expect_err(uri);
+            assert_eq!(e.code, ErrorCode::BadRequest, "{uri}");
+        }
+    }
+
+    #[test]
+    fn archive_messages_read() {
+        let (id, message) =
+            read_client_message(r#"{"v":1,"type":"profile","id":"p"}"#).expect("valid");
+        assert_eq!(id.as_deref(), Some("p"));
+        assert!(matches!(message, ClientMessage::Profile { uid: None }));
+        let (_, message) =
+            read_client_message(r#"{"type":"rename","display_name":"Ann"}"#).expect("valid");
+        assert!(matches!(message, ClientMessage::Rename(ref f) if f.display_name == "Ann"));
+        let (_, message) =
+            read_client_message(r#"{"type":"history","uid":"bob","limit":5,"cursor":"c"}"#)
+                .expect("valid");
+        assert!(matches!(
+            message,
+            ClientMessage::History { limit: Some(5), .. }
+        ));
+        let (_, message) =
+            read_client_message(r#"{"type":"leaderboard","mode":"classic","around_me":true}"#)
+                .expect("valid");
+        assert!(matches!(
+            message,
+            ClientMessage::Leaderboard {
+                around_me: true,
+                limit: None,
+                ..
+            }
+        ));
+        let (_, message) =
+            read_client_message(r#"{"type":"archived_match","match_id":"m"}"#).expect("valid");
+        assert!(
+            matches!(message, ClientMessage::ArchivedMatch { ref match_id } if match_id == "m")
+        );
+        for bad in [
+            r#"{"id":"r","type":"rename","display_name":"Ann","uid":"bob"}"#,
+            r#"{"id":"r","type":"rename"}"#,
+            r#"{"id":"r","type":"history","limit":-1}"#,
+            r#"{"id":"r","type":"leaderboard","mode":"classic","around":"bob"}"#,
+        ] {
+            let (id, e) = read_client_message(bad).expect_err(bad);
+            assert_eq!(
+                (id.as_deref(), e.code),
+                (Some("r"), ErrorCode::BadRequest),
+                "{bad}"
+            );
+        }
+        // Read, then checked as REST checks them.
+        assert!(history_request(None, "alice", Some(0), None).is_err());
+        assert!(leaderboard_request("classic".into(), Some(101), false, "alice").is_err());
+        let request = leaderboard_request("classic".into(), None, true, "alice").expect("valid");
+        assert_eq!(request.around.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn an_archived_match_is_its_fields_and_archived_true() {
+        let archived: ArchivedMatch = serde_json::from_value(serde_json::json!({
+            "match_id": "m1", "mode": "classic", "ranked": true, "players": ["a", "b"],
+            "standings": [], "started_ms": 1, "ended_ms": 2, "duration_ms": 1,
+            "reason": "finished", "season": "2026-12", "rating_changes": [],
+            "record": {
+                "match_id": "m1", "mode": "classic", "mode_version": "00".repeat(32),
+                "players": ["a", "b"], "seed_hash": "h", "seed": "s", "actions": [], "standings": [],
+            },
+        }))
+        .expect("an archived match");
+        let answer = MatchAnswer::Archived(Box::new(Archived {
+            archived_match: archived,
+            archived: true,
+        }));
+        let value = serde_json::to_value(&answer).expect("json");
+        assert_eq!(value["archived"], true);
+        assert_eq!(value["match_id"], "m1");
+        assert_eq!(value["season"], "2026-12");
+        assert_eq!(value["record"]["seed"], "s");
     }
 }

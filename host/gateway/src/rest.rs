@@ -23,9 +23,11 @@ use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
 use super::protocol::{
-    ActFields, CodeFields, InviteFields, JoinFields, ModesReply, fresh_request_id, player_action,
+    ActFields, CodeFields, HistoryQuery, InviteFields, JoinFields, LeaderboardQuery, MatchAnswer,
+    ModesReply, RenameFields, fresh_request_id, player_action, player_named, renaming_self,
 };
-use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
+use dashdice_proto::archive::{HistoryPage, Leaderboard, Profile};
+use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent};
 use dashdice_proto::queue::{
     CreateInviteRequest, Invite, JoinInviteRequest, RematchRequest, RematchStatus, Status,
 };
@@ -34,6 +36,8 @@ type Gw = State<Arc<Gateway>>;
 /// A JSON body whose rejections are [`ApiError`]s (`malformed_json`,
 /// `too_large`), not axum's plain text.
 type Body<T> = WithRejection<Json<T>, ApiError>;
+/// A query string whose rejections are [`ApiError`]s (`bad_request`).
+type Params<T> = WithRejection<Query<T>, ApiError>;
 
 /// The signed-in user, from a verified bearer token, within their rate.
 pub struct User(pub String);
@@ -167,12 +171,14 @@ pub async fn join_code(
     gateway.backend.join_invite(&request).await.map(Json)
 }
 
+/// `GET /matches/{id}`: the match while its host has it; after that, as the
+/// archive keeps it (with `"archived": true`).
 pub async fn get_match(
     State(gateway): Gw,
     _: User,
     Path(match_id): Path<String>,
-) -> Result<Json<Snapshot>, ApiError> {
-    gateway.backend.get(&match_id).await.map(Json)
+) -> Result<Json<MatchAnswer>, ApiError> {
+    gateway.backend.live_or_archived(&match_id).await.map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,7 +192,7 @@ pub async fn events(
     State(gateway): Gw,
     _: User,
     Path(match_id): Path<String>,
-    WithRejection(Query(since), _): WithRejection<Query<Since>, ApiError>,
+    WithRejection(Query(since), _): Params<Since>,
 ) -> Result<Json<Vec<SequencedEvent>>, ApiError> {
     gateway
         .backend
@@ -241,4 +247,58 @@ pub async fn act(
         action,
     };
     gateway.backend.act(&request).await.map(Json)
+}
+
+/// `GET /users/{uid}` (`me`: the caller): a player's public profile. The
+/// caller's own is empty until the archive knows them; anyone else's is
+/// `unknown_user` until then.
+pub async fn profile(
+    State(gateway): Gw,
+    User(user): User,
+    Path(uid): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    let uid = player_named(Some(&uid), &user)?;
+    let profile = if uid == user {
+        gateway.backend.own_profile(&user).await?
+    } else {
+        gateway.backend.profile(&uid).await?
+    };
+    Ok(Json(profile))
+}
+
+/// `PUT /users/{uid}` (`me`, or the caller's own id): the caller renames
+/// themselves.
+pub async fn rename(
+    State(gateway): Gw,
+    User(user): User,
+    Path(uid): Path<String>,
+    WithRejection(Json(fields), _): Body<RenameFields>,
+) -> Result<Json<Profile>, ApiError> {
+    renaming_self(&uid, &user)?;
+    let request = fields.request(&user)?;
+    gateway.backend.rename(&request).await.map(Json)
+}
+
+/// `GET /users/{uid}/matches?limit=N&cursor=C`: a page of a player's
+/// history, newest first.
+pub async fn history(
+    State(gateway): Gw,
+    User(user): User,
+    Path(uid): Path<String>,
+    WithRejection(Query(query), _): Params<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let request = query.request(&uid, &user)?;
+    gateway.backend.history(&request).await.map(Json)
+}
+
+/// `GET /leaderboards/{mode}?limit=N&around=me`: the mode's leaderboard
+/// this season.
+pub async fn leaderboard(
+    State(gateway): Gw,
+    User(user): User,
+    Path(mode): Path<String>,
+    WithRejection(Query(query), _): Params<LeaderboardQuery>,
+) -> Result<Json<Leaderboard>, ApiError> {
+    let request = query.request(mode, &user)?;
+    gateway.backend.leaderboard(&request).await.map(Json)
 }

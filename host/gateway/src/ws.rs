@@ -1,4 +1,5 @@
-//! One WebSocket per client (`/api/v1/ws`): requests and their answers,
+//! One WebSocket per client (`/api/v1/ws`): requests and their answers
+//! (play, queues, and the archive's profiles, history and leaderboards),
 //! and pushes of queue status, notices and match events.
 //!
 //! A session is three kinds of task around one bounded outbox:
@@ -543,6 +544,51 @@ impl Session {
                     server_ms: now_ms(),
                 });
             }
+            ClientMessage::Profile { uid } => {
+                let uid = protocol::player_named(uid.as_deref(), &self.user)?;
+                let profile = if uid == self.user {
+                    backend.own_profile(&uid).await?
+                } else {
+                    backend.profile(&uid).await?
+                };
+                self.out.send(&ServerMessage::Profile {
+                    id,
+                    profile: Box::new(profile),
+                });
+            }
+            ClientMessage::Rename(fields) => {
+                let profile = backend.rename(&fields.request(&self.user)?).await?;
+                self.out.send(&ServerMessage::Profile {
+                    id,
+                    profile: Box::new(profile),
+                });
+            }
+            ClientMessage::History { uid, limit, cursor } => {
+                let request = protocol::history_request(uid.as_deref(), &self.user, limit, cursor)?;
+                let page = backend.history(&request).await?;
+                self.out.send(&ServerMessage::History {
+                    id,
+                    uid: request.uid,
+                    page,
+                });
+            }
+            ClientMessage::Leaderboard {
+                mode,
+                limit,
+                around_me,
+            } => {
+                let request = protocol::leaderboard_request(mode, limit, around_me, &self.user)?;
+                let leaderboard = backend.leaderboard(&request).await?;
+                self.out
+                    .send(&ServerMessage::Leaderboard { id, leaderboard });
+            }
+            ClientMessage::ArchivedMatch { match_id } => {
+                let archived = backend.archived_match(&match_id).await?;
+                self.out.send(&ServerMessage::ArchivedMatch {
+                    id,
+                    archived: Box::new(archived),
+                });
+            }
         }
         Ok(())
     }
@@ -612,6 +658,11 @@ fn message_kind(message: &ClientMessage) -> &'static str {
         ClientMessage::Unsubscribe { .. } => "unsubscribe",
         ClientMessage::Modes => "modes",
         ClientMessage::Ping => "ping",
+        ClientMessage::Profile { .. } => "profile",
+        ClientMessage::Rename(_) => "rename",
+        ClientMessage::History { .. } => "history",
+        ClientMessage::Leaderboard { .. } => "leaderboard",
+        ClientMessage::ArchivedMatch { .. } => "archived_match",
     }
 }
 

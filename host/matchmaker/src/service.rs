@@ -2,7 +2,7 @@
 //! (`dd.queue.join|leave|status`, `dd.queue.private.create|join` for private
 //! matches by invite code, `dd.queue.rematch`), runs the periodic pass that widens windows
 //! and fills quick queues with bots, and reads finished matches' records from
-//! JetStream to free their players, update ratings and open rematch windows.
+//! JetStream to free their players and open rematch windows.
 //!
 //! Stateless: any number run side by side in one queue group; tickets live in
 //! Redis and are claimed atomically, so two matchmakers never pair one ticket.
@@ -243,9 +243,9 @@ async fn passes(mm: Arc<NatsMatchmaker>) {
     }
 }
 
-/// Finished matches, from the record stream: free the players, open the
-/// rematch window and, for a ranked match, update ratings. Each record is acknowledged once handled,
-/// so a matchmaker dying mid-way leaves it for another.
+/// Finished matches, from the record stream: free the players and open the
+/// rematch window (ratings are the archiver's). Each record is acknowledged
+/// once handled, so a matchmaker dying mid-way leaves it for another.
 async fn finished_matches(consumer: jetstream::consumer::PullConsumer, mm: Arc<NatsMatchmaker>) {
     loop {
         let mut messages = match consumer.messages().await {

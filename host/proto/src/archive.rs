@@ -94,6 +94,8 @@ pub struct Profile {
     /// themselves (ms since the Unix epoch).
     #[serde(default)]
     pub created_ms: u64,
+    /// Empty until the player's first match is archived.
+    #[serde(default)]
     pub stats: MatchmakingStats,
 }
 

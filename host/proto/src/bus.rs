@@ -12,7 +12,7 @@
 //! | `dd.match.events` | request/reply, queue group `match-host` | match hosts | `{"match_id","after"}` → `[SequencedEvent]` |
 //! | `dd.match.record` | request/reply, queue group `match-host` | match hosts | `{"match_id"}` → [`MatchRecord`](crate::record::MatchRecord) (finished matches) |
 //! | `dd.match.<id>.events` | pub/sub | gateways, clients | one [`SequencedEvent`](crate::matches::SequencedEvent) per message, `seq` gap-free |
-//! | `dd.match.ended` | pub/sub | matchmaker (ratings, rematch) | [`MatchEnded`] |
+//! | `dd.match.ended` | pub/sub | anyone watching (dashboards; the roles use the record stream) | [`MatchEnded`] |
 //! | `dd.match.<id>.record` | JetStream stream [`RECORD_STREAM`] | archivers (durable consumer [`ARCHIVER_RECORDS_CONSUMER`]), matchmakers (durable consumer [`MATCHMAKER_RECORDS_CONSUMER`]) | the finished match's [`MatchRecord`](crate::record::MatchRecord), deduplicated by match id |
 //! | `dd.archive.profile` | request/reply, queue group `archiver` | archivers | [`ProfileRequest`](crate::archive::ProfileRequest) `{"uid"}` → [`Profile`](crate::archive::Profile) |
 //! | `dd.archive.rename` | request/reply, queue group `archiver` | archivers | [`RenameRequest`](crate::archive::RenameRequest) `{"uid","display_name"}` → `Profile` |

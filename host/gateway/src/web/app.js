@@ -1,5 +1,6 @@
 // The DashDice page. It speaks only the public client API (PROTOCOL.md):
-// REST for the guest sign-in and match snapshots, one WebSocket for the rest.
+// REST for the guest sign-in, match snapshots and the archive (stats,
+// history, leaderboards), one WebSocket for the rest.
 'use strict';
 
 const API = '/api/v1';
@@ -17,6 +18,11 @@ const FALLBACK_ACTIONS = [
 // one of its custom actions. `timeout` is the host's alone: never a button.
 const BUILT_IN_ACTIONS = ['roll', 'bank', 'forfeit', 'timeout'];
 const KINDS = {snake_eyes: 'snake eyes!', double: 'a double!', single_one: 'a single one', normal: ''};
+// Entries per history page and leaderboard.
+const ARCHIVE_PAGE = 10;
+// The archive takes a moment to file a finished match: ask again after this.
+const ARCHIVE_SETTLE_MS = 2500;
+const ARCHIVE_UNAVAILABLE = 'stats are unavailable (no archiver running)';
 // Pips of a die face, as cells 0-8 of a 3×3 grid.
 const PIPS = {1: [4], 2: [0, 8], 3: [0, 4, 8], 4: [0, 2, 6, 8], 5: [0, 2, 4, 6, 8], 6: [0, 2, 3, 5, 6, 8]};
 
@@ -36,6 +42,14 @@ const app = {
   modes: null,          // the playable modes (GET /modes), in its order; null until known
   modesByHash: new Map(), // every listing seen, by version hash: a match keeps its version
   screen: null,         // the screen last rendered
+  archive: {
+    state: 'loading',   // loading, ready or unavailable (no archiver answers)
+    profile: null,      // GET /users/me
+    history: [],        // entries shown, newest first
+    nextCursor: null,   // where the next (older) history page starts
+    board: null,        // the leaderboard shown
+    loads: 0,           // bumped per refresh: answers to an older one are dropped
+  },
 };
 
 function newMatch(id) {
@@ -101,18 +115,21 @@ async function sha256Hex(hex) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function rest(method, path) {
+async function rest(method, path, body = undefined) {
+  const headers = app.auth ? {Authorization: `Bearer ${app.auth.token}`} : {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   const response = await fetch(API + path, {
     method,
-    headers: app.auth ? {Authorization: `Bearer ${app.auth.token}`} : {},
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const body = await response.json().catch(() => ({}));
+  const answer = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error((body.error && body.error.message) || `HTTP ${response.status}`);
-    error.code = body.error ? body.error.code : String(response.status);
+    const error = new Error((answer.error && answer.error.message) || `HTTP ${response.status}`);
+    error.code = answer.error ? answer.error.code : String(response.status);
     throw error;
   }
-  return body;
+  return answer;
 }
 
 // ---------------------------------------------------------------- sign-in and connection
@@ -241,6 +258,7 @@ function setModes(list) {
   app.modes = list;
   app.modesError = null;
   fillModePicker();
+  fillBoardModes();
   render();
 }
 
@@ -373,6 +391,7 @@ function onWelcome(m) {
   // server at once; a queue keeps its status pushes coming.
   send({type: 'status'});
   ping();
+  refreshArchive();
   render();
 }
 
@@ -455,6 +474,8 @@ function onSnapshot(snap) {
 async function fetchSnapshot(id) {
   try {
     const snap = await rest('GET', `/matches/${encodeURIComponent(id)}`);
+    // Once the host has let the match go, the archive's record answers: not a live view.
+    if (snap.archived) return null;
     adopt(snap);
     return snap;
   } catch (e) {
@@ -491,6 +512,8 @@ function onEvent(matchId, ev) {
   if (ev.type === 'game_over') {
     m.over = ev;
     finish(m);
+    // The archiver files the match shortly after it ends.
+    refreshArchiveSoon();
   } else {
     refreshSoon();
   }
@@ -629,6 +652,274 @@ function log(ev) {
   while (list.childElementCount > 1000) list.lastElementChild.remove();
 }
 
+
+// ---------------------------------------------------------------- the archive: stats, history, leaderboard
+
+// Profiles, history and leaderboards come from the archiver (over REST). It
+// may not run (say, a local `dashdice up` without one): then every panel
+// says so and the rest of the page goes on.
+
+function archiveFailed(e, where) {
+  // No archiver subscribed (`unavailable`), or none answering (`timeout`).
+  if (['unavailable', 'timeout'].includes(e.code)) {
+    app.archive.state = 'unavailable';
+  } else if (e.code !== 'unauthorized') {
+    toast(`Could not load ${where}: ${e.message}`);
+  }
+  renderArchive();
+}
+
+function archiveAnswered() {
+  app.archive.state = 'ready';
+}
+
+// Asks again for everything the panels show.
+function refreshArchive() {
+  if (!app.auth) return;
+  const load = ++app.archive.loads;
+  loadProfile(load);
+  loadHistory(load, false);
+  loadBoard(load);
+}
+
+let archiveTimer = null;
+function refreshArchiveSoon() {
+  clearTimeout(archiveTimer);
+  archiveTimer = setTimeout(refreshArchive, ARCHIVE_SETTLE_MS);
+}
+
+async function loadProfile(load) {
+  try {
+    const profile = await rest('GET', '/users/me');
+    if (load !== app.archive.loads) return;
+    archiveAnswered();
+    app.archive.profile = profile;
+  } catch (e) {
+    if (load === app.archive.loads) archiveFailed(e, 'your stats');
+    return;
+  }
+  renderArchive();
+}
+
+// The newest page (`more` false), or the next older one.
+async function loadHistory(load, more) {
+  const params = new URLSearchParams({limit: String(ARCHIVE_PAGE)});
+  if (more) {
+    if (!app.archive.nextCursor) return;
+    params.set('cursor', app.archive.nextCursor);
+  }
+  $('history-more').disabled = true;
+  try {
+    const page = await rest('GET', `/users/me/matches?${params}`);
+    if (load !== app.archive.loads) return;
+    archiveAnswered();
+    app.archive.history = more ? app.archive.history.concat(page.entries || []) : (page.entries || []);
+    app.archive.nextCursor = page.next_cursor || null;
+  } catch (e) {
+    if (load === app.archive.loads) archiveFailed(e, 'your history');
+  } finally {
+    $('history-more').disabled = false;
+  }
+  renderArchive();
+}
+
+async function loadBoard(load) {
+  const mode = $('board-mode').value;
+  if (!mode) return;
+  const params = new URLSearchParams({limit: String(ARCHIVE_PAGE)});
+  if ($('board-around').checked) params.set('around', 'me');
+  try {
+    const board = await rest('GET', `/leaderboards/${encodeURIComponent(mode)}?${params}`);
+    if (load !== app.archive.loads || mode !== $('board-mode').value) return;
+    archiveAnswered();
+    app.archive.board = board;
+  } catch (e) {
+    if (load !== app.archive.loads) return;
+    app.archive.board = null;
+    if (['unavailable', 'timeout'].includes(e.code)) return archiveFailed(e, 'the leaderboard');
+    $('board-info').textContent = `No leaderboard for this mode: ${e.message}`;
+    $('board').tBodies[0].replaceChildren();
+    return;
+  }
+  renderArchive();
+}
+
+// The leaderboard's mode picker lists the playable modes, as the lobby's does.
+function fillBoardModes() {
+  const select = $('board-mode');
+  const list = app.modes || [];
+  const key = list.map((l) => l.id).join(' ');
+  if (select.dataset.key === key) return;
+  select.dataset.key = key;
+  const chosen = select.value || $('mode').value;
+  select.replaceChildren(...list.map((l) => {
+    const option = document.createElement('option');
+    option.value = l.id;
+    option.textContent = l.name;
+    return option;
+  }));
+  select.value = list.some((l) => l.id === chosen) ? chosen : list.length ? list[0].id : '';
+  if (app.online) loadBoard(app.archive.loads);
+}
+
+function modeName(id) {
+  const listing = modeListing(id);
+  return listing ? listing.name : id;
+}
+
+function percent(rate) {
+  return `${Math.round((Number(rate) || 0) * 1000) / 10}%`;
+}
+
+// 184000 ms: "3:04".
+function clock(ms) {
+  const s = Math.round((Number(ms) || 0) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+function rating(value) {
+  return value === null || value === undefined ? '–' : String(Math.round(value));
+}
+
+function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  return td;
+}
+
+function renderArchive() {
+  const a = app.archive;
+  const box = $('archive');
+  box.dataset.archive = a.state;
+  for (const note of box.querySelectorAll('.archive-note')) {
+    note.textContent = a.state === 'unavailable' ? ARCHIVE_UNAVAILABLE : a.state === 'loading' ? 'Loading…' : '';
+  }
+  if (a.state !== 'ready') return;
+  renderStats(a.profile);
+  renderHistory(a.history, a.nextCursor);
+  renderBoard(a.board);
+}
+
+function renderStats(profile) {
+  if (!profile) return;
+  const name = $('display-name');
+  name.dataset.name = profile.display_name || '';
+  name.textContent = profile.display_name || 'No name yet';
+  const input = $('display-name-input');
+  if (document.activeElement !== input && !input.value) input.value = profile.display_name || '';
+  $('member-since').textContent = profile.created_ms
+    ? `since ${new Date(profile.created_ms).toLocaleDateString()}` : '';
+  const stats = profile.stats || {};
+  const overall = stats.overall || {};
+  const figures = {
+    matches: String(overall.matches || 0),
+    wins: String(overall.wins || 0),
+    losses: String(overall.losses || 0),
+    draws: String(overall.draws || 0),
+    win_rate: overall.matches ? percent(overall.win_rate) : '–',
+    average_match_ms: overall.matches ? clock(overall.average_match_ms) : '–',
+  };
+  for (const dd of $('overall').querySelectorAll('dd')) dd.textContent = figures[dd.dataset.stat];
+  const rows = Object.entries(stats.modes || {}).map(([mode, figures]) => {
+    const row = document.createElement('tr');
+    row.dataset.mode = mode;
+    const r = figures.rating;
+    row.append(cell(modeName(mode)), cell(figures.matches || 0), cell(r ? `${rating(r.rating)} ±${Math.round(r.deviation)}` : 'unrated'),
+      cell(r ? rating(r.best) : '–'), cell(r && r.season ? r.season : '–'));
+    return row;
+  });
+  if (!rows.length) {
+    const row = document.createElement('tr');
+    const only = cell('No matches yet: play one and it shows here.');
+    only.colSpan = 5;
+    row.append(only);
+    rows.push(row);
+  }
+  $('ratings').tBodies[0].replaceChildren(...rows);
+}
+
+function renderHistory(entries, nextCursor) {
+  $('history-empty').hidden = entries.length > 0;
+  $('history-more').hidden = !nextCursor;
+  $('history-list').replaceChildren(...entries.map((e) => {
+    const li = document.createElement('li');
+    li.dataset.match = e.match_id;
+    li.dataset.result = e.result;
+    const result = document.createElement('span');
+    result.className = 'result';
+    result.textContent = label(e.result);
+    const opponents = (e.opponents || []).map(who).join(', ') || 'nobody';
+    const when = e.ended_ms ? new Date(e.ended_ms).toLocaleString() : '';
+    li.append(result, `${modeName(e.mode)}${e.ranked ? ' · ranked' : ''} · ${e.score} points · vs ${opponents}`);
+    if (typeof e.rating_before === 'number' && typeof e.rating_after === 'number') {
+      const delta = Math.round(e.rating_after - e.rating_before);
+      const change = document.createElement('span');
+      change.className = `change ${delta > 0 ? 'up' : delta < 0 ? 'down' : ''}`;
+      change.textContent = ` · rating ${rating(e.rating_before)} → ${rating(e.rating_after)} (${delta >= 0 ? '+' : ''}${delta})`;
+      li.append(change);
+    }
+    li.append(` · ${clock(e.duration_ms)}${when ? ` · ${when}` : ''}`);
+    // The archived record: it needs the token, so it is fetched here and
+    // shown as JSON in a new tab.
+    const verify = document.createElement('a');
+    verify.href = `${API}/matches/${encodeURIComponent(e.match_id)}`;
+    verify.textContent = 'verify';
+    verify.title = 'the archived match record (JSON), which `dashdice match verify` checks';
+    verify.addEventListener('click', (event) => {
+      event.preventDefault();
+      openRecord(e.match_id);
+    });
+    li.append(verify);
+    return li;
+  }));
+}
+
+async function openRecord(matchId) {
+  // Opened at once, in the click: a tab opened after the fetch would be blocked.
+  const tab = window.open('', '_blank');
+  try {
+    const record = await rest('GET', `/matches/${encodeURIComponent(matchId)}`);
+    const url = URL.createObjectURL(new Blob([JSON.stringify(record, null, 2)], {type: 'application/json'}));
+    if (tab) tab.location.href = url; else location.assign(url);
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) {
+    if (tab) tab.close();
+    toast(`Could not load the match record: ${e.message}`);
+  }
+}
+
+function renderBoard(board) {
+  const info = $('board-info');
+  const body = $('board').tBodies[0];
+  if (!board) {
+    info.textContent = '';
+    body.replaceChildren();
+    return;
+  }
+  const me = app.auth && app.auth.user_id;
+  const around = $('board-around').checked;
+  info.textContent = `Season ${board.season} · ${board.total} ranked player${board.total === 1 ? '' : 's'}` +
+    (around && !board.me ? ' · you are not ranked in this mode this season' : '') +
+    (around && board.me ? ` · you are number ${board.me.rank}` : '');
+  const entries = board.entries || [];
+  if (!entries.length) {
+    const row = document.createElement('tr');
+    const only = cell('Nobody is ranked yet: play a ranked match.');
+    only.colSpan = 3;
+    row.append(only);
+    body.replaceChildren(row);
+    return;
+  }
+  body.replaceChildren(...entries.map((e) => {
+    const row = document.createElement('tr');
+    row.dataset.uid = e.uid;
+    row.dataset.me = String(e.uid === me);
+    const name = e.uid !== me ? e.display_name || who(e.uid) : e.display_name ? `${e.display_name} (you)` : 'You';
+    row.append(cell(e.rank), cell(name), cell(rating(e.rating)));
+    return row;
+  }));
+}
+
 // ---------------------------------------------------------------- rendering
 
 function render() {
@@ -642,6 +933,7 @@ function render() {
   $('me').dataset.user = app.auth ? app.auth.user_id : '';
   $('lobby').hidden = screen !== 'lobby';
   $('match').hidden = screen === 'lobby';
+  $('archive').hidden = screen === 'match';
   if (screen === 'lobby') renderLobby(); else renderMatch(m);
 }
 
@@ -882,15 +1174,40 @@ $('play-again').addEventListener('click', () => {
   app.match = null;
   app.queue = {state: 'idle'};
   if (app.online) send({type: 'status'});
+  refreshArchive();
   render();
 });
 $('rematch').addEventListener('click', () => {
   if (app.match) send({type: 'rematch', match_id: app.match.id});
 });
 
+$('rename-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = $('display-name-input').value.trim();
+  if (!name) return;
+  $('rename').disabled = true;
+  try {
+    app.archive.profile = await rest('PUT', '/users/me', {display_name: name});
+    archiveAnswered();
+    toast('Name saved.', 'info');
+    // The leaderboard shows names too.
+    loadBoard(app.archive.loads);
+  } catch (err) {
+    if (['unavailable', 'timeout'].includes(err.code)) archiveFailed(err, 'your stats');
+    else toast(`${err.message} (${err.code})`);
+  } finally {
+    $('rename').disabled = false;
+    renderArchive();
+  }
+});
+$('history-more').addEventListener('click', () => loadHistory(app.archive.loads, true));
+$('board-mode').addEventListener('change', () => loadBoard(app.archive.loads));
+$('board-around').addEventListener('change', () => loadBoard(app.archive.loads));
+
 // For tests and debugging: drop the connection as a network failure would.
 window.dashdice = {drop: () => app.ws && app.ws.close()};
 
 render();
+renderArchive();
 loadModes();
 connect();

@@ -67,7 +67,10 @@ fn record(id: String, a: String, b: String, ranked: bool, rng: &mut ChaCha8Rng) 
         .map(|i| RecordedAction {
             actor: if i % 8 < 4 { a.clone() } else { b.clone() },
             action: Action::Roll {
-                dice: vec![(rng.next_u32() % 6 + 1) as u8, (rng.next_u32() % 6 + 1) as u8],
+                dice: vec![
+                    (rng.next_u32() % 6 + 1) as u8,
+                    (rng.next_u32() % 6 + 1) as u8,
+                ],
             },
             at_ms: Some(start + i * 2_000),
         })
@@ -77,7 +80,7 @@ fn record(id: String, a: String, b: String, ranked: bool, rng: &mut ChaCha8Rng) 
         action: Action::Bank,
         at_ms: Some(start + 90_000),
     });
-    let a_wins = rng.next_u32() % 2 == 0;
+    let a_wins = rng.next_u32().is_multiple_of(2);
     let standing = |player: &String, win: bool| Standing {
         player: player.clone(),
         score: if win { 100 } else { 40 },
@@ -127,7 +130,7 @@ pub async fn archive_bench(
                 format!("bench-{run}-{i}"),
                 format!("bench-{run}-p{a}"),
                 format!("bench-{run}-p{b}"),
-                i % 2 == 0,
+                i.is_multiple_of(2),
                 &mut rng,
             )
         })
@@ -231,13 +234,23 @@ pub async fn watch_lag(nats: &async_nats::Client, seconds: u64) -> Result<LagRep
         .get_stream(bus::RECORD_STREAM)
         .await
         .map_err(|e| e.to_string())?;
-    let first = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+    let first = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
     let (mut samples, mut last_seq, mut last_record_at, mut cleared_at) =
         (Vec::new(), first, None::<Instant>, None::<Instant>);
     for _ in 0..seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now_pending = pending(nats).await?;
-        let seq = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+        let seq = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence;
         let now = Instant::now();
         if seq != last_seq {
             last_seq = seq;
