@@ -139,6 +139,7 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(archived["ok"]["reason"], "forfeit", "{archived}");
+    players_see_the_archive_through_the_gateway(http_port, &found.match_id).await;
 
     // SIGINT, as Ctrl-C: the servers it started go with it.
     let status = Command::new("kill")
@@ -166,4 +167,110 @@ fn up_names_what_to_install_when_a_server_is_missing() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("could not start nats-server"), "{err}");
+}
+
+/// The archive's routes on `up`'s gateway, with a guest: profiles, history,
+/// the leaderboard and an archived match, and the refusals.
+async fn players_see_the_archive_through_the_gateway(http_port: u16, match_id: &str) {
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{http_port}/api/v1");
+    let guest: Value = http
+        .post(format!("{base}/auth/guest"))
+        .send()
+        .await
+        .expect("guest")
+        .json()
+        .await
+        .expect("json");
+    let token = guest["token"].as_str().expect("a token").to_owned();
+    let me = guest["user_id"].as_str().expect("a user id").to_owned();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    use reqwest::Method;
+    // A guest with no match yet has an empty profile, and may name themselves.
+    let (status, profile) = call(Method::GET, "/users/me".into(), None).await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["stats"]["overall"]["matches"], 0, "{profile}");
+    let (status, renamed) = call(
+        Method::PUT,
+        "/users/me".into(),
+        Some(json!({"display_name": "Guest Star"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &renamed["display_name"]),
+        (200, &json!("Guest Star"))
+    );
+    // The players of the archived match have stats and history.
+    let (status, u1) = call(Method::GET, "/users/u1".into(), None).await;
+    assert_eq!(status, 200, "{u1}");
+    assert_eq!(u1["stats"]["overall"]["losses"], 1, "{u1}");
+    let (status, page) = call(Method::GET, "/users/u2/matches?limit=5".into(), None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["entries"][0]["match_id"], match_id, "{page}");
+    assert_eq!(page["entries"][0]["result"], "win", "{page}");
+    let (status, board) = call(Method::GET, "/leaderboards/classic?limit=10".into(), None).await;
+    assert_eq!(status, 200, "{board}");
+    assert_eq!(board["entries"][0]["uid"], "u2", "{board}");
+    // Refusals, each with its code.
+    for (method, path, body, want, code) in [
+        (
+            Method::GET,
+            "/users/nobody-here".to_owned(),
+            None,
+            404,
+            "unknown_user",
+        ),
+        (
+            Method::GET,
+            "/users/u1/matches?cursor=junk".to_owned(),
+            None,
+            400,
+            "bad_cursor",
+        ),
+        (
+            Method::PUT,
+            "/users/me".to_owned(),
+            Some(json!({"display_name": ""})),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::PUT,
+            "/users/me".to_owned(),
+            Some(json!({"display_name": "x".repeat(33)})),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::PUT,
+            "/users/u1".to_owned(),
+            Some(json!({"display_name": "Mallory"})),
+            403,
+            "forbidden",
+        ),
+    ] {
+        let (status, error) = call(method, path.clone(), body).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (want, Some(code)),
+            "{path}: {error}"
+        );
+    }
+    let (status, _) = call(Method::GET, format!("/users/{me}"), None).await;
+    assert_eq!(status, 200);
 }

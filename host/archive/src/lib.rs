@@ -135,7 +135,7 @@ impl Archive {
             tries += 1;
             match self.archive_once(record, json, now_ms).await {
                 Err(ArchiveError::Firestore(e)) if tries < 6 && contended(&e) => {
-                    tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+                    tokio::time::sleep(jitter(Duration::from_millis(50 * tries))).await;
                 }
                 other => return other,
             }
@@ -391,6 +391,16 @@ impl Archive {
 struct NameOnly {
     #[serde(default)]
     display_name: Option<String>,
+}
+
+/// Somewhere in `[max / 2, max)`: writers that met on one document and
+/// were both turned away must not come back at the same moment again.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let half = max / 2;
+    half + Duration::from_nanos(u64::from(nanos) % half.as_nanos().max(1) as u64)
 }
 
 /// Whether a failure is two writers meeting on one document (or a commit
