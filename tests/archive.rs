@@ -19,7 +19,7 @@ use dashdice_match_host::service as match_service;
 use dashdice_matchmaker::{Ratings, RatingsStore};
 use dashdice_mode_sdk::{Action, MatchResult, Standing};
 use dashdice_proto::archive::{HistoryRequest, LeaderboardRequest, Profile};
-use dashdice_proto::bus::{self, RecordStream};
+use dashdice_proto::bus::RecordStream;
 use dashdice_proto::client::{ArchiveClient, MatchHostClient, Requester};
 use dashdice_proto::matches::{ActRequest, CreateMatch, PlayerAction, Snapshot};
 use dashdice_proto::record::{MatchRecord, RecordedAction};
@@ -191,19 +191,10 @@ impl Stack {
 
     /// Records the archivers have yet to acknowledge.
     async fn pending(&self) -> u64 {
-        let js = async_nats::jetstream::new(self.client.clone());
-        let stream = js.get_stream(bus::RECORD_STREAM).await.expect("stream");
         // Until an archiver has made its consumer, everything is pending.
-        let Ok(mut consumer) = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-                bus::ARCHIVER_RECORDS_CONSUMER,
-            )
+        dashdice_archiver::records::pending(&self.client)
             .await
-        else {
-            return u64::MAX;
-        };
-        let info = consumer.info().await.expect("info");
-        info.num_pending + info.num_ack_pending as u64
+            .unwrap_or(u64::MAX)
     }
 
     /// Until the archivers have acknowledged every record.

@@ -209,21 +209,25 @@ impl Stack {
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        self.send_json(reqwest::Method::POST, path, token, body)
             .await
-            .expect("http");
-        answer(response).await
     }
 
     async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::PUT, path, token, body)
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let response = self
             .http
-            .put(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(token)
             .json(&body)
             .send()

@@ -130,7 +130,7 @@ pub fn enter(
             &Glicko2Config::new(),
         );
         for (player, old, new) in [(&a.player, ra, na), (&b.player, rb, nb)] {
-            let old = old.unwrap_or_else(|| figures(Glicko2Rating::new(), None));
+            let old = old.unwrap_or_else(|| figures(Glicko2Rating::new()));
             let games = old.games + 1;
             let after = RatingFigures {
                 games,
@@ -140,7 +140,7 @@ pub fn enter(
                     old.best.max(new.rating)
                 },
                 season: Some(season.clone()),
-                ..figures(new, None)
+                ..figures(new)
             };
             if let Some(profile) = profiles.get_mut(player.as_str()) {
                 profile
@@ -260,14 +260,14 @@ fn glicko(r: Option<&RatingFigures>) -> Glicko2Rating {
     })
 }
 
-fn figures(r: Glicko2Rating, season: Option<String>) -> RatingFigures {
+fn figures(r: Glicko2Rating) -> RatingFigures {
     RatingFigures {
         rating: r.rating,
         deviation: r.deviation,
         volatility: r.volatility,
         games: 0,
         best: r.rating,
-        season,
+        season: None,
     }
 }
 

@@ -364,13 +364,13 @@ impl Archive {
         Ok(names)
     }
 
-    /// Every profile, for rebuilding Redis from the record: calls `each`
-    /// for each profile, in document order, a page at a time.
-    pub async fn each_profile<F>(&self, mut each: F) -> Result<u64, ArchiveError>
-    where
-        F: FnMut(Profile) -> futures_util::future::BoxFuture<'static, ()>,
+    /// Every profile, in document order, streamed a page at a time: for
+    /// rebuilding Redis from the record.
+    pub async fn profiles(
+        &self,
+    ) -> Result<futures_util::stream::BoxStream<'_, Result<Profile, ArchiveError>>, ArchiveError>
     {
-        let mut profiles = self
+        let profiles = self
             .db
             .fluent()
             .select()
@@ -378,12 +378,7 @@ impl Archive {
             .obj::<Profile>()
             .stream_query_with_errors()
             .await?;
-        let mut seen = 0;
-        while let Some(profile) = profiles.next().await {
-            each(profile?).await;
-            seen += 1;
-        }
-        Ok(seen)
+        Ok(profiles.map(|p| p.map_err(ArchiveError::from)).boxed())
     }
 }
 

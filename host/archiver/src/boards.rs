@@ -12,6 +12,7 @@ use std::time::Duration;
 use dashdice_proto::archive::{LeaderboardEntry, Profile, RatingFigures};
 use dashdice_store::StoreError;
 use dashdice_store::leaderboards::Leaderboards;
+use futures_util::StreamExt;
 
 use crate::Archiver;
 
@@ -84,29 +85,22 @@ pub async fn keep_built(archiver: Arc<Archiver>, every: Duration) {
     }
 }
 
-/// Copies every profile's ratings to Redis.
+/// Copies every profile's ratings to Redis; how many profiles there were.
 pub async fn rebuild(archiver: &Archiver) -> Result<u64, String> {
-    let boards = archiver.boards.clone();
-    let failed = Arc::new(std::sync::Mutex::new(None::<String>));
-    let seen = archiver
+    let mut profiles = archiver
         .archive
-        .each_profile(|profile| {
-            let boards = boards.clone();
-            let failed = failed.clone();
-            Box::pin(async move {
-                if let Err(e) = copy(&boards, &profile, None).await
-                    && let Ok(mut f) = failed.lock()
-                {
-                    *f = Some(e.to_string());
-                }
-            })
-        })
+        .profiles()
         .await
         .map_err(|e| e.to_string())?;
-    match failed.lock().ok().and_then(|mut f| f.take()) {
-        Some(e) => Err(e),
-        None => Ok(seen),
+    let mut seen = 0;
+    while let Some(profile) = profiles.next().await {
+        let profile = profile.map_err(|e| e.to_string())?;
+        copy(&archiver.boards, &profile, None)
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        seen += 1;
     }
+    Ok(seen)
 }
 
 /// A board page: `limit` entries from the top, or centred on `around`'s

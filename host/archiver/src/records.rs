@@ -244,24 +244,29 @@ fn retry_delay(options: &Options, delivered: u32) -> Duration {
 /// Publishes the consumer's lag (pending plus unacknowledged records) as a
 /// gauge every second.
 pub async fn watch_lag(client: async_nats::Client) {
-    let js = jetstream::new(client);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let Ok(stream) = js.get_stream(bus::RECORD_STREAM).await else {
-            continue;
-        };
-        let Ok(mut consumer) = stream
-            .get_consumer::<jetstream::consumer::pull::Config>(bus::ARCHIVER_RECORDS_CONSUMER)
-            .await
-        else {
-            continue;
-        };
-        if let Ok(info) = consumer.info().await {
-            metrics::gauge!(names::ARCHIVE_PENDING)
-                .set((info.num_pending + info.num_ack_pending as u64) as f64);
+        if let Ok(pending) = pending(&client).await {
+            metrics::gauge!(names::ARCHIVE_PENDING).set(pending as f64);
         }
     }
+}
+
+/// The archivers' lag: records not yet delivered plus delivered and not
+/// yet acknowledged. An error until an archiver has made the consumer.
+pub async fn pending(client: &async_nats::Client) -> Result<u64, String> {
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_stream(bus::RECORD_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = stream
+        .get_consumer::<jetstream::consumer::pull::Config>(bus::ARCHIVER_RECORDS_CONSUMER)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = consumer.info().await.map_err(|e| e.to_string())?;
+    Ok(info.num_pending + info.num_ack_pending as u64)
 }
 
 #[cfg(test)]

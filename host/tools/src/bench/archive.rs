@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use dashdice_archiver::records::pending;
 use dashdice_archiver::{Archiver, Options};
 use dashdice_mode_sdk::{Action, MatchResult, Standing};
 use dashdice_proto::ModeHash;
@@ -135,8 +136,8 @@ pub async fn archive_bench(
             )
         })
         .collect();
-    // The consumer must exist before the records, or they would be
-    // delivered to nobody... it is durable, so make sure it is there.
+    // The archivers' consumer first, so the backlog can be counted (records
+    // stored before it exists would still all be delivered to it).
     dashdice_archiver::records::consumer(&nats)
         .await
         .map_err(nats_error)?;
@@ -181,23 +182,6 @@ pub async fn archive_bench(
         records_per_second: records as f64 / seconds,
         publish_seconds,
     })
-}
-
-/// The archivers' pending records: not yet delivered plus unacknowledged.
-pub async fn pending(nats: &async_nats::Client) -> Result<u64, String> {
-    let js = async_nats::jetstream::new(nats.clone());
-    let stream = js
-        .get_stream(bus::RECORD_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut consumer = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-            bus::ARCHIVER_RECORDS_CONSUMER,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = consumer.info().await.map_err(|e| e.to_string())?;
-    Ok(info.num_pending + info.num_ack_pending as u64)
 }
 
 /// The archive's lag over a watch.
