@@ -42,6 +42,7 @@ fn the_kustomization_renders_every_role() {
         ("matchmaker", "matchmaker"),
         ("gateway", "gateway"),
         ("archiver", "archiver"),
+        ("presence", "presence"),
     ] {
         assert!(
             yaml.contains(&format!("- args:\n        - {role}\n")),
@@ -63,8 +64,8 @@ fn the_kustomization_renders_every_role() {
     assert_eq!(
         yaml.matches("- name: TOKIO_WORKER_THREADS\n          value: \"2\"\n")
             .count(),
-        4,
-        "match-host, matchmaker, gateway and archiver each set TOKIO_WORKER_THREADS"
+        5,
+        "match-host, matchmaker, gateway, archiver and presence each set TOKIO_WORKER_THREADS"
     );
     // The archivers reach Google's Firestore (no emulator) with the
     // service-account key mounted from its secret.

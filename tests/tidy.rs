@@ -5,8 +5,8 @@
 //! - Only `dashdice-store` names the `redis` crate.
 //! - `async_nats` only in the roles, the protocol crate and the tools: never
 //!   in the runtime or the store.
-//! - No wasmtime in the dependency tree of the gateway, the matchmaker or the
-//!   mode catalog.
+//! - No wasmtime in the dependency tree of the gateway, the matchmaker, the
+//!   presence role or the mode catalog.
 //! - Only `dashdice-archive` names the `firestore` crate, and no role but the
 //!   archiver (and the binary) has Firestore in its dependency tree: the
 //!   gateway reaches the archive over NATS.
@@ -181,6 +181,7 @@ fn the_gateway_the_matchmaker_and_the_catalog_link_no_wasmtime() {
     for package in [
         "dashdice-gateway",
         "dashdice-matchmaker",
+        "dashdice-presence",
         "dashdice-catalog",
     ] {
         let tree = dependency_tree(package);
@@ -214,6 +215,7 @@ fn only_the_archive_knows_firestore() {
         "dashdice-gateway",
         "dashdice-matchmaker",
         "dashdice-match-host",
+        "dashdice-presence",
         "dashdice-store",
         "dashdice-proto",
     ] {

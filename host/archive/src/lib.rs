@@ -4,6 +4,9 @@
 //!   history pages and archived matches back.
 //! - [`ledger`]: the pure accounting a match makes (stats, Glicko-2
 //!   ratings, history entries, seasons).
+//! - [`friends`]: friend requests, answers, removals and blocks, one
+//!   transaction per change over both players' sides
+//!   ([`Archive::befriend`], [`Archive::friends`]).
 //! - [`schema`]: the documents and their paths.
 //!
 //! **Architecture Invariant:** this is the only crate that knows Firestore
@@ -23,6 +26,7 @@
 //! counted once.
 
 mod emulator;
+pub mod friends;
 pub mod ledger;
 pub mod schema;
 
@@ -87,6 +91,8 @@ impl Archived {
 pub struct Archive {
     db: FirestoreDb,
     seasons: Seasons,
+    /// The cap on friends and pending requests per player.
+    max_friends: usize,
 }
 
 impl Archive {
@@ -101,7 +107,11 @@ impl Archive {
             }
             None => FirestoreDb::with_options(options).await?,
         };
-        Ok(Archive { db, seasons })
+        Ok(Archive {
+            db,
+            seasons,
+            max_friends: dashdice_proto::friends::MAX_FRIENDS,
+        })
     }
 
     pub fn seasons(&self) -> &Seasons {

@@ -6,15 +6,23 @@
 //! | `matches/{match_id}` | [`MatchDoc`]: summary fields plus the record as the host wrote it |
 //! | `users/{uid}` | [`Profile`](dashdice_proto::archive::Profile): display name and `stats` (the seed's `matchmakingStats`) |
 //! | `users/{uid}/matches/{match_id}` | [`HistoryDoc`]: one history entry, ordered by `sort_key` |
+//! | `friends/{uid}` | [`FriendsDoc`]: how many friends and pending requests `uid` has (the cap's counter) |
+//! | `friends/{uid}/links/{other}` | [`LinkDoc`]: how `uid` stands towards `other`; the other side is `friends/{other}/links/{uid}` |
 
 use dashdice_mode_sdk::Standing;
 use dashdice_proto::archive::{ArchivedMatch, HistoryEntry, RatingChange};
+use dashdice_proto::friends::FriendState;
 use serde::{Deserialize, Serialize};
 
 pub const MATCHES: &str = "matches";
 pub const USERS: &str = "users";
 /// The history subcollection under each user.
 pub const HISTORY: &str = "matches";
+/// Friends: one counter document per player, over its `links`.
+pub const FRIENDS: &str = "friends";
+/// The links subcollection under each `friends/{uid}`: one document per
+/// other player `uid` has anything to do with.
+pub const LINKS: &str = "links";
 
 /// An archived match. The record is kept as the exact JSON the match host
 /// wrote (`record_json`), so `dashdice match verify` checks the very bytes
@@ -98,6 +106,79 @@ pub fn valid_cursor(cursor: &str) -> bool {
             && ms.bytes().all(|b| b.is_ascii_digit())
             && dashdice_proto::ids::valid_id(id)
     })
+}
+
+/// How one player stands towards another, as stored on the first one's
+/// side (`friends/{uid}/links/{other}`). Always written together with the
+/// other side, in one transaction ([`crate::friends`]); the pairs that
+/// occur are `friends`/`friends`, `outgoing`/`incoming`,
+/// `blocked`/`blocked_by` and `blocked`/`blocked`. No document at all
+/// means the two have nothing to do with each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Friends,
+    /// `uid` asked `other` to be friends.
+    Outgoing,
+    /// `other` asked `uid`.
+    Incoming,
+    /// `uid` blocks `other`.
+    Blocked,
+    /// `other` blocks `uid` (and `uid` does not block `other`). Stored so
+    /// that `uid`'s requests are refused, but never shown to `uid`: a
+    /// blocked player is not told.
+    BlockedBy,
+}
+
+impl LinkState {
+    /// Whether the link counts towards the cap on friends and pending
+    /// requests ([`dashdice_proto::friends::MAX_FRIENDS`]); blocks do not.
+    pub fn counted(self) -> bool {
+        matches!(
+            self,
+            LinkState::Friends | LinkState::Outgoing | LinkState::Incoming
+        )
+    }
+
+    /// The state `uid`'s list shows; `None` for `blocked_by`, which it
+    /// hides.
+    pub fn shown(self) -> Option<FriendState> {
+        match self {
+            LinkState::Friends => Some(FriendState::Friends),
+            LinkState::Outgoing => Some(FriendState::Outgoing),
+            LinkState::Incoming => Some(FriendState::Incoming),
+            LinkState::Blocked => Some(FriendState::Blocked),
+            LinkState::BlockedBy => None,
+        }
+    }
+}
+
+/// `friends/{uid}/links/{other}`: one side of a link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkDoc {
+    /// The other player (also the document id).
+    pub other: String,
+    pub state: LinkState,
+    /// When this side took its state (ms since the epoch).
+    pub since_ms: u64,
+}
+
+/// `friends/{uid}`: the number of `uid`'s links whose state is
+/// [`counted`](LinkState::counted), kept in the same transactions that
+/// write the links, so the cap costs one document read instead of a query
+/// over the whole list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendsDoc {
+    pub uid: String,
+    pub count: u32,
+}
+
+/// Whether Firestore takes `id` as a document id, beyond
+/// [`valid_id`](dashdice_proto::ids::valid_id): Firestore reserves ids
+/// of the form `__…__`.
+pub fn storable_id(id: &str) -> bool {
+    dashdice_proto::ids::valid_id(id)
+        && !(id.len() >= 4 && id.starts_with("__") && id.ends_with("__"))
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@
 //!   with versions so late or repeated writes never go backwards, and
 //!   rebuilt from Firestore when Redis has lost them.
 //! - [`service`]: `dd.archive.*` on the shared endpoint loop.
+//! - [`friends`]: `dd.archive.friends.*`: each change made in one Firestore
+//!   transaction ([`dashdice_archive::Archive::befriend`]), then told to
+//!   the other player on `dd.user.<uid>.notify`.
 //!
 //! Stateless: any number run side by side. They share one durable consumer
 //! (a queue of work: each record goes to one of them) and one queue group.
@@ -21,6 +24,7 @@
 //! wires them to the bus.
 
 pub mod boards;
+pub mod friends;
 pub mod records;
 pub mod service;
 
@@ -86,12 +90,12 @@ pub async fn run(
     ));
     tasks.spawn(records::watch_lag(client.clone()));
     tasks.spawn(boards::keep_built(archiver.clone(), options.rebuild_check));
-    let served = dashdice_service::endpoints::serve(
-        client,
-        service::SERVICE,
-        Arc::new(service::Archives(archiver)),
-    )
-    .await;
+    let archives = service::Archives {
+        archiver,
+        notices: client.clone(),
+    };
+    let served =
+        dashdice_service::endpoints::serve(client, service::SERVICE, Arc::new(archives)).await;
     tasks.abort_all();
     served.map_err(|e| ServiceError(e.to_string()))
 }

@@ -1,7 +1,8 @@
-//! `dd.archive.*`: profiles, renames, history pages, archived matches and
-//! leaderboards, on the shared endpoint loop. Every answer comes from the
-//! archive (Firestore) except leaderboards, which come from Redis (and
-//! their names from the archive).
+//! `dd.archive.*`: profiles, renames, history pages, archived matches,
+//! leaderboards and friends (`dd.archive.friends.*`, in
+//! [`friends`](crate::friends)), on the shared endpoint loop. Every answer
+//! comes from the archive (Firestore) except leaderboards, which come from
+//! Redis (and their names from the archive).
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub const MAX_REQUEST_BYTES: usize = 4 << 10;
 /// The archiver's micro service.
 pub const SERVICE: Service = Service {
     name: bus::ARCHIVER_SERVICE,
-    description: "DashDice archive: profiles, stats, match history, archived matches, leaderboards",
+    description: "DashDice archive: profiles, stats, match history, archived matches, leaderboards, friends",
     queue_group: bus::ARCHIVER_QUEUE_GROUP,
     group: bus::ARCHIVE_GROUP,
     endpoints: &[
@@ -34,6 +35,13 @@ pub const SERVICE: Service = Service {
         archive_endpoint::HISTORY,
         archive_endpoint::MATCH,
         archive_endpoint::LEADERBOARD,
+        archive_endpoint::FRIENDS_LIST,
+        archive_endpoint::FRIENDS_REQUEST,
+        archive_endpoint::FRIENDS_ACCEPT,
+        archive_endpoint::FRIENDS_DECLINE,
+        archive_endpoint::FRIENDS_REMOVE,
+        archive_endpoint::FRIENDS_BLOCK,
+        archive_endpoint::FRIENDS_UNBLOCK,
     ],
     requests_metric: names::ARCHIVE_REQUESTS,
     seconds_metric: names::ARCHIVE_REQUEST_SECONDS,
@@ -41,7 +49,7 @@ pub const SERVICE: Service = Service {
 };
 
 /// A refusal: its code and message.
-struct Refusal(ErrorCode, String);
+pub(crate) struct Refusal(pub(crate) ErrorCode, pub(crate) String);
 
 impl From<ArchiveError> for Refusal {
     fn from(e: ArchiveError) -> Self {
@@ -73,12 +81,16 @@ fn respond<T: Serialize>(result: Result<T, Refusal>) -> Answer {
     bus::answer(result, |r| r.0)
 }
 
-fn bad(code: ErrorCode, message: impl Into<String>) -> Refusal {
+pub(crate) fn bad(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal(code, message.into())
 }
 
-/// The archiver on the bus.
-pub struct Archives(pub Arc<Archiver>);
+/// The archiver on the bus: what it shares, and the connection it tells
+/// players on (friends' notices, `dd.user.<uid>.notify`).
+pub struct Archives {
+    pub archiver: Arc<Archiver>,
+    pub notices: async_nats::Client,
+}
 
 impl Endpoints for Archives {
     fn span(&self, endpoint: &'static str) -> tracing::Span {
@@ -93,6 +105,8 @@ impl Endpoints for Archives {
             Ok(ArchiveRequest::History(r)) => respond(self.history(&r).await),
             Ok(ArchiveRequest::Match(r)) => respond(self.archived_match(&r.match_id).await),
             Ok(ArchiveRequest::Leaderboard(r)) => respond(self.leaderboard(&r).await),
+            Ok(ArchiveRequest::Friends(r)) => respond(self.friend_list(&r).await),
+            Ok(ArchiveRequest::Befriend(endpoint, r)) => respond(self.befriend(endpoint, &r).await),
         }
     }
 }
@@ -105,7 +119,7 @@ impl Archives {
                 format!("{uid:?} is not a user id"),
             ));
         }
-        self.0.archive.profile(uid).await?.ok_or_else(|| {
+        self.archiver.archive.profile(uid).await?.ok_or_else(|| {
             bad(
                 ErrorCode::UnknownUser,
                 format!("no player {uid:?} has played or named themselves here"),
@@ -123,8 +137,12 @@ impl Archives {
         if let Some(problem) = display_name_problem(&r.display_name) {
             return Err(bad(ErrorCode::BadRequest, problem));
         }
-        let now = self.0.clock.now_ms();
-        Ok(self.0.archive.rename(&r.uid, &r.display_name, now).await?)
+        let now = self.archiver.clock.now_ms();
+        Ok(self
+            .archiver
+            .archive
+            .rename(&r.uid, &r.display_name, now)
+            .await?)
     }
 
     async fn history(
@@ -139,7 +157,7 @@ impl Archives {
         }
         let limit = page_limit(r.limit)?;
         Ok(self
-            .0
+            .archiver
             .archive
             .history(&r.uid, limit, r.cursor.as_deref())
             .await?)
@@ -155,7 +173,7 @@ impl Archives {
                 format!("{match_id:?} is not a match id"),
             ));
         }
-        self.0.archive.archived_match(match_id).await?.ok_or_else(|| {
+        self.archiver.archive.archived_match(match_id).await?.ok_or_else(|| {
             bad(
                 ErrorCode::UnknownMatch,
                 format!("no match {match_id:?} is archived (a match is archived within seconds of its end)"),
@@ -179,9 +197,13 @@ impl Archives {
             ));
         }
         let limit = page_limit(r.limit)?;
-        let season = self.0.archive.seasons().at(self.0.clock.now_ms());
+        let season = self
+            .archiver
+            .archive
+            .seasons()
+            .at(self.archiver.clock.now_ms());
         let (total, mut entries, mut me) = boards::page(
-            &self.0.boards,
+            &self.archiver.boards,
             &season,
             &r.mode,
             u64::from(limit),
@@ -196,7 +218,7 @@ impl Archives {
         })?;
         // Names are a decoration: without Firestore the board still answers.
         let uids: Vec<String> = entries.iter().map(|e| e.uid.clone()).collect();
-        match self.0.archive.names(&uids).await {
+        match self.archiver.archive.names(&uids).await {
             Ok(names) => {
                 for entry in entries.iter_mut().chain(me.iter_mut()) {
                     entry.display_name = names.get(&entry.uid).cloned();

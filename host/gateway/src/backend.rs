@@ -17,12 +17,19 @@ use dashdice_proto::archive::{
     RenameRequest,
 };
 use dashdice_proto::bus;
-use dashdice_proto::client::{ArchiveClient, MatchHostClient, MatchmakerClient, Requester};
-use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
-use dashdice_proto::queue::{
-    CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, RematchRequest, RematchStatus,
-    Status,
+use dashdice_proto::client::{
+    ArchiveClient, MatchHostClient, MatchmakerClient, PresenceClient, Requester,
 };
+use dashdice_proto::friends::{FriendLink, FriendList};
+use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
+use dashdice_proto::presence::{Activity, Lobby, Presence, SetActivity};
+use dashdice_proto::queue::{
+    CreateInviteRequest, DirectInviteRequest, Invite, JoinInviteRequest, JoinRequest,
+    RematchRequest, RematchStatus, Status,
+};
+
+/// The longest a player's request waits on a presence report.
+pub const REPORT_WITHIN: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Backend {
@@ -30,6 +37,7 @@ pub struct Backend {
     host: MatchHostClient,
     queue: MatchmakerClient,
     archive: ArchiveClient,
+    presence: PresenceClient,
 }
 
 impl Backend {
@@ -39,6 +47,7 @@ impl Backend {
             host: MatchHostClient::new(bus.clone()),
             queue: MatchmakerClient::new(bus.clone()),
             archive: ArchiveClient::new(bus.clone()),
+            presence: PresenceClient::new(bus.clone()),
             bus,
         }
     }
@@ -48,12 +57,30 @@ impl Backend {
         self.bus.connected()
     }
 
+    /// Joins a queue; presence learns the player is matchmaking (or
+    /// playing, when the join made a match at once).
     pub async fn join(&self, request: &JoinRequest) -> Result<Status, ApiError> {
-        Ok(self.queue.join(request).await?)
+        let status = self.queue.join(request).await?;
+        self.follow_status(&request.player, &status).await;
+        Ok(status)
     }
 
     pub async fn leave(&self, player: &str) -> Result<Status, ApiError> {
-        Ok(self.queue.leave(player).await?)
+        let status = self.queue.leave(player).await?;
+        self.follow_status(player, &status).await;
+        Ok(status)
+    }
+
+    /// Tells presence what a queue answer says the player does now.
+    async fn follow_status(&self, player: &str, status: &Status) {
+        let (activity, match_id) = match status {
+            Status::Idle => (Activity::Menu, None),
+            Status::Queued { .. } | Status::Hosting { .. } | Status::Matching => {
+                (Activity::Matchmaking, None)
+            }
+            Status::Playing { match_id } => (Activity::InMatch, Some(match_id.clone())),
+        };
+        self.set_activity(player, activity, match_id).await;
     }
 
     pub async fn status(&self, player: &str) -> Result<Status, ApiError> {
@@ -61,11 +88,16 @@ impl Backend {
     }
 
     pub async fn create_invite(&self, request: &CreateInviteRequest) -> Result<Invite, ApiError> {
-        Ok(self.queue.create_invite(request).await?)
+        let invite = self.queue.create_invite(request).await?;
+        self.set_activity(&request.player, Activity::Matchmaking, None)
+            .await;
+        Ok(invite)
     }
 
     pub async fn join_invite(&self, request: &JoinInviteRequest) -> Result<Status, ApiError> {
-        Ok(self.queue.join_invite(request).await?)
+        let status = self.queue.join_invite(request).await?;
+        self.follow_status(&request.player, &status).await;
+        Ok(status)
     }
 
     pub async fn rematch(&self, request: &RematchRequest) -> Result<RematchStatus, ApiError> {
@@ -161,6 +193,95 @@ impl Backend {
         self.bus
             .nats()
             .subscribe(bus::user_notify(player))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("nats: {e}")))
+    }
+}
+
+/// Presence, friends, direct invites and the lobby: the presence role
+/// (`dd.presence.*`), the archiver's friends (`dd.archive.friends.*`) and
+/// the matchmaker's direct invites.
+impl Backend {
+    /// Reports a connection, a heartbeat batch, a visibility change, a
+    /// close or an activity to the presence role, waiting at most
+    /// [`REPORT_WITHIN`]. Presence is a courtesy to other players: a failed
+    /// report is logged and the player's own request goes on (the next
+    /// heartbeat repairs a lost connection).
+    pub async fn report<F, T>(&self, what: &'static str, call: F)
+    where
+        F: std::future::Future<Output = Result<T, dashdice_proto::client::CallError>>,
+    {
+        match tokio::time::timeout(REPORT_WITHIN, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(report = what, error = %e, "presence report failed"),
+            Err(_) => tracing::debug!(report = what, "presence report timed out"),
+        }
+    }
+
+    pub fn presence(&self) -> &PresenceClient {
+        &self.presence
+    }
+
+    /// Sets the player's activity, as a join, an invite or a leave changed it.
+    pub async fn set_activity(&self, uid: &str, activity: Activity, match_id: Option<String>) {
+        let request = SetActivity {
+            uid: uid.to_owned(),
+            activity,
+            match_id,
+        };
+        self.report("activity", self.presence.activity(&request))
+            .await;
+    }
+
+    /// The presence of `uids`, in that order.
+    pub async fn presences(&self, uids: Vec<String>) -> Result<Vec<Presence>, ApiError> {
+        Ok(self.presence.query(uids).await?)
+    }
+
+    pub async fn lobby(&self) -> Result<Lobby, ApiError> {
+        Ok(self.presence.lobby().await?)
+    }
+
+    pub async fn friends(&self, uid: &str) -> Result<FriendList, ApiError> {
+        Ok(self.archive.friends(uid).await?)
+    }
+
+    /// `uid` does `verb` (an `archive_endpoint::FRIENDS_*`) about `other`.
+    pub async fn befriend(
+        &self,
+        verb: &'static str,
+        uid: &str,
+        other: &str,
+    ) -> Result<Option<FriendLink>, ApiError> {
+        Ok(self.archive.befriend(verb, uid, other).await?)
+    }
+
+    /// Invites a friend (the caller checked the friendship).
+    pub async fn invite_player(&self, request: &DirectInviteRequest) -> Result<Invite, ApiError> {
+        let invite = self.queue.invite_player(request).await?;
+        self.set_activity(&request.player, Activity::Matchmaking, None)
+            .await;
+        Ok(invite)
+    }
+
+    pub async fn decline_invite(&self, request: &JoinInviteRequest) -> Result<Status, ApiError> {
+        Ok(self.queue.decline_invite(request).await?)
+    }
+
+    /// A user's presence as it changes (core NATS; ordered by `version`).
+    pub async fn presence_changes(&self, uid: &str) -> Result<async_nats::Subscriber, ApiError> {
+        self.subscribe(bus::presence_changes(uid)).await
+    }
+
+    /// A match's players losing or regaining their connection.
+    pub async fn match_presence(&self, match_id: &str) -> Result<async_nats::Subscriber, ApiError> {
+        self.subscribe(bus::match_presence(match_id)).await
+    }
+
+    async fn subscribe(&self, subject: String) -> Result<async_nats::Subscriber, ApiError> {
+        self.bus
+            .nats()
+            .subscribe(subject)
             .await
             .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("nats: {e}")))
     }

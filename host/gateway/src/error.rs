@@ -81,12 +81,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
         Unauthorized => StatusCode::UNAUTHORIZED,
-        Forbidden | NotAPlayer | NotInMatch => StatusCode::FORBIDDEN,
+        Forbidden | NotAPlayer | NotInMatch | NotFriends | Blocked | NotInvited => {
+            StatusCode::FORBIDDEN
+        }
         NotFound | UnknownMatch | UnknownUser | UnknownCode | UnknownEndpoint => {
             StatusCode::NOT_FOUND
         }
-        BadRequest | BadCursor | MalformedJson | UnknownMode | UnknownRegion | UnknownAction
-        | InvalidConfig => StatusCode::BAD_REQUEST,
+        BadRequest | Yourself | BadCursor | MalformedJson | UnknownMode | UnknownRegion
+        | UnknownAction | InvalidConfig => StatusCode::BAD_REQUEST,
         TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -95,7 +97,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // The request was understood but the state does not allow it now.
         NotYourTurn | GameOver | NothingToBank | Rejected | MatchExists | AlreadyQueued
         | InMatch | Matching | Hosting | CodeUsed | OwnCode | RematchExpired | OpponentBusy
-        | Conflict | TooManySubscriptions | ModeWithdrawn => StatusCode::CONFLICT,
+        | Conflict | TooManySubscriptions | ModeWithdrawn | AlreadyFriends | AlreadyRequested
+        | NoRequest | TooManyFriends => StatusCode::CONFLICT,
     }
 }
 

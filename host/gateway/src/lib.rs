@@ -11,6 +11,9 @@
 //! - [`limits`]: how much they may ask (rates, sizes, CORS).
 //! - [`rest`] and [`ws`]: the two ways in; [`protocol`]: their JSON.
 //! - [`backend`]: the workers, as typed calls (the only user of the bus).
+//! - [`social`]: presence (this gateway's connections and heartbeats, the
+//!   shared subscriptions to friends' presence), who may see whom, friends
+//!   and direct invites.
 //! - [`page`]: the web page.
 
 pub mod auth;
@@ -20,6 +23,7 @@ pub mod limits;
 pub mod page;
 pub mod protocol;
 pub mod rest;
+pub mod social;
 pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};
@@ -73,6 +77,10 @@ pub struct Gateway {
     pub modes: dashdice_catalog::ModeBook,
     /// Set to `true` when the gateway stops: WebSocket sessions close (1001).
     closing: watch::Sender<bool>,
+    /// This gateway's signed-in connections, heartbeated to presence.
+    pub connections: social::Connections,
+    /// The users this gateway's sessions follow, one subscription each.
+    pub follows: Arc<social::Follows>,
 }
 
 impl Gateway {
@@ -93,6 +101,8 @@ impl Gateway {
             metrics,
             modes: dashdice_catalog::ModeBook::new([]),
             closing: watch::channel(false).0,
+            connections: social::Connections::new(),
+            follows: Arc::new(social::Follows::default()),
         })
     }
 
@@ -154,6 +164,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/users/{uid}", get(rest::profile).put(rest::rename))
         .route("/users/{uid}/matches", get(rest::history))
         .route("/leaderboards/{mode}", get(rest::leaderboard))
+        .route("/presence", get(rest::presence))
+        .route("/friends", get(rest::friends))
+        .route("/friends/{uid}", delete(rest::remove_friend))
+        .route("/friends/{uid}/{verb}", post(rest::befriend))
+        .route("/invites", post(rest::invite_friend))
+        .route("/invites/{code}/decline", post(rest::decline_invite))
+        .route("/regions", get(rest::regions))
         .route("/ws", get(ws::upgrade))
         .layer(limits::cors(&gateway.config.cors_origins));
     Router::new()
@@ -183,6 +200,7 @@ pub async fn serve(
             }
         })
     };
+    let heartbeats = tokio::spawn(social::heartbeats(gateway.clone()));
     let closing = gateway.clone();
     // Small messages go out at once: with Nagle on, a push right after
     // another waits for the client's delayed ACK (40 ms on Linux).
@@ -199,6 +217,7 @@ pub async fn serve(
     })
     .await;
     sweeper.abort();
+    heartbeats.abort();
     result
 }
 

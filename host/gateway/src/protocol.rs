@@ -7,6 +7,10 @@ use dashdice_proto::ErrorCode;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::social::FriendEntry;
+use dashdice_proto::friends::FriendLink;
+use dashdice_proto::presence::{Lobby, PlayerConnection, Presence};
 use serde_json::{Map, Value};
 
 use super::auth::valid_user_id;
@@ -361,6 +365,40 @@ pub enum ClientMessage {
     ArchivedMatch {
         match_id: String,
     },
+    /// The page was hidden or shown (the browser's `visibilitychange`):
+    /// every connection hidden is `away`.
+    Visibility {
+        hidden: bool,
+    },
+    /// The presence of some users, once.
+    Presence {
+        uids: Vec<String>,
+    },
+    /// Follow some users' presence: their presence now, then each change.
+    FollowPresence {
+        uids: Vec<String>,
+    },
+    UnfollowPresence {
+        uids: Vec<String>,
+    },
+    /// The caller's friends (with presence), requests and blocks.
+    Friends,
+    /// Request, accept, decline, remove, block or unblock a player.
+    Friend {
+        verb: String,
+        uid: String,
+    },
+    /// Invite a friend to a private match.
+    InviteFriend {
+        uid: String,
+        mode: String,
+    },
+    /// Decline a friend's invite.
+    DeclineInvite {
+        code: String,
+    },
+    /// Online users per region, queue sizes, recent median waits.
+    Lobby,
 }
 
 /// A client message as read: its `id` (echoed in the answer) and what it
@@ -497,6 +535,90 @@ pub enum ServerMessage {
         id: Option<String>,
         error: ErrorBody,
     },
+    /// A followed user's presence changed (or, with an `id`, the caller's
+    /// own presence after `visibility`).
+    Presence {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        presence: Presence,
+    },
+    /// The answer to `presence` and `follow_presence`.
+    Presences {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        presences: Vec<Presence>,
+    },
+    PresenceUnfollowed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        uids: Vec<String>,
+    },
+    Friends {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        links: Vec<FriendEntry>,
+    },
+    /// The answer to `friend`: the link as the caller now sees it, or
+    /// `null` when none is left.
+    Friend {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        uid: String,
+        link: Option<FriendLink>,
+    },
+    Lobby {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        lobby: Lobby,
+    },
+    /// A player of a followed match lost, or got back, their connection.
+    PlayerConnection(PlayerConnection),
+}
+
+/// `GET /friends`: the caller's list.
+#[derive(Clone, Debug, Serialize)]
+pub struct FriendsReply {
+    pub links: Vec<FriendEntry>,
+}
+
+/// The answer to a friends verb over REST.
+#[derive(Clone, Debug, Serialize)]
+pub struct FriendReply {
+    pub uid: String,
+    pub link: Option<FriendLink>,
+}
+
+/// `GET /presence`: the presence asked for.
+#[derive(Clone, Debug, Serialize)]
+pub struct PresencesReply {
+    pub presences: Vec<Presence>,
+}
+
+/// `GET /presence?uids=a,b`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceParams {
+    pub uids: String,
+}
+
+impl PresenceParams {
+    /// The ids, split at commas (blanks around them ignored).
+    pub fn uids(&self) -> Vec<String> {
+        self.uids
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `POST /invites`: whom to invite, to what.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectInviteFields {
+    pub to: String,
+    pub mode: String,
 }
 
 #[derive(Serialize)]
@@ -531,6 +653,50 @@ fn encode_versioned<T: Serialize>(message: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_and_friends_messages_read_and_refuse_strays() {
+        let (_, m) = read_client_message(r#"{"type":"visibility","hidden":true}"#).expect("valid");
+        assert!(matches!(m, ClientMessage::Visibility { hidden: true }));
+        let (_, m) =
+            read_client_message(r#"{"type":"follow_presence","uids":["a","b"]}"#).expect("valid");
+        assert!(matches!(m, ClientMessage::FollowPresence { ref uids } if uids.len() == 2));
+        let (_, m) =
+            read_client_message(r#"{"type":"friend","verb":"block","uid":"bob"}"#).expect("valid");
+        assert!(matches!(m, ClientMessage::Friend { ref verb, .. } if verb == "block"));
+        let (_, m) =
+            read_client_message(r#"{"type":"invite_friend","uid":"bob","mode":"classic"}"#)
+                .expect("valid");
+        assert!(matches!(m, ClientMessage::InviteFriend { .. }));
+        assert!(read_client_message(r#"{"type":"visibility"}"#).is_err());
+        assert!(read_client_message(r#"{"type":"presence","uids":"bob"}"#).is_err());
+    }
+
+    #[test]
+    fn presence_queries_split_at_commas() {
+        let params = PresenceParams {
+            uids: " bob, carol,,dave ".into(),
+        };
+        assert_eq!(params.uids(), ["bob", "carol", "dave"]);
+    }
+
+    #[test]
+    fn a_player_connection_is_pushed_flat_with_its_type() {
+        let text = encode(&ServerMessage::PlayerConnection(PlayerConnection {
+            match_id: "m1".into(),
+            player: "bob".into(),
+            connected: false,
+            turn: Some("bob".into()),
+            turn_ms_left: Some(21_500),
+            at_ms: 7,
+        }));
+        let value: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"v": 1, "type": "player_connection", "match_id": "m1",
+                "player": "bob", "connected": false, "turn": "bob", "turn_ms_left": 21500, "at_ms": 7})
+        );
+    }
 
     #[test]
     fn client_messages_read_with_id_and_version() {

@@ -23,11 +23,14 @@ use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
 use super::protocol::{
-    ActFields, CodeFields, HistoryQuery, InviteFields, JoinFields, LeaderboardQuery, MatchAnswer,
-    ModesReply, RenameFields, fresh_request_id, player_action, player_named, renaming_self,
+    ActFields, CodeFields, DirectInviteFields, FriendReply, FriendsReply, HistoryQuery,
+    InviteFields, JoinFields, LeaderboardQuery, MatchAnswer, ModesReply, PresenceParams,
+    PresencesReply, RenameFields, fresh_request_id, player_action, player_named, renaming_self,
 };
+use super::social;
 use dashdice_proto::archive::{HistoryPage, Leaderboard, Profile};
 use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent};
+use dashdice_proto::presence::Lobby;
 use dashdice_proto::queue::{
     CreateInviteRequest, Invite, JoinInviteRequest, RematchRequest, RematchStatus, Status,
 };
@@ -301,4 +304,71 @@ pub async fn leaderboard(
 ) -> Result<Json<Leaderboard>, ApiError> {
     let request = query.request(mode, &user)?;
     gateway.backend.leaderboard(&request).await.map(Json)
+}
+
+/// `GET /presence?uids=a,b`: the presence of the caller's friends (or
+/// opponents), once.
+pub async fn presence(
+    State(gateway): Gw,
+    User(user): User,
+    WithRejection(Query(params), _): Params<PresenceParams>,
+) -> Result<Json<PresencesReply>, ApiError> {
+    let presences = social::visible_presences(&gateway, &user, params.uids()).await?;
+    Ok(Json(PresencesReply { presences }))
+}
+
+/// `GET /friends`: the caller's friends (with their presence), requests
+/// both ways and blocks.
+pub async fn friends(State(gateway): Gw, User(user): User) -> Result<Json<FriendsReply>, ApiError> {
+    let links = social::friends_with_presence(&gateway, &user).await?;
+    Ok(Json(FriendsReply { links }))
+}
+
+/// `POST /friends/{uid}/{verb}`: request, accept, decline, block, unblock
+/// (and remove, also `DELETE /friends/{uid}`).
+pub async fn befriend(
+    State(gateway): Gw,
+    User(user): User,
+    Path((uid, verb)): Path<(String, String)>,
+) -> Result<Json<FriendReply>, ApiError> {
+    let endpoint = social::friend_verb(&verb)?;
+    let link = gateway.backend.befriend(endpoint, &user, &uid).await?;
+    Ok(Json(FriendReply { uid, link }))
+}
+
+/// `DELETE /friends/{uid}`: ends a friendship, or withdraws a request.
+pub async fn remove_friend(
+    State(gateway): Gw,
+    User(user): User,
+    Path(uid): Path<String>,
+) -> Result<Json<FriendReply>, ApiError> {
+    let endpoint = dashdice_proto::bus::archive_endpoint::FRIENDS_REMOVE;
+    let link = gateway.backend.befriend(endpoint, &user, &uid).await?;
+    Ok(Json(FriendReply { uid, link }))
+}
+
+/// `POST /invites` `{"to","mode"}`: invites a friend to a private match.
+pub async fn invite_friend(
+    State(gateway): Gw,
+    User(user): User,
+    WithRejection(Json(fields), _): Body<DirectInviteFields>,
+) -> Result<(StatusCode, Json<Invite>), ApiError> {
+    let invite = social::invite_friend(&gateway, &user, &fields.to, fields.mode).await?;
+    Ok((StatusCode::CREATED, Json(invite)))
+}
+
+/// `POST /invites/{code}/decline`: declines a friend's invite.
+pub async fn decline_invite(
+    State(gateway): Gw,
+    User(user): User,
+    Path(code): Path<String>,
+) -> Result<Json<Status>, ApiError> {
+    let request = JoinInviteRequest { player: user, code };
+    gateway.backend.decline_invite(&request).await.map(Json)
+}
+
+/// `GET /regions`: online users per region, queue sizes and recent median
+/// waits. Public, like `/modes`: the lobby shows them before sign-in.
+pub async fn regions(State(gateway): Gw) -> Result<Json<Lobby>, ApiError> {
+    gateway.backend.lobby().await.map(Json)
 }

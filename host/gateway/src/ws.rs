@@ -35,8 +35,11 @@ use super::Gateway;
 use super::error::ApiError;
 use super::limits::{self, WS_HARD_FRAME_LIMIT};
 use super::protocol::{self, ClientMessage, ServerMessage};
+use super::social;
 use dashdice_proto::clock::now_ms;
+use dashdice_proto::friends::FriendState;
 use dashdice_proto::matches::{ActRequest, SequencedEvent};
+use dashdice_proto::presence::{MAX_FOLLOWED, PlayerConnection};
 use dashdice_proto::queue::{
     CreateInviteRequest, JoinInviteRequest, Notice, RematchRequest, RematchStatus, Status,
 };
@@ -131,7 +134,12 @@ impl Outbox {
     }
 
     fn send_text(&self, text: String) -> bool {
-        match self.queue.try_send(Utf8Bytes::from(text)) {
+        self.send_bytes(Utf8Bytes::from(text))
+    }
+
+    /// Queues an encoded message (one encoding shared by many sessions).
+    fn send_bytes(&self, text: Utf8Bytes) -> bool {
+        match self.queue.try_send(text) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!(names::GATEWAY_WS_DROPPED, "reason" => "too_slow").increment(1);
@@ -258,7 +266,9 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, user: Option<String>) {
             max_message_bytes: gateway.limits().max_message_bytes,
             messages_per_second: gateway.limits().ws_messages_per_second,
         });
+        let connection = social::Connection::open(gateway.clone(), &user).await;
         let mut session = Session::new(gateway.clone(), user, out.clone());
+        session.connection = Some(connection);
         session.run(&mut stream).await;
         session.end();
     }
@@ -297,7 +307,13 @@ async fn hello(
 enum Internal {
     /// A match of this user's started: follow it from the start.
     Follow(String),
+    /// A friendship ended: stop following that user's presence.
+    Unfollow(String),
 }
+
+/// Visibility reports closer together than this are coalesced into the
+/// last one (a page flipping between tabs publishes once).
+const VISIBILITY_SETTLE: Duration = Duration::from_millis(1000);
 
 struct Session {
     gateway: Arc<Gateway>,
@@ -310,6 +326,15 @@ struct Session {
     internal: (mpsc::Sender<Internal>, mpsc::Receiver<Internal>),
     /// Push the queue status every [`STATUS_EVERY`] while queued.
     queued: bool,
+    /// This session's id among the gateway's presence followers, and the
+    /// users it follows.
+    follower: u64,
+    followed: std::collections::HashSet<String>,
+    /// The last visibility report, and one waiting for [`VISIBILITY_SETTLE`]
+    /// to pass (the message's id and the page's state).
+    visibility_sent: Option<Instant>,
+    visibility_due: Option<(Option<String>, bool)>,
+    connection: Option<social::Connection>,
 }
 
 impl Session {
@@ -324,6 +349,11 @@ impl Session {
             notices: None,
             internal: mpsc::channel(16),
             queued: false,
+            follower: gateway_follower(),
+            followed: std::collections::HashSet::new(),
+            visibility_sent: None,
+            visibility_due: None,
+            connection: None,
         }
     }
 
@@ -368,13 +398,21 @@ impl Session {
                 },
                 Some(internal) = self.internal.1.recv() => match internal {
                     Internal::Follow(match_id) => self.follow(None, match_id, 0, false),
+                    Internal::Unfollow(uid) => {
+                        self.unfollow_presence([uid]);
+                    }
                 },
+                _ = settle(self.visibility_sent), if self.visibility_due.is_some() => {
+                    if let Some((id, hidden)) = self.visibility_due.take() {
+                        self.report_visibility(id, hidden).await;
+                    }
+                }
                 _ = ticks.tick(), if self.queued => self.push_status().await,
             }
         }
     }
 
-    /// Stops every task of the session.
+    /// Stops every task of the session, and tells presence it is gone.
     fn end(&mut self) {
         if let Some(notices) = self.notices.take() {
             notices.abort();
@@ -382,6 +420,92 @@ impl Session {
         for (_, follower) in self.following.drain() {
             follower.abort();
         }
+        let followed = std::mem::take(&mut self.followed);
+        self.gateway
+            .follows
+            .unfollow(self.follower, followed.iter().map(String::as_str));
+        if let Some(connection) = self.connection.take() {
+            connection.close();
+        }
+    }
+
+    /// Reports the page's visibility now, or, within [`VISIBILITY_SETTLE`]
+    /// of the last report, once that has passed (the last state wins).
+    async fn visibility(&mut self, id: Option<String>, hidden: bool) {
+        let settled = self
+            .visibility_sent
+            .is_none_or(|sent| sent.elapsed() >= VISIBILITY_SETTLE);
+        if settled {
+            self.report_visibility(id, hidden).await;
+        } else {
+            self.visibility_due = Some((id, hidden));
+        }
+    }
+
+    async fn report_visibility(&mut self, id: Option<String>, hidden: bool) {
+        self.visibility_sent = Some(Instant::now());
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        match connection.visibility(hidden).await {
+            Ok(presence) => {
+                self.out.send(&ServerMessage::Presence { id, presence });
+            }
+            Err(e) => {
+                self.out.error(id, &e);
+            }
+        }
+    }
+
+    /// Follows the presence of `uids` (checked visible): their presence
+    /// now, then each change.
+    async fn follow_presence(
+        &mut self,
+        id: Option<String>,
+        uids: Vec<String>,
+    ) -> Result<(), ApiError> {
+        let new: std::collections::HashSet<&String> = uids
+            .iter()
+            .filter(|u| !self.followed.contains(*u))
+            .collect();
+        if self.followed.len() + new.len() > MAX_FOLLOWED {
+            return Err(ApiError::new(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "a session follows at most {MAX_FOLLOWED} users' presence; it follows {} and asked for {} more",
+                    self.followed.len(),
+                    new.len()
+                ),
+            ));
+        }
+        let presences = social::visible_presences(&self.gateway, &self.user, uids.clone()).await?;
+        let out = self.out.clone();
+        let sink: social::Sink = Arc::new(move |text| out.send_bytes(text));
+        for uid in &uids {
+            if self.followed.insert(uid.clone()) {
+                let follows = self.gateway.follows.clone();
+                if let Err(e) = follows
+                    .follow(&self.gateway, self.follower, uid, sink.clone())
+                    .await
+                {
+                    self.followed.remove(uid);
+                    return Err(e);
+                }
+            }
+        }
+        self.out.send(&ServerMessage::Presences { id, presences });
+        Ok(())
+    }
+
+    fn unfollow_presence(&mut self, uids: impl IntoIterator<Item = String>) -> Vec<String> {
+        let gone: Vec<String> = uids
+            .into_iter()
+            .filter(|u| self.followed.remove(u))
+            .collect();
+        self.gateway
+            .follows
+            .unfollow(self.follower, gone.iter().map(String::as_str));
+        gone
     }
 
     /// Forwards the user's notices; a match found is also followed.
@@ -403,8 +527,14 @@ impl Session {
                 if !out.send_text(protocol::encode_notice(&notice)) {
                     return;
                 }
-                if let Notice::MatchFound(found) = notice {
-                    let _ = internal.try_send(Internal::Follow(found.match_id));
+                match notice {
+                    Notice::MatchFound(found) => {
+                        let _ = internal.try_send(Internal::Follow(found.match_id));
+                    }
+                    Notice::FriendRemoved { by: uid } | Notice::Unfriended { uid } => {
+                        let _ = internal.try_send(Internal::Unfollow(uid));
+                    }
+                    _ => {}
                 }
             }
         }));
@@ -589,6 +719,48 @@ impl Session {
                     archived: Box::new(archived),
                 });
             }
+            ClientMessage::Visibility { hidden } => self.visibility(id, hidden).await,
+            ClientMessage::Presence { uids } => {
+                let presences = social::visible_presences(&self.gateway, &self.user, uids).await?;
+                self.out.send(&ServerMessage::Presences { id, presences });
+            }
+            ClientMessage::FollowPresence { uids } => self.follow_presence(id, uids).await?,
+            ClientMessage::UnfollowPresence { uids } => {
+                let uids = self.unfollow_presence(uids);
+                self.out
+                    .send(&ServerMessage::PresenceUnfollowed { id, uids });
+            }
+            ClientMessage::Friends => {
+                let links = social::friends_with_presence(&self.gateway, &self.user).await?;
+                self.out.send(&ServerMessage::Friends { id, links });
+            }
+            ClientMessage::Friend { verb, uid } => {
+                let endpoint = social::friend_verb(&verb)?;
+                let link = backend.befriend(endpoint, &self.user, &uid).await?;
+                if link
+                    .as_ref()
+                    .is_none_or(|l| l.state != FriendState::Friends)
+                {
+                    self.unfollow_presence([uid.clone()]);
+                }
+                self.out.send(&ServerMessage::Friend { id, uid, link });
+            }
+            ClientMessage::InviteFriend { uid, mode } => {
+                let invite = social::invite_friend(&self.gateway, &self.user, &uid, mode).await?;
+                self.out.send(&ServerMessage::Invite { id, invite });
+            }
+            ClientMessage::DeclineInvite { code } => {
+                let request = JoinInviteRequest {
+                    player: self.user.clone(),
+                    code,
+                };
+                let status = backend.decline_invite(&request).await?;
+                self.on_status(id, status);
+            }
+            ClientMessage::Lobby => {
+                let lobby = backend.lobby().await?;
+                self.out.send(&ServerMessage::Lobby { id, lobby });
+            }
         }
         Ok(())
     }
@@ -644,6 +816,20 @@ impl Session {
     }
 }
 
+/// A fresh follower id for a session (process-wide, so unique among the
+/// gateway's sessions whichever gateway value made them).
+fn gateway_follower() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Resolves when [`VISIBILITY_SETTLE`] has passed since `sent`.
+async fn settle(sent: Option<Instant>) {
+    if let Some(sent) = sent {
+        tokio::time::sleep_until((sent + VISIBILITY_SETTLE).into()).await;
+    }
+}
+
 fn message_kind(message: &ClientMessage) -> &'static str {
     match message {
         ClientMessage::Hello { .. } => "hello",
@@ -663,6 +849,15 @@ fn message_kind(message: &ClientMessage) -> &'static str {
         ClientMessage::History { .. } => "history",
         ClientMessage::Leaderboard { .. } => "leaderboard",
         ClientMessage::ArchivedMatch { .. } => "archived_match",
+        ClientMessage::Visibility { .. } => "visibility",
+        ClientMessage::Presence { .. } => "presence",
+        ClientMessage::FollowPresence { .. } => "follow_presence",
+        ClientMessage::UnfollowPresence { .. } => "unfollow_presence",
+        ClientMessage::Friends => "friends",
+        ClientMessage::Friend { .. } => "friend",
+        ClientMessage::InviteFriend { .. } => "invite_friend",
+        ClientMessage::DeclineInvite { .. } => "decline_invite",
+        ClientMessage::Lobby => "lobby",
     }
 }
 
@@ -711,8 +906,28 @@ async fn follow(
         Some(false) if !finished => {}
         _ => return,
     }
+    // Players losing or regaining their connection, while the match lasts
+    // (a courtesy: without it the match is still followed).
+    let mut connections = backend.match_presence(&match_id).await.ok();
     loop {
-        let over = match tokio::time::timeout(QUIET_CATCH_UP, live.next()).await {
+        let next = tokio::select! {
+            message = live.next() => Ok(message),
+            Some(message) = async {
+                match connections.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok(change) = serde_json::from_slice::<PlayerConnection>(&message.payload)
+                    && !out.deliver(&ServerMessage::PlayerConnection(change)).await
+                {
+                    return;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep(QUIET_CATCH_UP) => Err(()),
+        };
+        let over = match next {
             Ok(None) => return,
             Ok(Some(message)) => {
                 let Ok(event) = serde_json::from_slice::<SequencedEvent>(&message.payload) else {

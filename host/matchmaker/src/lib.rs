@@ -1,5 +1,6 @@
-//! Matchmaking: queues, pairing, private matches by invite code, rematches,
-//! and handing pairs to the match host.
+//! Matchmaking: queues, pairing, private matches by invite code (shared, or
+//! sent to one player: direct invites), rematches, and handing pairs to the
+//! match host.
 //!
 //! Architecture invariant: like the match host's hosting logic, this knows the rules (who
 //! may queue, who may meet, what happens when creating a match fails) but
@@ -20,6 +21,9 @@
 //! - No ticket is lost: a pair whose match cannot be created goes back to the
 //!   queue with its original join time; if one player left meanwhile, the
 //!   other goes back alone.
+//! - A direct invite's end (accepted, declined, expired, withdrawn) is told
+//!   once: the matchmaker that removes its entry from the store's due set
+//!   tells the players, and only it (see `private.rs`).
 //!
 //! ## One pairing
 //!
@@ -32,10 +36,12 @@
 //! - here: the [`Matches`] and [`Notify`] traits, [`MatchmakingError`], and
 //!   the [`Matchmaker`] with what every part shares (player states, claims,
 //!   telling players of a match) and the queues: join, leave, status, the
-//!   periodic pass, pairing, and freeing the players of a finished match;
+//!   periodic pass (which also expires direct invites), pairing, and freeing
+//!   the players of a finished match;
 //! - `dashdice_proto::queue`: the JSON shapes of requests, replies, notices
 //!   and stored player states (re-exported here);
-//! - `private.rs`: private matches by invite code;
+//! - `private.rs`: private matches by invite code, and direct invites (a
+//!   code only one player may join, told to them);
 //! - `rematch.rs`: rematches of finished matches;
 //! - [`policy`]: who may meet whom, and when; [`ratings`]: Glicko-2 ratings;
 //! - [`service`]: the `dashdice matchmaker` role on NATS.
@@ -53,9 +59,9 @@ use std::time::Duration;
 
 pub use dashdice_proto::queue::QueueKind;
 pub use dashdice_proto::queue::{
-    Connection, CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, MatchFound,
-    MatchingFor, NewMatch, Notice, Opponent, Origin, PlayerRequest, PlayerState, RematchRequest,
-    RematchStatus, Status,
+    Connection, CreateInviteRequest, DirectInviteRequest, Invite, JoinInviteRequest, JoinRequest,
+    MatchFound, MatchingFor, NewMatch, Notice, Opponent, Origin, PlayerRequest, PlayerState,
+    RematchRequest, RematchStatus, Status,
 };
 pub use policy::{Policy, PrivatePolicy, Ticket, Window};
 pub use private::{CODE_ALPHABET, CODE_LEN, normalize_code};
@@ -134,6 +140,10 @@ pub enum MatchmakingError {
     CodeUsed,
     #[error("this is your own invite code; another player must join with it")]
     OwnCode,
+    #[error("players cannot invite themselves")]
+    Yourself,
+    #[error("this invite was made to another player, or no longer stands")]
+    NotInvited,
     #[error("no rematch of match {0} can be offered: its window has closed (or it is unknown)")]
     RematchExpired(String),
     #[error("{player} did not play in match {match_id}")]
@@ -162,6 +172,8 @@ impl MatchmakingError {
             MatchmakingError::UnknownCode => ErrorCode::UnknownCode,
             MatchmakingError::CodeUsed => ErrorCode::CodeUsed,
             MatchmakingError::OwnCode => ErrorCode::OwnCode,
+            MatchmakingError::Yourself => ErrorCode::Yourself,
+            MatchmakingError::NotInvited => ErrorCode::NotInvited,
             MatchmakingError::RematchExpired(_) => ErrorCode::RematchExpired,
             MatchmakingError::NotInMatch { .. } => ErrorCode::NotInMatch,
             MatchmakingError::OpponentBusy(_) => ErrorCode::OpponentBusy,
@@ -753,7 +765,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 let keys = QueueKeys::new(&t.mode, t.kind.as_str());
                 let _ = self
                     .store
-                    .take(
+                    .withdraw(
                         &keys,
                         &[(&t.player, &t.ticket_id, &t.region)],
                         self.clock.now_ms(),
@@ -763,9 +775,10 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         }
     }
 
-    /// Leaves the player's queue, or cancels the invite code they host.
-    /// Returns the status after: `idle`, or `matching`/`playing` if it was
-    /// too late to leave.
+    /// Leaves the player's queue, or cancels the invite code they host (the
+    /// invitee of a direct invite is told it was withdrawn). Returns the
+    /// status after: `idle`, or `matching`/`playing` if it was too late to
+    /// leave.
     pub async fn leave(&self, player: &str) -> Result<Status, MatchmakingError> {
         check_player(player)?;
         let Some(current) = self.store.state(player).await? else {
@@ -778,7 +791,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             if !self.store.swap(player, Some(&current), None, None).await? {
                 return self.status(player).await;
             }
-            self.store.cancel_invite(code, player).await?;
+            self.cancel_hosted(code, player).await?;
             return Ok(Status::Idle);
         }
         let PlayerState::Queued {
@@ -798,7 +811,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         }
         let keys = QueueKeys::new(&mode, kind.as_str());
         self.store
-            .take(&keys, &[(player, &ticket_id, &region)], self.clock.now_ms())
+            .withdraw(&keys, &[(player, &ticket_id, &region)], self.clock.now_ms())
             .await?;
         Ok(Status::Idle)
     }
@@ -838,7 +851,8 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
 
     /// One periodic pass over every queue: pairs tickets whose windows have
     /// widened enough, and gives bots to quick-queue tickets that waited long
-    /// enough. Returns the matches made.
+    /// enough; then ends the direct invites that ran out
+    /// ([`Self::expire_invites`]). Returns the matches made.
     pub async fn pass(&self) -> Result<usize, MatchmakingError> {
         let mut made = 0;
         for mode in self.modes() {
@@ -846,6 +860,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                 made += self.pass_queue(&mode, kind).await?;
             }
         }
+        self.expire_invites().await?;
         Ok(made)
     }
 

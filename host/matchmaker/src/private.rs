@@ -12,17 +12,47 @@
 //! given back and the host waits on it again for the rest of its life, the
 //! guest is free and may simply retry.
 //!
+//! ## Direct invites
+//!
+//! A direct invite (`dd.queue.private.invite`, [`Matchmaker::invite_player`])
+//! is a code as above with a target: the stored code records `to`, the only
+//! player who may join with it (anyone else hears `not_invited`, so the code
+//! is worth nothing if it leaks), and `to` is told
+//! [`Notice::Invited`](super::Notice::Invited). The matchmaker does not know
+//! friends: the gateway checks the two are friends before asking. The
+//! invitee accepts by joining the code as any guest would, or declines
+//! ([`Matchmaker::decline_invite`]): the code is deleted, its host freed and
+//! told `invite_declined`.
+//!
+//! Every direct invite that stands also has an entry in the store's due set,
+//! scored by its expiry, and its end is told by whoever removes that entry,
+//! so exactly once however many matchmakers run:
+//!
+//! | end | removes the entry | tells |
+//! |---|---|---|
+//! | accepted | the join, right after claiming the code (put back if the match cannot be made and the code is given back) | both: `match_found` |
+//! | declined | the decline, before deleting the code | the host: `invite_declined` |
+//! | the host left | the leave, before deleting the code | the invitee: `invite_withdrawn` |
+//! | ran out | the periodic pass, which claims due entries in one script ([`Matchmaker::expire_invites`]) | the host: `invite_expired`; the invitee: `invite_withdrawn` |
+//!
+//! The pass never ends an invite its invitee has claimed (a match is being
+//! made): if that match cannot be made, the join puts the entry back, or,
+//! when the code ran out meanwhile, tells the host `invite_expired` itself.
+//! A matchmaker that dies between removing an entry and telling leaves that
+//! notice untold (notices are at most once); the players' status is right.
+//!
 //! [`PrivatePolicy::code_ttl_ms`]: super::PrivatePolicy::code_ttl_ms
 
 use std::time::Duration;
 
 use super::{
-    Claimed, CreateInviteRequest, Current, Invite, JoinInviteRequest, Matches, MatchingFor,
-    Matchmaker, MatchmakingError, NewMatch, Notify, Origin, PlayerState, QueueKind, Status, busy,
-    check_player,
+    Claimed, CreateInviteRequest, Current, DirectInviteRequest, Invite, JoinInviteRequest, Matches,
+    MatchingFor, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Origin, PlayerState,
+    QueueKind, Status, busy, check_player,
 };
+use dashdice_service::telemetry::names;
 use dashdice_store::StoreError;
-use dashdice_store::queues::{InviteClaim, StoredInvite};
+use dashdice_store::queues::{DueInvite, InviteClaim, InviteEnd, StoredInvite};
 
 /// The characters of invite codes: no 0/O, 1/I/L, so a code read aloud or
 /// off a screen is typed right.
@@ -32,6 +62,14 @@ pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 pub const CODE_LEN: usize = 6;
 /// Codes drawn before giving up when each one drawn is taken.
 const CODE_ATTEMPTS: usize = 8;
+/// Direct invites one pass ends at most; the next pass takes the rest.
+const EXPIRE_BATCH: usize = 200;
+
+/// Counts a direct invite's step by `outcome`: `sent`, `accepted`,
+/// `declined`, `expired` or `withdrawn`.
+fn count_direct(outcome: &'static str) {
+    metrics::counter!(names::DIRECT_INVITES, "outcome" => outcome).increment(1);
+}
 
 /// A fresh invite code. Codes are the only thing keeping strangers out of a
 /// private match, so without the OS's randomness there is no code (unlike
@@ -76,59 +114,150 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         &self,
         request: &CreateInviteRequest,
     ) -> Result<Invite, MatchmakingError> {
-        let player = &request.player;
-        check_player(player)?;
+        check_player(&request.player)?;
         if !self.is_playable(&request.mode) {
             return Err(MatchmakingError::UnknownMode(request.mode.clone()));
         }
+        let (invite, _) = self.host_code(&request.player, &request.mode, None).await?;
+        Ok(invite)
+    }
+
+    /// Invites `request.to` to a private match in `request.mode`: a code
+    /// only they may join, told to them as [`Notice::Invited`]; the inviter
+    /// waits on it as on any code (`hosting`). Asking again while waiting
+    /// on an invite of the same mode to the same player answers the same
+    /// code and tells nobody again.
+    ///
+    /// Refused, changing nothing: inviting oneself (`yourself`), malformed
+    /// ids (`bad_request`), a mode that is not playable (`unknown_mode`),
+    /// and an inviter who is queued, hosting another code or playing
+    /// (`already_queued`, `hosting`, `in_match`). Whether the two are
+    /// friends is the caller's to check.
+    pub async fn invite_player(
+        &self,
+        request: &DirectInviteRequest,
+    ) -> Result<Invite, MatchmakingError> {
+        let (player, to) = (request.player.as_str(), request.to.as_str());
+        check_player(player)?;
+        check_player(to)?;
+        if player == to {
+            return Err(MatchmakingError::Yourself);
+        }
+        if !self.is_playable(&request.mode) {
+            return Err(MatchmakingError::UnknownMode(request.mode.clone()));
+        }
+        let (invite, new) = self.host_code(player, &request.mode, Some(to)).await?;
+        if new {
+            count_direct("sent");
+            let invited = Notice::Invited {
+                from: player.to_owned(),
+                code: invite.code.clone(),
+                mode: invite.mode.clone(),
+                expires_ms: invite.expires_ms,
+            };
+            if let Err(e) = self.notify.notify(to, &invited).await {
+                tracing::warn!(%to, error = %e, "could not tell a player of their invite");
+            }
+        }
+        Ok(invite)
+    }
+
+    /// Makes a code to a private match in `mode` (joinable only by `to`, if
+    /// given) and has `player` wait on it; whether the code is new (`false`:
+    /// the same request again, answered with the code it made).
+    async fn host_code(
+        &self,
+        player: &str,
+        mode: &str,
+        to: Option<&str>,
+    ) -> Result<(Invite, bool), MatchmakingError> {
         let ttl = Duration::from_millis(self.private.code_ttl_ms.max(1));
         // Two attempts: a state replaced under us is read again once.
         for _ in 0..2 {
             let raw = match self.current(player).await? {
                 Current::Busy(PlayerState::Hosting {
                     code,
-                    mode,
+                    mode: hosted,
                     expires_ms,
                     ..
-                }) if mode == request.mode => {
-                    return Ok(Invite {
+                }) if hosted == mode => {
+                    // The same code for the same request only: an open code
+                    // is not a direct invite, nor one invite another.
+                    let same = self
+                        .store
+                        .invite(&code)
+                        .await?
+                        .is_some_and(|invite| invite.to.as_deref() == to);
+                    if !same {
+                        return Err(MatchmakingError::Hosting(code));
+                    }
+                    let invite = Invite {
                         code,
-                        mode,
+                        mode: hosted,
                         expires_ms,
-                    });
+                    };
+                    return Ok((invite, false));
                 }
                 Current::Busy(state) => return Err(busy(state)),
                 Current::Free(raw) => raw,
             };
             let now = self.clock.now_ms();
             let mut invite = StoredInvite {
-                host: player.clone(),
-                mode: request.mode.clone(),
+                host: player.to_owned(),
+                mode: mode.to_owned(),
                 created_ms: now,
                 expires_ms: now + ttl.as_millis() as u64,
                 guest: None,
+                to: to.map(str::to_owned),
             };
             // The code first: until the host's state says `hosting`, nobody
             // knows the code, and a host is never `hosting` a missing code.
             let code = self.store_new_code(&invite, ttl).await?;
+            // Then, for a direct invite, its entry in the due set, so an
+            // invite anyone was told of always ends with a notice.
+            let due = to.map(|to| DueInvite {
+                code: code.clone(),
+                host: player.to_owned(),
+                to: to.to_owned(),
+            });
+            if let Some(due) = &due
+                && let Err(e) = self
+                    .store
+                    .schedule_direct_invite(due, invite.expires_ms)
+                    .await
+            {
+                let _ = self.store.cancel_invite(&code, player).await;
+                return Err(e.into());
+            }
             let hosting = serde_json::to_string(&PlayerState::Hosting {
                 code: code.clone(),
                 mode: invite.mode.clone(),
                 since_ms: now,
                 expires_ms: invite.expires_ms,
             })?;
-            if self
+            let swapped = self
                 .store
                 .swap(player, raw.as_deref(), Some(&hosting), Some(ttl))
-                .await?
-            {
-                return Ok(Invite {
+                .await;
+            if let Ok(true) = swapped {
+                let invite = Invite {
                     code,
                     mode: std::mem::take(&mut invite.mode),
                     expires_ms: invite.expires_ms,
-                });
+                };
+                return Ok((invite, true));
             }
-            self.store.cancel_invite(&code, player).await?;
+            // Nobody was told of this code: it goes, quietly. (A host whose
+            // state did change, its reply lost, is `hosting` a missing code:
+            // a state left behind, which the next request replaces.)
+            let unscheduled = match &due {
+                Some(due) => self.store.unschedule_direct_invite(due).await.map(|_| ()),
+                None => Ok(()),
+            };
+            let cancelled = self.store.cancel_invite(&code, player).await;
+            swapped?;
+            unscheduled?;
+            cancelled?;
         }
         Err(MatchmakingError::Matching)
     }
@@ -153,9 +282,12 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
     /// Joins the private match of an invite code: both players are told of
     /// the match (unranked, no bots) and the reply says `playing`.
     ///
+    /// A direct invite is accepted this way, by its invitee.
+    ///
     /// Refused, changing nothing: a malformed code (`bad_request`), a code
     /// that expired, was cancelled or never existed (`unknown_code`), one
-    /// another guest used (`code_used`), one's own code (`own_code`), and a
+    /// another guest used (`code_used`), one's own code (`own_code`), a
+    /// direct invite to another player (`not_invited`), and a
     /// guest who is queued, hosting or playing (`already_queued`, `hosting`,
     /// `in_match`). If the match host cannot create the match the error is
     /// `unavailable`, and the code works again: the host waits on it for the
@@ -173,6 +305,10 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         };
         if invite.host == guest {
             return Err(MatchmakingError::OwnCode);
+        }
+        // Before `code_used`: a stranger learns nothing of another's invite.
+        if invite.to.as_deref().is_some_and(|to| to != guest) {
+            return Err(MatchmakingError::NotInvited);
         }
         if invite.guest.is_some() {
             return Err(MatchmakingError::CodeUsed);
@@ -201,6 +337,7 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
         let invite = match self.store.claim_invite(code, guest).await? {
             InviteClaim::Claimed(invite) => invite,
             InviteClaim::Used => return Err(MatchmakingError::CodeUsed),
+            InviteClaim::NotInvited => return Err(MatchmakingError::NotInvited),
             InviteClaim::Gone => return Err(MatchmakingError::UnknownCode),
         };
         let host = invite.host.as_str();
@@ -210,6 +347,20 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             let _ = self.store.release_invite(code, guest).await;
             MatchmakingError::from(e)
         };
+        // A direct invite's end is the accept's now: its due entry goes, so
+        // the pass cannot expire it once the code's ttl deletes it. (If the
+        // decline, the leave or the pass removed it first, they see the
+        // claim, or the missing host, and tell nobody of an end.)
+        if let Some(to) = &invite.to {
+            let due = DueInvite {
+                code: code.to_owned(),
+                host: host.to_owned(),
+                to: to.clone(),
+            };
+            if let Err(e) = self.store.unschedule_direct_invite(&due).await {
+                return Err(release(e).await);
+            }
+        }
         // The host, still `hosting` this code → `matching`.
         let hosting = match self.store.state(host).await {
             Ok(hosting) => hosting,
@@ -263,13 +414,17 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             &[(host, &host_matching), (guest, guest_matching)],
         )
         .await;
+        if invite.to.is_some() {
+            count_direct("accepted");
+        }
         // The claimed code stays until it expires, so a late guest hears
         // `code_used` rather than `unknown_code`.
         Ok(Status::Playing { match_id })
     }
 
     /// A private match could not be made: the code is given back and its
-    /// host waits on it again until it expires (or, if it just did, is free).
+    /// host waits on it again until it expires (or, if it just did, is free;
+    /// the host of a direct invite is then told it expired).
     async fn host_again(
         &self,
         code: &str,
@@ -286,8 +441,191 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             .store
             .swap(&invite.host, Some(host_matching), back, ttl)
             .await;
-        if !released || !matches!(restored, Ok(true)) {
+        let stands = released && matches!(restored, Ok(true));
+        if !stands {
             let _ = self.store.cancel_invite(code, &invite.host).await;
+        }
+        let Some(to) = &invite.to else {
+            return;
+        };
+        if stands {
+            // The invite stands again: so does its due entry.
+            let due = DueInvite {
+                code: code.to_owned(),
+                host: invite.host.clone(),
+                to: to.clone(),
+            };
+            if let Err(e) = self
+                .store
+                .schedule_direct_invite(&due, invite.expires_ms)
+                .await
+            {
+                tracing::warn!(%code, error = %e, "could not put a direct invite back in the due set; it will end untold");
+            }
+        } else {
+            count_direct("expired");
+            let expired = Notice::InviteExpired {
+                to: to.clone(),
+                code: code.to_owned(),
+            };
+            self.tell(&invite.host, &expired).await;
+        }
+    }
+
+    /// Declines the direct invite `request.code`, made to `request.player`:
+    /// the code is deleted, its host freed and told
+    /// [`Notice::InviteDeclined`]. Answers the decliner's status.
+    ///
+    /// Refused, changing nothing: a malformed code (`bad_request`), a code
+    /// that is gone (expired, cancelled, declined already: `unknown_code`),
+    /// one that is not a direct invite to this player (`not_invited`), and
+    /// one this player has accepted already (`code_used`).
+    pub async fn decline_invite(
+        &self,
+        request: &JoinInviteRequest,
+    ) -> Result<Status, MatchmakingError> {
+        let player = request.player.as_str();
+        check_player(player)?;
+        let code = normalize_code(&request.code)?;
+        let Some(invite) = self.store.invite(&code).await? else {
+            return Err(MatchmakingError::UnknownCode);
+        };
+        if invite.to.as_deref() != Some(player) {
+            return Err(MatchmakingError::NotInvited);
+        }
+        if invite.guest.is_some() {
+            return Err(MatchmakingError::CodeUsed);
+        }
+        let due = DueInvite {
+            code: code.clone(),
+            host: invite.host.clone(),
+            to: player.to_owned(),
+        };
+        // The entry first: whoever removes it tells of the end.
+        if !self.store.unschedule_direct_invite(&due).await? {
+            // The pass expired it, or an accept is under way.
+            return Err(MatchmakingError::UnknownCode);
+        }
+        match self.store.end_invite(&code, &invite.host, player).await? {
+            // Accepted meanwhile (by this same player): the accept owns it.
+            InviteEnd::Taken => return Err(MatchmakingError::CodeUsed),
+            // Gone: its ttl ran out just now; the decline still ends it.
+            InviteEnd::Ended | InviteEnd::Gone => {}
+        }
+        self.free_host(&invite.host, &code).await?;
+        count_direct("declined");
+        let declined = Notice::InviteDeclined {
+            by: player.to_owned(),
+            code,
+        };
+        self.tell(&invite.host, &declined).await;
+        self.status(player).await
+    }
+
+    /// Ends the direct invites that ran out by the clock (up to a batch per
+    /// call; the next pass takes the rest): each one's host is freed and
+    /// told [`Notice::InviteExpired`], its invitee
+    /// [`Notice::InviteWithdrawn`]. Each invite is ended by one caller only,
+    /// however many run at once. Returns how many ended.
+    pub async fn expire_invites(&self) -> Result<usize, MatchmakingError> {
+        let now = self.clock.now_ms();
+        let due = self.store.due_direct_invites(now, EXPIRE_BATCH).await?;
+        let mut ended = 0;
+        for invite in due {
+            match self
+                .store
+                .end_invite(&invite.code, &invite.host, &invite.to)
+                .await
+            {
+                // Its invitee is accepting: if that match cannot be made,
+                // the accept puts the entry back or tells of the end.
+                Ok(InviteEnd::Taken) => continue,
+                Ok(InviteEnd::Ended | InviteEnd::Gone) => {}
+                Err(e) => {
+                    // This entry is ours: give it to a later pass.
+                    tracing::warn!(code = %invite.code, error = %e, "could not end a direct invite; retrying later");
+                    let _ = self.store.schedule_direct_invite(&invite, now).await;
+                    continue;
+                }
+            }
+            if let Err(e) = self.free_host(&invite.host, &invite.code).await {
+                // Its `hosting` state expires with the code anyway.
+                tracing::warn!(host = %invite.host, error = %e, "could not free the host of an expired invite");
+            }
+            count_direct("expired");
+            let expired = Notice::InviteExpired {
+                to: invite.to.clone(),
+                code: invite.code.clone(),
+            };
+            let withdrawn = Notice::InviteWithdrawn {
+                from: invite.host.clone(),
+                code: invite.code.clone(),
+            };
+            futures_util::future::join(
+                self.tell(&invite.host, &expired),
+                self.tell(&invite.to, &withdrawn),
+            )
+            .await;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    /// Cancels the code `host` waited on (they left, and their state is
+    /// gone already); a direct invite's invitee is told it was withdrawn.
+    pub(crate) async fn cancel_hosted(
+        &self,
+        code: &str,
+        host: &str,
+    ) -> Result<(), MatchmakingError> {
+        let due = self
+            .store
+            .invite(code)
+            .await?
+            .filter(|invite| invite.host == host)
+            .and_then(|invite| invite.to)
+            .map(|to| DueInvite {
+                code: code.to_owned(),
+                host: host.to_owned(),
+                to,
+            });
+        // The entry first: whoever removes it tells of the end.
+        let withdrawn = match &due {
+            Some(due) => self.store.unschedule_direct_invite(due).await?,
+            None => false,
+        };
+        // Even if this fails the code is dead: a guest finds its host gone.
+        let cancelled = self.store.cancel_invite(code, host).await;
+        if let (true, Some(due)) = (withdrawn, &due) {
+            count_direct("withdrawn");
+            let notice = Notice::InviteWithdrawn {
+                from: host.to_owned(),
+                code: code.to_owned(),
+            };
+            self.tell(&due.to, &notice).await;
+        }
+        cancelled?;
+        Ok(())
+    }
+
+    /// The host of `code` stops waiting on it, if they still are.
+    async fn free_host(&self, host: &str, code: &str) -> Result<(), MatchmakingError> {
+        let Some(raw) = self.store.state(host).await? else {
+            return Ok(());
+        };
+        if let Ok(PlayerState::Hosting { code: hosted, .. }) = serde_json::from_str(&raw)
+            && hosted == code
+        {
+            self.store.swap(host, Some(&raw), None, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells `player` of `notice`; a failure is logged (notices are at most
+    /// once, and the status says the same).
+    async fn tell(&self, player: &str, notice: &Notice) {
+        if let Err(e) = self.notify.notify(player, notice).await {
+            tracing::warn!(%player, error = %e, "could not tell a player of their invite");
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The matchmaker role: serves [`Matchmaker`] on NATS as a micro service
 //! (`dd.queue.join|leave|status`, `dd.queue.private.create|join` for private
-//! matches by invite code, `dd.queue.rematch`), runs the periodic pass that widens windows
-//! and fills quick queues with bots, and reads finished matches' records from
-//! JetStream to free their players and open rematch windows.
+//! matches by invite code, `dd.queue.private.invite|decline` for direct
+//! invites, `dd.queue.rematch`), runs the periodic pass that widens windows,
+//! fills quick queues with bots and ends direct invites that ran out, and
+//! reads finished matches' records from JetStream to free their players and
+//! open rematch windows.
 //!
 //! Stateless: any number run side by side in one queue group; tickets live in
 //! Redis and are claimed atomically, so two matchmakers never pair one ticket.
@@ -127,11 +129,11 @@ pub async fn run(
 }
 
 /// [`run`], with at most `max_in_flight` requests that start new work
-/// (join, private create and join, rematch) running at once. One more is
+/// (join, private create, invite and join, rematch) running at once. One more is
 /// refused at once with `unavailable` instead of queueing: past its
 /// capacity a matchmaker that takes everything slows every request down
 /// until clients time out, and then it does work nobody waits for. Leave
-/// and status are never refused this way.
+/// and status (and declining an invite) are never refused this way.
 pub async fn run_with(
     client: async_nats::Client,
     matchmaker: NatsMatchmaker,
@@ -166,7 +168,7 @@ pub async fn run_with(
 /// The matchmaker's micro service.
 const SERVICE: Service = Service {
     name: bus::MATCHMAKER_SERVICE,
-    description: "DashDice matchmaker: queues, skill and region windows, bots, invite codes, rematches",
+    description: "DashDice matchmaker: queues, skill and region windows, bots, invite codes, direct invites, rematches",
     queue_group: bus::MATCHMAKER_QUEUE_GROUP,
     group: bus::QUEUE_GROUP,
     endpoints: &[
@@ -175,6 +177,8 @@ const SERVICE: Service = Service {
         queue_endpoint::STATUS,
         queue_endpoint::PRIVATE_CREATE,
         queue_endpoint::PRIVATE_JOIN,
+        queue_endpoint::PRIVATE_INVITE,
+        queue_endpoint::PRIVATE_DECLINE,
         queue_endpoint::REMATCH,
     ],
     requests_metric: names::QUEUE_REQUESTS,
@@ -190,10 +194,14 @@ impl Endpoints for Queues {
         tracing::info_span!("queue request", endpoint, outcome = tracing::field::Empty)
     }
 
-    /// Joins, invite codes and rematches start new work; leave and status
-    /// are never refused for capacity.
+    /// Joins, invite codes and rematches start new work; leave, status and
+    /// declining an invite (which ends work, and frees its host) are never
+    /// refused for capacity.
     fn sheddable(&self, endpoint: &'static str) -> bool {
-        !matches!(endpoint, queue_endpoint::LEAVE | queue_endpoint::STATUS)
+        !matches!(
+            endpoint,
+            queue_endpoint::LEAVE | queue_endpoint::STATUS | queue_endpoint::PRIVATE_DECLINE
+        )
     }
 
     async fn handle(&self, endpoint: &'static str, payload: &[u8]) -> bus::Answer {
@@ -205,6 +213,8 @@ impl Endpoints for Queues {
             Ok(QueueRequest::Status(req)) => respond(mm.status(&req.player).await),
             Ok(QueueRequest::CreateInvite(req)) => respond(mm.create_invite(&req).await),
             Ok(QueueRequest::JoinInvite(req)) => respond(mm.join_invite(&req).await),
+            Ok(QueueRequest::DirectInvite(req)) => respond(mm.invite_player(&req).await),
+            Ok(QueueRequest::DeclineInvite(req)) => respond(mm.decline_invite(&req).await),
             Ok(QueueRequest::Rematch(req)) => respond(mm.offer_rematch(&req).await),
         }
     }

@@ -23,7 +23,23 @@ pub enum ArchiveRequest {
     History(HistoryRequest),
     Match(MatchIdRequest),
     Leaderboard(LeaderboardRequest),
+    /// `dd.archive.friends.list`.
+    Friends(crate::friends::FriendListRequest),
+    /// `dd.archive.friends.<verb>`: the endpoint (one of
+    /// `archive_endpoint::FRIENDS_*` but the list) and the action.
+    Befriend(&'static str, crate::friends::FriendAction),
 }
+
+/// The friends endpoints that change a link (all but the list), as
+/// [`ArchiveRequest::Befriend`] names them.
+pub const FRIEND_VERBS: [&str; 6] = [
+    bus::archive_endpoint::FRIENDS_REQUEST,
+    bus::archive_endpoint::FRIENDS_ACCEPT,
+    bus::archive_endpoint::FRIENDS_DECLINE,
+    bus::archive_endpoint::FRIENDS_REMOVE,
+    bus::archive_endpoint::FRIENDS_BLOCK,
+    bus::archive_endpoint::FRIENDS_UNBLOCK,
+];
 
 impl ArchiveRequest {
     /// Decodes `payload` as the request `endpoint` takes; the refusal to
@@ -38,7 +54,11 @@ impl ArchiveRequest {
             e::HISTORY => ArchiveRequest::History(decode(payload, max)?),
             e::MATCH => ArchiveRequest::Match(decode(payload, max)?),
             e::LEADERBOARD => ArchiveRequest::Leaderboard(decode(payload, max)?),
-            other => return Err(bus::refuse(ErrorCode::UnknownEndpoint, other)),
+            e::FRIENDS_LIST => ArchiveRequest::Friends(decode(payload, max)?),
+            other => match FRIEND_VERBS.iter().find(|verb| **verb == other) {
+                Some(verb) => ArchiveRequest::Befriend(verb, decode(payload, max)?),
+                None => return Err(bus::refuse(ErrorCode::UnknownEndpoint, other)),
+            },
         })
     }
 }

@@ -19,13 +19,22 @@
 //! | `dd.archive.history` | request/reply, queue group `archiver` | archivers | [`HistoryRequest`](crate::archive::HistoryRequest) `{"uid","limit","cursor"}` → [`HistoryPage`](crate::archive::HistoryPage) |
 //! | `dd.archive.match` | request/reply, queue group `archiver` | archivers | `{"match_id"}` → [`ArchivedMatch`](crate::archive::ArchivedMatch) |
 //! | `dd.archive.leaderboard` | request/reply, queue group `archiver` | archivers | [`LeaderboardRequest`](crate::archive::LeaderboardRequest) `{"mode","limit","around"}` → [`Leaderboard`](crate::archive::Leaderboard) |
+//! | `dd.archive.friends.{request,accept,decline,remove,block,unblock}` | request/reply, queue group `archiver` | archivers | [`FriendAction`](crate::friends::FriendAction) `{"uid","other"}` → [`FriendLink`](crate::friends::FriendLink) or `null` |
+//! | `dd.archive.friends.list` | request/reply, queue group `archiver` | archivers | [`FriendListRequest`](crate::friends::FriendListRequest) `{"uid"}` → [`FriendList`](crate::friends::FriendList) |
+//! | `dd.presence.{connect,heartbeat,visibility,disconnect,activity}` | request/reply, queue group `presence` | presence | [`Connect`](crate::presence::Connect), [`Heartbeat`](crate::presence::Heartbeat), [`Visibility`](crate::presence::Visibility), [`Disconnect`](crate::presence::Disconnect), [`SetActivity`](crate::presence::SetActivity) → [`Presence`](crate::presence::Presence) (heartbeat: [`HeartbeatReply`](crate::presence::HeartbeatReply)) |
+//! | `dd.presence.query` | request/reply, queue group `presence` | presence | [`PresenceQuery`](crate::presence::PresenceQuery) `{"uids"}` → `[Presence]` |
+//! | `dd.presence.lobby` | request/reply, queue group `presence` | presence | `{}` → [`Lobby`](crate::presence::Lobby) |
+//! | `dd.presence.user.<uid>` | pub/sub | gateways (for the sessions following `uid`) | the user's [`Presence`](crate::presence::Presence), when what others see changed |
+//! | `dd.match.<id>.presence` | pub/sub | gateways (for the sessions following the match) | [`PlayerConnection`](crate::presence::PlayerConnection): a player's last connection closed, or one opened again |
 //! | `dd.queue.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinRequest`](crate::queue::JoinRequest) → [`Status`](crate::queue::Status) |
 //! | `dd.queue.leave` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
 //! | `dd.queue.status` | request/reply, queue group `matchmaker` | matchmakers | `{"player"}` → `Status` |
 //! | `dd.queue.private.create` | request/reply, queue group `matchmaker` | matchmakers | [`CreateInviteRequest`](crate::queue::CreateInviteRequest) `{"player","mode"}` → [`Invite`](crate::queue::Invite) `{"code","mode","expires_ms"}` |
 //! | `dd.queue.private.join` | request/reply, queue group `matchmaker` | matchmakers | [`JoinInviteRequest`](crate::queue::JoinInviteRequest) `{"player","code"}` → `Status` (`playing`) |
 //! | `dd.queue.rematch` | request/reply, queue group `matchmaker` | matchmakers | [`RematchRequest`](crate::queue::RematchRequest) `{"player","match_id"}` → [`RematchStatus`](crate::queue::RematchStatus) (`offered` or `started`) |
-//! | `dd.user.<player>.notify` | pub/sub | gateways | [`Notice`](crate::queue::Notice): match found, rematch offered |
+//! | `dd.queue.private.invite` | request/reply, queue group `matchmaker` | matchmakers | [`DirectInviteRequest`](crate::queue::DirectInviteRequest) `{"player","to","mode"}` → `Invite` (the code, told to `to` only) |
+//! | `dd.queue.private.decline` | request/reply, queue group `matchmaker` | matchmakers | `JoinInviteRequest` `{"player","code"}` → `Status` |
+//! | `dd.user.<player>.notify` | pub/sub | gateways, presence (queue group `presence`, for match found) | [`Notice`](crate::queue::Notice): match found, rematch offered, friends' requests and answers, direct invites and their end |
 //! | `$O.dashdice_mode_objects.>` | JetStream object store [`MODE_OBJECTS_BUCKET`] | designers write; match hosts read | component bytes, named by SHA-256, with the publisher's signature |
 //! | `$KV.dashdice_modes.<id>` | JetStream KV [`MODE_INDEX_BUCKET`] | designers write; every role watches | [`ModePointer`](crate::catalog::ModePointer) |
 //! | `$KV.dashdice_mode_health.<hash>` | JetStream KV [`MODE_HEALTH_BUCKET`] | match hosts write; every role watches | [`Quarantine`](crate::catalog::Quarantine) |
@@ -185,6 +194,10 @@ pub mod queue_endpoint {
     pub const PRIVATE_JOIN: &str = "private.join";
     /// Offer or accept a rematch of a finished match.
     pub const REMATCH: &str = "rematch";
+    /// Invite one player (a friend) to a private match by user id.
+    pub const PRIVATE_INVITE: &str = "private.invite";
+    /// Decline a direct invite.
+    pub const PRIVATE_DECLINE: &str = "private.decline";
 }
 
 /// The full subject of a matchmaker endpoint, e.g. `dd.queue.join`.
@@ -198,6 +211,10 @@ pub fn queue_request(endpoint: &str) -> String {
 pub fn user_notify(player: &str) -> String {
     format!("dd.user.{player}.notify")
 }
+
+/// Every player's notifications, for a subscriber that follows them all
+/// (the presence role, which learns of matches found there).
+pub const ALL_USER_NOTICES: &str = "dd.user.*.notify";
 
 /// The durable JetStream consumer through which matchmakers read finished
 /// matches' records (to free players and update ratings), each record once.
@@ -222,11 +239,54 @@ pub mod archive_endpoint {
     pub const HISTORY: &str = "history";
     pub const MATCH: &str = "match";
     pub const LEADERBOARD: &str = "leaderboard";
+    pub const FRIENDS_LIST: &str = "friends.list";
+    pub const FRIENDS_REQUEST: &str = "friends.request";
+    pub const FRIENDS_ACCEPT: &str = "friends.accept";
+    pub const FRIENDS_DECLINE: &str = "friends.decline";
+    pub const FRIENDS_REMOVE: &str = "friends.remove";
+    pub const FRIENDS_BLOCK: &str = "friends.block";
+    pub const FRIENDS_UNBLOCK: &str = "friends.unblock";
 }
 
 /// The full subject of an archiver endpoint, e.g. `dd.archive.profile`.
 pub fn archive_request(endpoint: &str) -> String {
     format!("{ARCHIVE_GROUP}.{endpoint}")
+}
+
+/// The NATS micro service name of the presence role.
+pub const PRESENCE_SERVICE: &str = "dashdice-presence";
+/// The queue group presence instances share (requests, and the notices and
+/// match ends they follow, each to one of them).
+pub const PRESENCE_QUEUE_GROUP: &str = "presence";
+/// Prefix of the presence role's request subjects.
+pub const PRESENCE_GROUP: &str = "dd.presence";
+
+/// Request endpoints of the presence role, relative to [`PRESENCE_GROUP`].
+pub mod presence_endpoint {
+    pub const CONNECT: &str = "connect";
+    pub const HEARTBEAT: &str = "heartbeat";
+    pub const VISIBILITY: &str = "visibility";
+    pub const DISCONNECT: &str = "disconnect";
+    pub const ACTIVITY: &str = "activity";
+    pub const QUERY: &str = "query";
+    pub const LOBBY: &str = "lobby";
+}
+
+/// The full subject of a presence endpoint, e.g. `dd.presence.connect`.
+pub fn presence_request(endpoint: &str) -> String {
+    format!("{PRESENCE_GROUP}.{endpoint}")
+}
+
+/// Where a user's presence is published when what others see of it
+/// changed. (Under `user.`, so no user id can name an endpoint.)
+pub fn presence_changes(uid: &str) -> String {
+    format!("{PRESENCE_GROUP}.user.{uid}")
+}
+
+/// Where a match's players are told that one of them lost, or got back,
+/// their connection.
+pub fn match_presence(match_id: &str) -> String {
+    format!("{MATCH_GROUP}.{match_id}.presence")
 }
 
 /// The object store of mode components, each named by its SHA-256.

@@ -27,12 +27,17 @@ use crate::archive::{
 };
 use crate::bus::{
     self, ErrorBody, EventsRequest, MatchIdRequest, Reply, archive_endpoint, endpoint,
-    queue_endpoint,
+    presence_endpoint, queue_endpoint,
 };
+use crate::friends::{FriendAction, FriendLink, FriendList, FriendListRequest};
 use crate::matches::{ActRequest, ActionReply, CreateMatch, SequencedEvent, Snapshot};
+use crate::presence::{
+    Connect, Disconnect, Heartbeat, HeartbeatReply, Lobby, LobbyRequest, Presence, PresenceQuery,
+    SetActivity, Visibility,
+};
 use crate::queue::{
-    CreateInviteRequest, Invite, JoinInviteRequest, JoinRequest, PlayerRequest, RematchRequest,
-    RematchStatus, Status,
+    CreateInviteRequest, DirectInviteRequest, Invite, JoinInviteRequest, JoinRequest,
+    PlayerRequest, RematchRequest, RematchStatus, Status,
 };
 
 /// Why a call got no answer, or what the worker refused.
@@ -268,6 +273,17 @@ impl MatchmakerClient {
     pub async fn rematch(&self, request: &RematchRequest) -> Result<RematchStatus, CallError> {
         self.call(queue_endpoint::REMATCH, request).await
     }
+
+    /// Invites `request.to` to a private match (the caller checked they
+    /// are friends).
+    pub async fn invite_player(&self, request: &DirectInviteRequest) -> Result<Invite, CallError> {
+        self.call(queue_endpoint::PRIVATE_INVITE, request).await
+    }
+
+    /// Declines a direct invite made to `request.player`.
+    pub async fn decline_invite(&self, request: &JoinInviteRequest) -> Result<Status, CallError> {
+        self.call(queue_endpoint::PRIVATE_DECLINE, request).await
+    }
 }
 
 /// The archiver's endpoints (`dd.archive.*`). Every call is a read except
@@ -319,5 +335,100 @@ impl ArchiveClient {
         request: &LeaderboardRequest,
     ) -> Result<Leaderboard, CallError> {
         self.call(archive_endpoint::LEADERBOARD, request).await
+    }
+}
+
+/// The archiver's friends endpoints (`dd.archive.friends.*`), on the
+/// archive client: friends live beside profiles, in Firestore.
+impl ArchiveClient {
+    /// A player's friends, requests both ways and blocks.
+    pub async fn friends(&self, uid: &str) -> Result<FriendList, CallError> {
+        let request = FriendListRequest {
+            uid: uid.to_owned(),
+        };
+        self.call(archive_endpoint::FRIENDS_LIST, &request).await
+    }
+
+    /// `uid` does `verb` (one of `archive_endpoint::FRIENDS_*` but list)
+    /// about `other`: the link as `uid` now sees it, or `None` when none is
+    /// left.
+    pub async fn befriend(
+        &self,
+        verb: &'static str,
+        uid: &str,
+        other: &str,
+    ) -> Result<Option<FriendLink>, CallError> {
+        let request = FriendAction {
+            uid: uid.to_owned(),
+            other: other.to_owned(),
+        };
+        self.call(verb, &request).await
+    }
+}
+
+/// The presence role's endpoints (`dd.presence.*`). Reports from gateways
+/// (a connection is live, hidden, gone; an activity) are sent once: they
+/// ride along players' requests, which must not wait on presence, and the
+/// next heartbeat repairs a lost one. Reads are retried when nothing
+/// answered.
+#[derive(Clone, Debug)]
+pub struct PresenceClient {
+    bus: Requester,
+}
+
+impl PresenceClient {
+    pub fn new(bus: Requester) -> Self {
+        PresenceClient { bus }
+    }
+
+    async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: &Q,
+        retry: Retry,
+    ) -> Result<A, CallError> {
+        let subject = bus::presence_request(endpoint);
+        self.bus.call(subject, request, retry).await
+    }
+
+    pub async fn connect(&self, request: &Connect) -> Result<Presence, CallError> {
+        self.call(presence_endpoint::CONNECT, request, Retry::Never)
+            .await
+    }
+
+    pub async fn heartbeat(&self, request: &Heartbeat) -> Result<HeartbeatReply, CallError> {
+        self.call(presence_endpoint::HEARTBEAT, request, Retry::Never)
+            .await
+    }
+
+    pub async fn visibility(&self, request: &Visibility) -> Result<Presence, CallError> {
+        self.call(presence_endpoint::VISIBILITY, request, Retry::Never)
+            .await
+    }
+
+    pub async fn disconnect(&self, request: &Disconnect) -> Result<Presence, CallError> {
+        self.call(presence_endpoint::DISCONNECT, request, Retry::Never)
+            .await
+    }
+
+    pub async fn activity(&self, request: &SetActivity) -> Result<Presence, CallError> {
+        self.call(presence_endpoint::ACTIVITY, request, Retry::Never)
+            .await
+    }
+
+    /// The presence of `uids`, in that order.
+    pub async fn query(&self, uids: Vec<String>) -> Result<Vec<Presence>, CallError> {
+        let request = PresenceQuery { uids };
+        self.call(presence_endpoint::QUERY, &request, Retry::Idempotent)
+            .await
+    }
+
+    pub async fn lobby(&self) -> Result<Lobby, CallError> {
+        self.call(
+            presence_endpoint::LOBBY,
+            &LobbyRequest {},
+            Retry::Idempotent,
+        )
+        .await
     }
 }

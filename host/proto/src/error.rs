@@ -66,6 +66,23 @@ pub enum ErrorCode {
     OwnCode,
     RematchExpired,
     OpponentBusy,
+    // Friends and direct invites.
+    /// A player asked something of themselves (befriend, invite).
+    Yourself,
+    /// The two are friends already.
+    AlreadyFriends,
+    /// The request was made already and still waits for an answer.
+    AlreadyRequested,
+    /// One of the two blocks the other.
+    Blocked,
+    /// Only friends (or players in the same match) may do this.
+    NotFriends,
+    /// No pending friend request from that player.
+    NoRequest,
+    /// Over the cap on friends (or pending requests).
+    TooManyFriends,
+    /// The invite was not made to this player, or no longer stands.
+    NotInvited,
     /// The match kept changing while the action was applied; retry.
     Conflict,
     // The system.
@@ -120,6 +137,14 @@ impl ErrorCode {
             OwnCode => "own_code",
             RematchExpired => "rematch_expired",
             OpponentBusy => "opponent_busy",
+            Yourself => "yourself",
+            AlreadyFriends => "already_friends",
+            AlreadyRequested => "already_requested",
+            Blocked => "blocked",
+            NotFriends => "not_friends",
+            NoRequest => "no_request",
+            TooManyFriends => "too_many_friends",
+            NotInvited => "not_invited",
             Conflict => "conflict",
             Unavailable => "unavailable",
             Timeout => "timeout",

@@ -7,6 +7,8 @@
 //! - [`matches`]: the match host's requests, replies and events (JSON).
 //! - [`queue`]: the matchmaker's requests, replies, notices and stored player
 //!   states (JSON).
+//! - [`presence`]: who is online, how and doing what; the lobby's figures.
+//! - [`friends`]: friend requests, answers and lists.
 //! - [`record`]: a finished match's record (JetStream, `match verify`).
 //! - [`catalog`]: the published modes as stored on NATS (pointers,
 //!   versions, quarantines) and the signing message.
@@ -27,9 +29,11 @@ pub mod catalog;
 pub mod client;
 pub mod clock;
 mod error;
+pub mod friends;
 pub mod ids;
 pub mod matches;
 mod mode_hash;
+pub mod presence;
 pub mod queue;
 pub mod record;
 

@@ -40,6 +40,8 @@ pub enum QueueRequest {
     Status(PlayerRequest),
     CreateInvite(CreateInviteRequest),
     JoinInvite(JoinInviteRequest),
+    DirectInvite(DirectInviteRequest),
+    DeclineInvite(JoinInviteRequest),
     Rematch(RematchRequest),
 }
 
@@ -56,6 +58,8 @@ impl QueueRequest {
             e::STATUS => QueueRequest::Status(decode(payload, max)?),
             e::PRIVATE_CREATE => QueueRequest::CreateInvite(decode(payload, max)?),
             e::PRIVATE_JOIN => QueueRequest::JoinInvite(decode(payload, max)?),
+            e::PRIVATE_INVITE => QueueRequest::DirectInvite(decode(payload, max)?),
+            e::PRIVATE_DECLINE => QueueRequest::DeclineInvite(decode(payload, max)?),
             e::REMATCH => QueueRequest::Rematch(decode(payload, max)?),
             other => return Err(bus::refuse(ErrorCode::UnknownEndpoint, other)),
         })
@@ -115,6 +119,19 @@ pub struct PlayerRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateInviteRequest {
     pub player: String,
+    pub mode: String,
+}
+
+/// Invite one player to a private match by user id
+/// (`dd.queue.private.invite`): an invite code only `to` may join, told to
+/// `to` as [`Notice::Invited`]. The caller (the gateway) has checked that
+/// the two are friends. When `to` declines, or the code expires unused,
+/// `player` is told ([`Notice::InviteDeclined`], [`Notice::InviteExpired`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectInviteRequest {
+    pub player: String,
+    pub to: String,
     pub mode: String,
 }
 
@@ -306,6 +323,53 @@ pub enum Notice {
         match_id: String,
         from: String,
         expires_ms: u64,
+    },
+    /// `from` asks to be friends.
+    FriendRequest {
+        from: String,
+    },
+    /// `by` accepted this player's friend request.
+    FriendAccepted {
+        by: String,
+    },
+    /// `by` declined this player's friend request.
+    FriendDeclined {
+        by: String,
+    },
+    /// `by` ended the friendship (removed or blocked this player; a
+    /// blocked player is told only this).
+    FriendRemoved {
+        by: String,
+    },
+    /// This player ended their friendship (or request) with `uid`, perhaps
+    /// in another tab: every session of theirs stops following `uid`.
+    Unfriended {
+        uid: String,
+    },
+    /// `from` invites this player to a private match: join with `code`
+    /// before `expires_ms`, or decline it.
+    Invited {
+        from: String,
+        code: String,
+        mode: String,
+        expires_ms: u64,
+    },
+    /// `by` declined this player's direct invite; the player is free again.
+    InviteDeclined {
+        by: String,
+        code: String,
+    },
+    /// Nobody took this player's direct invite to `to` in time; the player
+    /// is free again.
+    InviteExpired {
+        to: String,
+        code: String,
+    },
+    /// The invite from `from` no longer stands (it expired, or its host
+    /// left).
+    InviteWithdrawn {
+        from: String,
+        code: String,
     },
 }
 

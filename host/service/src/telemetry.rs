@@ -66,6 +66,28 @@ pub mod names {
     /// Gauge: records the archivers have yet to archive (the consumer's
     /// pending plus unacknowledged messages): the archive's lag.
     pub const ARCHIVE_PENDING: &str = "dashdice_archiver_pending_records";
+    /// Counter of presence requests (`dd.presence.*`), by `endpoint` and `outcome`.
+    pub const PRESENCE_REQUESTS: &str = "dashdice_presence_requests_total";
+    /// Histogram (seconds) of a presence request, by `endpoint`.
+    pub const PRESENCE_REQUEST_SECONDS: &str = "dashdice_presence_request_seconds";
+    /// Counter of presence changes published, by `status`.
+    pub const PRESENCE_CHANGES: &str = "dashdice_presence_changes_total";
+    /// Gauge: users online or away, by `region` (read at each sweep).
+    pub const PRESENCE_ONLINE: &str = "dashdice_presence_online_users";
+    /// Counter of connections the sweeper expired (their gateway stopped
+    /// sending heartbeats).
+    pub const PRESENCE_EXPIRED: &str = "dashdice_presence_expired_connections_total";
+    /// Counter of queue tickets and invite codes given up because their
+    /// player had no live connection past the grace.
+    pub const PRESENCE_TICKETS_DROPPED: &str = "dashdice_presence_tickets_dropped_total";
+    /// Counter of friends changes (`dd.archive.friends.*`), by `verb` and `outcome`.
+    pub const FRIEND_CHANGES: &str = "dashdice_friend_changes_total";
+    /// Counter of direct invites, by `outcome` (`sent`, `accepted`, `declined`, `expired`,
+    /// `withdrawn`: its host left).
+    pub const DIRECT_INVITES: &str = "dashdice_direct_invites_total";
+    /// Gauge: presence subscriptions a gateway holds (one per followed user,
+    /// shared by its sessions).
+    pub const GATEWAY_PRESENCE_FOLLOWS: &str = "dashdice_gateway_presence_follows";
     /// Counter of gateway HTTP requests, by `route` and `status`.
     pub const GATEWAY_REQUESTS: &str = "dashdice_gateway_requests_total";
     /// Histogram (seconds) of a gateway HTTP request, by `route`.

@@ -6,6 +6,9 @@
 //! match host) and never interprets them; match logic never sees a key or a
 //! command.
 //!
+//! Users' presence (connections, status, activity, region counts, queue
+//! graces) is in [`presence`], with its own layout.
+//!
 //! ## Layout
 //!
 //! Every match belongs to one of [`SHARDS`] shards, `s` = first byte of
@@ -44,6 +47,7 @@
 //! connection it silently loses updates.
 
 pub mod leaderboards;
+pub mod presence;
 pub mod queues;
 
 use redis::Script;
@@ -90,6 +94,30 @@ impl RedisProbe {
         let answer = tokio::time::timeout(within, ping.query_async::<String>(&mut conn));
         matches!(answer.await, Ok(Ok(_)))
     }
+
+    /// What the server says of itself (`INFO`), for benchmarks: the bytes
+    /// it holds and its process id.
+    pub async fn server_figures(&self) -> Result<ServerFigures, StoreError> {
+        let info: String = redis::cmd("INFO").query_async(&mut self.0.clone()).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        };
+        Ok(ServerFigures {
+            used_memory: field("used_memory").unwrap_or(0),
+            process_id: field("process_id").and_then(|pid| u32::try_from(pid).ok()),
+        })
+    }
+}
+
+/// A Redis server's own figures ([`RedisProbe::server_figures`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerFigures {
+    /// `used_memory`: bytes the allocator holds for data and overhead.
+    pub used_memory: u64,
+    /// `process_id`, to read its CPU time on the same machine.
+    pub process_id: Option<u32>,
 }
 
 /// Where a match's keys live.

@@ -12,10 +12,12 @@
 //! | `mm:{mm:<mode>:<kind>}:tickets` | hash | player → ticket (JSON) | none |
 //! | `mm:{mm:<mode>:<kind>}:wait` | zset | player → joined (ms): order of waiting, position | none |
 //! | `mm:{mm:<mode>:<kind>}:rating:<region>` | zset | player → rating: the window search | none |
-//! | `mm:{mm:<mode>:<kind>}:stats` | hash | `avg_wait_ms`, a moving average, for estimates | none |
+//! | `mm:{mm:<mode>:<kind>}:stats` | hash | `avg_wait_ms`, a moving average of the waits of tickets leaving for a match, for estimates | none |
+//! | `mm:{mm:<mode>:<kind>}:recent` | list | the waits (ms, decimal) of the last 101 tickets to leave for a match, newest first: the lobby's figures | none |
 //! | `mm:player:{<player>}` | string | the player's state (JSON): queued, hosting, matching or playing | while hosting: the code's; while playing: a safety net of a day |
 //! | `mm:rating:{<player>}` | hash | mode → rating (JSON: Glicko-2 rating, deviation, volatility) | none |
-//! | `mm:code:{<CODE>}` | hash | an invite code: `host`, `mode`, `created_ms`, `expires_ms`, and `guest` once claimed | the code's lifetime (10 min by default) |
+//! | `mm:code:{<CODE>}` | hash | an invite code: `host`, `mode`, `created_ms`, `expires_ms`, `to` for a direct invite (the only player who may join), and `guest` once claimed | the code's lifetime (10 min by default) |
+//! | `mm:{mm:direct}:due` | zset | the direct invites that stand, each a JSON array `[code, host, invitee]` scored by its `expires_ms`: what the periodic pass expires | none (members leave when claimed) |
 //! | `mm:rematch:{<match_id>}` | hash | a finished match's rematch slot: `mode`, `players`, `bots`, `humans` (JSON arrays), `ended_ms`, `offer:<player>` (ms) per offer, `starting` (a token) while one caller makes the match, `match_id` once made | the rest of the rematch window (30 s from the end by default) |
 //!
 //! ## Concurrency
@@ -34,6 +36,16 @@
 //! completes the agreement also marks the slot `starting`, so exactly one
 //! caller makes the new match, and [`QueueStore::settle_rematch`] records
 //! its id (or withdraws that offer if the match could not be made).
+//!
+//! A direct invite's end is told exactly once: its entry in the due zset
+//! is removed by exactly one of the accept ([`QueueStore::unschedule_direct_invite`]),
+//! the decline or the host leaving (the same), and the periodic pass
+//! ([`QueueStore::due_direct_invites`], one script that takes and removes
+//! due entries), and only whoever removed it tells the players. The zset
+//! and the codes sit in different slots, so no script touches both; an
+//! accept whose match cannot be made puts the entry back
+//! ([`QueueStore::schedule_direct_invite`]), and [`QueueStore::end_invite`]
+//! never deletes an invite its invitee has claimed.
 //! Malformed invite or rematch records (never written by this code) read as
 //! absent.
 
@@ -71,7 +83,13 @@ impl QueueKeys {
     pub fn stats(&self) -> String {
         format!("{}:stats", self.tag)
     }
+    pub fn recent(&self) -> String {
+        format!("{}:recent", self.tag)
+    }
 }
+
+/// Waits kept in a queue's `recent` list (the newest).
+pub const RECENT_WAITS: usize = 101;
 
 pub fn player_key(player: &str) -> String {
     format!("mm:player:{{{player}}}")
@@ -84,6 +102,11 @@ pub fn rating_key(player: &str) -> String {
 /// An invite code's key, hash-tagged by the code (a normalised code).
 pub fn invite_key(code: &str) -> String {
     format!("mm:code:{{{code}}}")
+}
+
+/// The due zset of direct invites: one key, in its own slot.
+pub fn direct_due_key() -> &'static str {
+    "mm:{mm:direct}:due"
 }
 
 /// A finished match's rematch slot, hash-tagged by the match id.
@@ -100,6 +123,44 @@ pub struct StoredInvite {
     pub expires_ms: u64,
     /// The guest who claimed it, if one has.
     pub guest: Option<String>,
+    /// For a direct invite, the only player who may join (records made
+    /// before direct invites have none: anyone with the code may).
+    pub to: Option<String>,
+}
+
+/// A direct invite in the due zset, as [`QueueStore::due_direct_invites`]
+/// claimed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueInvite {
+    pub code: String,
+    pub host: String,
+    pub to: String,
+}
+
+impl DueInvite {
+    /// Its member in the due zset: `["CODE","host","to"]` (serde_json of a
+    /// fixed array of strings, so the same invite always has the same bytes
+    /// and ZREM finds it).
+    fn member(&self) -> String {
+        serde_json::to_string(&[&self.code, &self.host, &self.to]).unwrap_or_default()
+    }
+
+    fn from_member(member: &str) -> Option<Self> {
+        let [code, host, to]: [String; 3] = serde_json::from_str(member).ok()?;
+        Some(DueInvite { code, host, to })
+    }
+}
+
+/// What [`QueueStore::end_invite`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InviteEnd {
+    /// The invite stood unclaimed and is deleted now.
+    Ended,
+    /// Its invitee has claimed it: a match is being made; nothing changed.
+    Taken,
+    /// No such invite (its ttl ran out, it was cancelled, or its code is
+    /// another invite's now); nothing changed.
+    Gone,
 }
 
 /// What claiming an invite code found.
@@ -109,6 +170,8 @@ pub enum InviteClaim {
     Claimed(StoredInvite),
     /// Another guest claimed it first.
     Used,
+    /// It is a direct invite to another player.
+    NotInvited,
     /// It expired, was cancelled, or never existed.
     Gone,
 }
@@ -195,6 +258,8 @@ pub struct QueueStore {
     invite_claim: Script,
     invite_release: Script,
     invite_cancel: Script,
+    invite_end: Script,
+    direct_due: Script,
     rematch_open: Script,
     rematch_offer: Script,
     rematch_settle: Script,
@@ -237,6 +302,8 @@ impl QueueStore {
             invite_claim: Script::new(include_str!("queues/invite_claim.lua")),
             invite_release: Script::new(include_str!("queues/invite_release.lua")),
             invite_cancel: Script::new(include_str!("queues/invite_cancel.lua")),
+            invite_end: Script::new(include_str!("queues/invite_end.lua")),
+            direct_due: Script::new(include_str!("queues/direct_due.lua")),
             rematch_open: Script::new(include_str!("queues/rematch_open.lua")),
             rematch_offer: Script::new(include_str!("queues/rematch_offer.lua")),
             rematch_settle: Script::new(include_str!("queues/rematch_settle.lua")),
@@ -347,27 +414,76 @@ impl QueueStore {
         Ok((candidates, QueuePosition::from_redis(rank, size, avg)))
     }
 
-    /// Takes these tickets (player, ticket id, region) out of the queue, all
-    /// or none; returns their JSON, or `None` if any was already gone.
+    /// Takes these tickets (player, ticket id, region) out of the queue for
+    /// a match, all or none; returns their JSON, or `None` if any was
+    /// already gone. Their waits go into the queue's average and `recent`
+    /// list.
     pub async fn take(
         &self,
         keys: &QueueKeys,
         tickets: &[(&str, &str, &str)],
         now_ms: u64,
     ) -> Result<Option<Vec<String>>, StoreError> {
+        self.dequeue(keys, tickets, now_ms, true, "take").await
+    }
+
+    /// [`Self::take`] for tickets leaving without a match (their player
+    /// left, or a stale ticket is cleared): their waits are not recorded,
+    /// so the figures are times to a match.
+    pub async fn withdraw(
+        &self,
+        keys: &QueueKeys,
+        tickets: &[(&str, &str, &str)],
+        now_ms: u64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.dequeue(keys, tickets, now_ms, false, "withdraw").await
+    }
+
+    async fn dequeue(
+        &self,
+        keys: &QueueKeys,
+        tickets: &[(&str, &str, &str)],
+        now_ms: u64,
+        matched: bool,
+        op: &'static str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let mut call = self.dequeue.prepare_invoke();
-        call.key(keys.tickets()).key(keys.wait()).key(keys.stats());
+        call.key(keys.tickets())
+            .key(keys.wait())
+            .key(keys.stats())
+            .key(keys.recent());
         for (_, _, region) in tickets {
             call.key(keys.rating(region));
         }
-        call.arg(now_ms);
+        call.arg(now_ms).arg(if matched { "1" } else { "0" });
         for (player, ticket_id, _) in tickets {
             call.arg(*player).arg(*ticket_id);
         }
         Ok(call
             .invoke_async(&mut self.conn.clone())
-            .instrument(span("take"))
+            .instrument(span(op))
             .await?)
+    }
+
+    /// A queue's figures for the lobby: how many tickets wait now, and the
+    /// waits (ms) of the last [`RECENT_WAITS`] tickets that left it for a
+    /// match, newest first. One round trip.
+    pub async fn queue_figures(&self, keys: &QueueKeys) -> Result<(u64, Vec<u64>), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD")
+            .arg(keys.wait())
+            .cmd("LRANGE")
+            .arg(keys.recent())
+            .arg(0)
+            .arg(RECENT_WAITS as i64 - 1);
+        let (waiting, recent): (u64, Vec<String>) = pipe
+            .query_async(&mut self.conn.clone())
+            .instrument(span("queue_figures"))
+            .await?;
+        // Entries are written by dequeue.lua only; one unreadable is skipped
+        // rather than failing the lobby.
+        let recent = recent.iter().filter_map(|w| w.parse().ok()).collect();
+        Ok((waiting, recent))
     }
 
     /// The tickets rated nearest to `at` within `[lo, hi]` in each of
@@ -472,6 +588,7 @@ impl QueueStore {
             .arg(invite.created_ms)
             .arg(invite.expires_ms)
             .arg((ttl.as_millis() as u64).max(1))
+            .arg(invite.to.as_deref().unwrap_or(""))
             .invoke_async(&mut self.conn.clone())
             .instrument(span("invite_create"))
             .await?;
@@ -488,7 +605,8 @@ impl QueueStore {
         Ok(invite_from(&fields))
     }
 
-    /// Claims the invite code for `guest`, atomically: one guest per code.
+    /// Claims the invite code for `guest`, atomically: one guest per code,
+    /// and for a direct invite only its invitee.
     pub async fn claim_invite(&self, code: &str, guest: &str) -> Result<InviteClaim, StoreError> {
         let reply: Vec<String> = self
             .invite_claim
@@ -498,16 +616,18 @@ impl QueueStore {
             .instrument(span("invite_claim"))
             .await?;
         Ok(match reply.as_slice() {
-            [tag, host, mode, created, expires] if tag == "claimed" => {
+            [tag, host, mode, created, expires, to] if tag == "claimed" => {
                 InviteClaim::Claimed(StoredInvite {
                     host: host.clone(),
                     mode: mode.clone(),
                     created_ms: created.parse().unwrap_or(0),
                     expires_ms: expires.parse().unwrap_or(0),
                     guest: Some(guest.to_owned()),
+                    to: Some(to.clone()).filter(|to| !to.is_empty()),
                 })
             }
             [tag] if tag == "used" => InviteClaim::Used,
+            [tag] if tag == "not_invited" => InviteClaim::NotInvited,
             _ => InviteClaim::Gone,
         })
     }
@@ -534,6 +654,80 @@ impl QueueStore {
             .instrument(span("invite_cancel"))
             .await?;
         Ok(cancelled == 1)
+    }
+
+    /// Deletes the direct invite `code` from `host` to `to` unless `to` has
+    /// claimed it (declined, or ran out: see [`InviteEnd`]).
+    pub async fn end_invite(
+        &self,
+        code: &str,
+        host: &str,
+        to: &str,
+    ) -> Result<InviteEnd, StoreError> {
+        let reply: String = self
+            .invite_end
+            .key(invite_key(code))
+            .arg(host)
+            .arg(to)
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("invite_end"))
+            .await?;
+        Ok(match reply.as_str() {
+            "ended" => InviteEnd::Ended,
+            "taken" => InviteEnd::Taken,
+            _ => InviteEnd::Gone,
+        })
+    }
+
+    /// Puts a direct invite in the due zset, to run out at `expires_ms`
+    /// (again, if it was there: the score is replaced).
+    pub async fn schedule_direct_invite(
+        &self,
+        invite: &DueInvite,
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(direct_due_key())
+            .arg(expires_ms)
+            .arg(invite.member())
+            .query_async(&mut self.conn.clone())
+            .instrument(span("direct_schedule"))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a direct invite out of the due zset; `true` if this call did
+    /// (so the caller, and nobody else, ends it and tells its players).
+    pub async fn unschedule_direct_invite(&self, invite: &DueInvite) -> Result<bool, StoreError> {
+        let removed: i64 = redis::cmd("ZREM")
+            .arg(direct_due_key())
+            .arg(invite.member())
+            .query_async(&mut self.conn.clone())
+            .instrument(span("direct_unschedule"))
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// Claims up to `limit` direct invites due by `now_ms`, removing them
+    /// from the due zset in the same step: each is returned to one caller
+    /// only. Malformed members (never written by this code) are dropped.
+    pub async fn due_direct_invites(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<DueInvite>, StoreError> {
+        let due: Vec<String> = self
+            .direct_due
+            .key(direct_due_key())
+            .arg(now_ms)
+            .arg(limit.max(1))
+            .invoke_async(&mut self.conn.clone())
+            .instrument(span("direct_due"))
+            .await?;
+        Ok(due
+            .iter()
+            .filter_map(|m| DueInvite::from_member(m))
+            .collect())
     }
 
     /// Opens a finished match's rematch slot for `ttl`; `false` if it was
@@ -632,6 +826,7 @@ fn invite_from(fields: &HashMap<String, String>) -> Option<StoredInvite> {
         created_ms: number("created_ms")?,
         expires_ms: number("expires_ms")?,
         guest: fields.get("guest").cloned(),
+        to: fields.get("to").cloned(),
     })
 }
 

@@ -22,8 +22,8 @@ pub enum Command {
     #[command(subcommand)]
     Match(MatchCommand),
     /// Run the whole system in this process: the gateway (with the web page
-    /// and guest sign-in), a match host and a matchmaker with the four
-    /// built-in modes, starting nats-server and redis-server on loopback if
+    /// and guest sign-in), a match host, a matchmaker, presence and (with
+    /// the Firestore emulator) an archiver, with the four built-in modes, starting nats-server and redis-server on loopback if
     /// none answer at the configured URLs.
     Up(Box<UpArgs>),
     /// Run a match host: serve match requests on NATS, state in Redis.
@@ -37,6 +37,11 @@ pub enum Command {
     /// (profiles, stats, history, ratings), leaderboards in Redis, and
     /// `dd.archive.*` on NATS.
     Archiver(ArchiverArgs),
+    /// Run a presence role: who is online, away or offline and doing what
+    /// (`dd.presence.*`), published on change; players' connections told
+    /// to their matches; queue tickets of players gone past the grace given
+    /// up; the lobby's figures. State in Redis.
+    Presence(PresenceArgs),
     /// Measure a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -155,6 +160,12 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Many online users with many friends, a share of them changing
+    /// activity every second, against a presence role: changes and
+    /// deliveries per second, publish → delivery latency, Redis bytes per
+    /// online user and CPU per change. Without URLs it starts its own
+    /// nats-server, redis-server and `dashdice presence` (this binary).
+    Presence(PresenceBenchArgs),
     /// Drive concurrent matches over NATS against the match hosts that answer
     /// there (start one with `dashdice match-host`), and report actions/s,
     /// latency and Redis bytes per live match.
@@ -175,6 +186,48 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `dashdice bench presence`.
+#[derive(Debug, Args)]
+pub struct PresenceBenchArgs {
+    /// Users online at once (one connection each).
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Friends per user (symmetric, random).
+    #[arg(long, default_value_t = 50)]
+    pub friends: usize,
+    /// The share of users changing activity each second.
+    #[arg(long, default_value_t = 0.1)]
+    pub change_rate: f64,
+    /// Seconds users keep changing.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Simulated gateways (NATS connections), users spread over them.
+    #[arg(long, default_value_t = 4)]
+    pub gateways: usize,
+    /// Seconds of heartbeats only before the changes (the upkeep's cost).
+    #[arg(long, default_value_t = 10)]
+    pub upkeep_seconds: u64,
+    /// Seeds the friends and the changes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A running system's NATS (with --redis-url); without both, the bench
+    /// starts nats-server, redis-server and a presence role of its own.
+    #[arg(long, requires = "redis_url")]
+    pub nats_url: Option<String>,
+    #[arg(long, requires = "nats_url")]
+    pub redis_url: Option<String>,
+    #[arg(long, env = "DASHDICE_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// The running presence role's process id (with --nats-url), to
+    /// report its CPU per change.
+    #[arg(long, requires = "nats_url")]
+    pub presence_pid: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +419,15 @@ pub struct ArchiverArgs {
     /// Records archived at once (Firestore transactions in flight).
     #[arg(long, env = "DASHDICE_ARCHIVER_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct PresenceArgs {
+    #[command(flatten)]
+    pub connections: Connections,
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, env = "DASHDICE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,

@@ -1,8 +1,11 @@
 //! The `dashdice` command line: one binary for every role and tool.
 //!
 //! - `args`: the clap schema (what a user may type);
-//! - `roles`: starting `match-host`, `matchmaker`, `gateway` and `up`;
-//! - `tools`: mode commands, `match verify`, benches, `loadgen`.
+//! - `roles`: starting `match-host`, `matchmaker`, `gateway`, `archiver`,
+//!   `presence` and `up`;
+//! - `tools`: mode commands, `match verify`, benches, `loadgen`;
+//! - `bench_presence`: `bench presence`, with the servers and the presence
+//!   role it starts for itself.
 //!
 //! `run` takes parsed arguments and an output stream, so tests drive the real
 //! verbs in-process and read what a user would see.
@@ -19,6 +22,7 @@ use dashdice_tools::replay;
 use dashdice_tools::simulate;
 
 mod args;
+mod bench_presence;
 mod catalog;
 mod roles;
 mod tools;
@@ -109,6 +113,7 @@ impl Command {
                 | Command::Matchmaker(_)
                 | Command::Gateway(_)
                 | Command::Archiver(_)
+                | Command::Presence(_)
                 | Command::Up(_)
         )
     }
@@ -124,6 +129,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Matchmaker(args) => roles::run_matchmaker(args),
         Command::Gateway(args) => roles::run_gateway(args, out),
         Command::Archiver(args) => roles::run_archiver(args),
+        Command::Presence(args) => roles::run_presence(args),
         Command::Bench(command) => tools::bench(command, out),
         Command::Loadgen(args) => tools::loadgen(args, out),
     }

@@ -1,6 +1,7 @@
-//! Starting the roles: `dashdice match-host`, `matchmaker` and `gateway`
-//! each start one, and `dashdice up` starts all three in one process (with
-//! its own nats-server and redis-server when none answers). All go through
+//! Starting the roles: `dashdice match-host`, `matchmaker`, `gateway`,
+//! `archiver` and `presence` each start one, and `dashdice up` starts them
+//! all in one process (with its own nats-server and redis-server when none
+//! answers). All go through
 //! `dashdice_service::startup`: one Tokio runtime, telemetry, the NATS
 //! connection, and stopping on SIGTERM.
 
@@ -16,7 +17,7 @@ use dashdice_service::startup;
 use super::CliError;
 use super::args::{
     ArchiverArgs, Connections, GatewayArgs, GatewayCommandArgs, MatchHostArgs, MatchmakerArgs,
-    PolicyArgs, UpArgs,
+    PolicyArgs, PresenceArgs, UpArgs,
 };
 
 fn service_error(e: impl std::fmt::Display) -> CliError {
@@ -139,6 +140,30 @@ async fn archiver(
     Ok((nats, archiver))
 }
 
+/// A presence role on `c`, listing the lobby's queues of the modes the
+/// catalog makes playable.
+async fn presence(
+    c: &Connections,
+) -> Result<(async_nats::Client, dashdice_presence::Presences), CliError> {
+    use dashdice_proto::presence::{CONNECTION_TTL_MS, MAX_CONNECTIONS, QUEUE_GRACE_MS};
+    let settings = dashdice_store::presence::PresenceSettings {
+        connection_ttl_ms: CONNECTION_TTL_MS,
+        grace_ms: QUEUE_GRACE_MS,
+        max_connections: MAX_CONNECTIONS,
+        ..Default::default()
+    };
+    let store = dashdice_store::presence::PresenceStore::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?
+        .with_settings(settings);
+    let queues = dashdice_store::queues::QueueStore::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?;
+    let nats = nats(c, "dashdice-presence").await?;
+    let presences = dashdice_presence::Presences::new(store, queues, mode_book(&nats));
+    Ok((nats, presences))
+}
+
 /// The gateway, bound to its address, ready to serve.
 async fn gateway(
     args: &GatewayArgs,
@@ -214,6 +239,20 @@ pub fn run_archiver(args: ArchiverArgs) -> Result<(), CliError> {
     })?
 }
 
+pub fn run_presence(args: PresenceArgs) -> Result<(), CliError> {
+    startup::block_on(async move {
+        let _telemetry =
+            startup::observe("dashdice-presence", args.metrics_addr).map_err(service_error)?;
+        let c = &args.connections;
+        let (nats, presences) = presence(c).await?;
+        tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, "presence serving");
+        let serving = dashdice_presence::service::run(nats, presences, Default::default());
+        startup::until_stopped(serving)
+            .await
+            .map_err(CliError::Service)
+    })?
+}
+
 pub fn run_gateway(args: GatewayCommandArgs, out: &mut dyn Write) -> Result<(), CliError> {
     startup::block_on(async move {
         let _telemetry = startup::observe("dashdice-gateway", None).map_err(service_error)?;
@@ -263,6 +302,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let page = listener.local_addr().map_err(service_error)?;
         let (host_nats, host) = match_host(c, registry, trusted).await?;
         let (mm_nats, matchmaker) = matchmaker(c, &args.policy, Vec::new()).await?;
+        let (presence_nats, presences) = presence(c).await?;
         let firestore = dashdice_archive::FirestoreConfig {
             project: "dashdice-local".into(),
             emulator: Some(args.firestore_emulator.clone()),
@@ -278,7 +318,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         };
         writeln!(
             out,
-            "dashdice is up: gateway, match host, matchmaker{}, modes {}",
+            "dashdice is up: gateway, match host, matchmaker, presence{}, modes {}",
             if archiver.is_some() {
                 " and archiver"
             } else {
@@ -331,6 +371,9 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let workers = async {
             tokio::select! {
                 r = archiving => r,
+                r = dashdice_presence::service::run(presence_nats, presences, Default::default()) => {
+                    r.map_err(service_error)
+                }
                 r = dashdice_match_host::service::run(host_nats, host) => r.map_err(service_error),
                 r = dashdice_matchmaker::service::run_with(mm_nats, matchmaker, args.policy.max_in_flight) => {
                     r.map_err(service_error)

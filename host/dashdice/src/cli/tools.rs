@@ -203,6 +203,7 @@ async fn bench_connections(
 
 pub fn bench(command: BenchCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
+        BenchCommand::Presence(args) => super::bench_presence::run(args, out),
         BenchCommand::Archive {
             records,
             players,

@@ -23,6 +23,16 @@ const ARCHIVE_PAGE = 10;
 // The archive takes a moment to file a finished match: ask again after this.
 const ARCHIVE_SETTLE_MS = 2500;
 const ARCHIVE_UNAVAILABLE = 'stats are unavailable (no archiver running)';
+// How often the lobby's figures are asked again while the lobby shows.
+const LOBBY_EVERY_MS = 10000;
+// Friends answer `unavailable` while no archiver runs: asked again after this.
+const FRIENDS_RETRY_MS = 30000;
+// How long "Bob is back" stays in a match.
+const BACK_BANNER_MS = 5000;
+// A presence's activity, as people read it.
+const ACTIVITIES = {menu: 'in the menu', matchmaking: 'looking for a match', in_match: 'in a match'};
+// Refusals that mean an invite to us no longer stands.
+const STALE_INVITE = ['unknown_code', 'code_used', 'not_invited', 'own_code'];
 // Pips of a die face, as cells 0-8 of a 3×3 grid.
 const PIPS = {1: [4], 2: [0, 8], 3: [0, 4, 8], 4: [0, 2, 6, 8], 5: [0, 2, 4, 6, 8], 6: [0, 2, 3, 5, 6, 8]};
 
@@ -50,6 +60,24 @@ const app = {
     board: null,        // the leaderboard shown
     loads: 0,           // bumped per refresh: answers to an older one are dropped
   },
+  pending: new Map(),   // request id -> what it asked ({kind, ...}), for the answer or its error
+  presence: new Map(),  // uid -> the newest Presence seen (the highest version)
+  friends: {
+    state: 'loading',   // loading, ready or unavailable (no archiver answers)
+    note: '',           // why it is unavailable
+    links: [],          // the `friends` answer: friends, then requests both ways and blocks
+    followed: new Set(), // uids whose presence this socket follows
+    busy: new Set(),    // uids with a verb in flight (their buttons wait)
+    armed: null,        // a Remove or Block waiting for its second click: {key, timer}
+    retry: null,        // timer asking again while unavailable
+  },
+  direct: null,         // our direct invite while it stands: {uid, code, mode, expires_ms}
+  invites: new Map(),   // code -> an invite to us: {from, code, mode, expires_ms, accepting}
+  lobby: {
+    state: 'loading',   // loading, ready or unavailable
+    figures: null,      // the last Lobby answered
+    asking: false,      // a request in flight
+  },
 };
 
 function newMatch(id) {
@@ -68,6 +96,7 @@ function newMatch(id) {
     refresh: null,      // timer of a pending snapshot refresh
     seedStatus: 'pending',
     rematch: null,      // 'offered' (by us) or 'asked' (by them)
+    away: new Map(),    // player -> their connection as last told ({connected, deadline, hideAt, at})
   };
 }
 
@@ -177,6 +206,12 @@ async function connect() {
     if (app.ws !== ws) return;
     app.ws = null;
     app.online = false;
+    // What this socket asked or followed went with it.
+    app.pending.clear();
+    app.friends.followed.clear();
+    app.friends.busy.clear();
+    app.lobby.asking = false;
+    for (const invite of app.invites.values()) invite.accepting = false;
     // 4401: the token is no good (perhaps the server restarted with a new
     // dev secret). The next attempt signs in as a new guest.
     if (e.code === 4401) forgetToken();
@@ -347,11 +382,37 @@ function matchActions(m) {
 function onMessage(m) {
   switch (m.type) {
     case 'welcome': return onWelcome(m);
-    case 'queue': return onQueue(m.status);
-    case 'invite':
-      app.queue = {state: 'hosting', ...m.invite};
-      return render();
+    case 'queue': return onQueueAnswer(m);
+    case 'invite': return onInvite(m);
     case 'match_found': return startMatch(m.match_id);
+    case 'presence':
+      takePending(m.id);
+      if (setPresence(m.presence)) renderFriends();
+      return;
+    case 'presences':
+      takePending(m.id);
+      if ((m.presences || []).map(setPresence).some(Boolean)) renderFriends();
+      return;
+    case 'presence_unfollowed':
+      takePending(m.id);
+      return;
+    case 'friends': return onFriends(m);
+    case 'friend': return onFriend(m);
+    case 'friend_request':
+    case 'friend_accepted':
+    case 'friend_declined':
+    case 'friend_removed':
+    case 'unfriended':
+      return onFriendNotice(m);
+    case 'invited': return onInvited(m);
+    case 'invite_withdrawn': return onInviteWithdrawn(m);
+    case 'invite_declined':
+    case 'invite_expired':
+      return onInviteEnded(m);
+    case 'lobby':
+      takePending(m.id);
+      return onLobby(m.lobby);
+    case 'player_connection': return onPlayerConnection(m);
     case 'match': return onSnapshot(m.match);
     case 'event': return onEvent(m.match_id, m.event);
     case 'acted': return onActed(m);
@@ -391,20 +452,40 @@ function onWelcome(m) {
   // server at once; a queue keeps its status pushes coming.
   send({type: 'status'});
   ping();
+  // Presence: this socket counts from now; say whether the page shows.
+  reportVisibility();
+  loadFriends();
+  loadLobby();
   refreshArchive();
   render();
+}
+
+// A `queue` message: an answer (to join, leave, status, join_code or
+// decline_invite) or a push.
+function onQueueAnswer(m) {
+  const asked = takePending(m.id);
+  // Accepted: the invite is spent (the match follows).
+  if (asked && asked.kind === 'accept') {
+    app.invites.delete(asked.code);
+    renderInvites();
+  }
+  onQueue(m.status);
 }
 
 function onQueue(status) {
   // A match the player already left stays behind them.
   if (status.state === 'playing' && app.left.has(status.match_id)) status = {state: 'idle'};
   app.queue = status;
+  // Our direct invite stands while we host its code.
+  if (app.direct && !(status.state === 'hosting' && status.code === app.direct.code)) app.direct = null;
   if (status.state === 'playing') startMatch(status.match_id);
   render();
 }
 
 function onError(m) {
   const {code, message} = m.error || {};
+  // Friends, presence, invites and the lobby's figures handle their own.
+  if (onSocialError(takePending(m.id), code, message)) return;
   const match = app.match;
   if (match && match.acting && m.id === match.acting.id) {
     // Safe to retry with the same request_id (PROTOCOL.md).
@@ -437,6 +518,7 @@ function startMatch(id) {
   if (app.match) clearTimeout(app.match.refresh);
   app.match = newMatch(id);
   app.queue = {state: 'playing', match_id: id};
+  app.direct = null;
   $('log').replaceChildren();
   // The server follows a match it tells us about; nothing to subscribe.
   // The snapshot gives the seed hash and the board before the first event.
@@ -920,13 +1002,661 @@ function renderBoard(board) {
   }));
 }
 
+// ---------------------------------------------------------------- presence, friends, invites, the lobby's figures
+
+// Friends and direct invites go over the WebSocket (PROTOCOL.md, "Presence,
+// friends and direct invites"). The lists are kept by the archiver: while
+// none answers, the Friends panel says so and the rest of the page goes on.
+
+// Sends `message`, remembering what it asked so its answer (or error) can be
+// told apart from others of the same type. The request id, or null offline.
+function request(kind, message, extra = {}) {
+  const id = send(message);
+  if (id) app.pending.set(id, {kind, ...extra});
+  return id;
+}
+
+// What the request `id` asked (and forgets it), or null for a push.
+function takePending(id) {
+  if (id === undefined || id === null) return null;
+  const asked = app.pending.get(id);
+  app.pending.delete(id);
+  return asked || null;
+}
+
+// A one-off announcement for screen readers (the countdowns on screen are
+// deliberately not live regions: they would speak every second).
+function announce(text) {
+  const el = $('announce');
+  el.textContent = '';
+  // A new text node, a moment later, is announced even when it repeats.
+  setTimeout(() => { el.textContent = text; }, 50);
+}
+
+// An error answered to one of this section's requests: true when handled
+// here (said where it belongs), false to let onError toast it.
+function onSocialError(asked, code, message) {
+  if (!asked) return false;
+  const down = ['unavailable', 'timeout'].includes(code);
+  switch (asked.kind) {
+    case 'friends':
+      if (down) {
+        friendsUnavailable(message);
+        return true;
+      }
+      // Refused otherwise (say, rate_limited): told, and asked again later.
+      clearTimeout(app.friends.retry);
+      app.friends.retry = setTimeout(loadFriends, FRIENDS_RETRY_MS);
+      return false;
+    case 'follow':
+      // The dots keep what the list said; a friendship that ended meanwhile
+      // (`not_friends`) comes with a notice, which fetches the list again.
+      for (const uid of asked.uids) app.friends.followed.delete(uid);
+      return true;
+    case 'visibility':
+      return true; // presence is a hint: nothing to tell the player
+    case 'lobby':
+      app.lobby.asking = false;
+      app.lobby.state = app.lobby.figures ? 'ready' : 'unavailable';
+      renderNow();
+      return true;
+    case 'friend':
+      app.friends.busy.delete(asked.uid);
+      if (down) friendsUnavailable(message);
+      renderFriends();
+      return down;
+    case 'invite_friend':
+      app.friends.busy.delete(asked.uid);
+      renderFriends();
+      return false;
+    case 'accept': {
+      const invite = app.invites.get(asked.code);
+      if (invite) invite.accepting = false;
+      if (STALE_INVITE.includes(code)) app.invites.delete(asked.code);
+      renderInvites();
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+// ---- presence
+
+function setPresence(p) {
+  if (!p || !p.uid) return false;
+  const known = app.presence.get(p.uid);
+  if (known && known.version >= p.version) return false;
+  app.presence.set(p.uid, p);
+  return true;
+}
+
+// The page's visibility, for presence (`away` when every page of the
+// player is hidden). The gateway coalesces reports closer than a second.
+function reportVisibility() {
+  if (app.online) request('visibility', {type: 'visibility', hidden: document.hidden});
+}
+document.addEventListener('visibilitychange', reportVisibility);
+
+// "online, in a match", "away, in the menu", "offline, last seen 12:03".
+function presenceText(p) {
+  if (!p) return 'presence unknown';
+  if (p.status === 'offline') {
+    return p.last_seen_ms ? `offline, last seen ${new Date(p.last_seen_ms).toLocaleString()}` : 'offline';
+  }
+  return `${p.status}, ${ACTIVITIES[p.activity] || p.activity}`;
+}
+
+// ---- friends
+
+function loadFriends() {
+  clearTimeout(app.friends.retry);
+  if (app.online) request('friends', {type: 'friends'});
+}
+
+function friendsUnavailable(message) {
+  const f = app.friends;
+  f.state = 'unavailable';
+  f.note = `Friends are unavailable right now${message ? ` (${message})` : ''}; trying again shortly.`;
+  clearTimeout(f.retry);
+  f.retry = setTimeout(loadFriends, FRIENDS_RETRY_MS);
+  renderFriends();
+}
+
+function link(uid) {
+  return app.friends.links.find((l) => l.uid === uid);
+}
+
+// A player as the friends list names them: their display name, else their id.
+function friendName(uid) {
+  const known = link(uid);
+  if (known && known.display_name) return known.display_name;
+  return uid.length > 18 ? `${uid.slice(0, 16)}…` : uid;
+}
+
+function onFriends(m) {
+  takePending(m.id);
+  const f = app.friends;
+  f.state = 'ready';
+  f.note = '';
+  f.links = m.links || [];
+  for (const l of f.links) if (l.presence) setPresence(l.presence);
+  // Follow every friend's presence (the gateway stops on its own when a
+  // friendship ends; a removed friend is unfollowed here too).
+  const friends = f.links.filter((l) => l.state === 'friends').map((l) => l.uid);
+  const gone = [...f.followed].filter((uid) => !friends.includes(uid));
+  if (gone.length) {
+    for (const uid of gone) f.followed.delete(uid);
+    request('unfollow', {type: 'unfollow_presence', uids: gone});
+  }
+  const fresh = friends.filter((uid) => !f.followed.has(uid));
+  if (fresh.length && app.online) {
+    for (const uid of fresh) f.followed.add(uid);
+    request('follow', {type: 'follow_presence', uids: fresh}, {uids: fresh});
+  }
+  renderFriends();
+}
+
+// The answer to a verb: says what happened, then the list is asked again
+// (the other side may have changed it too).
+function onFriend(m) {
+  const asked = takePending(m.id);
+  app.friends.busy.delete(m.uid);
+  const name = friendName(m.uid);
+  const state = m.link && m.link.state;
+  if (asked && asked.verb === 'request') {
+    toast(state === 'friends' ? `You and ${name} are friends now.` : `Friend request sent to ${name}.`, 'info');
+    $('friend-uid').value = '';
+  } else if (asked && asked.verb === 'accept') {
+    toast(`You and ${name} are friends now.`, 'info');
+  } else if (asked && asked.verb === 'block') {
+    announce(`${name} is blocked.`);
+  }
+  if (!state || state !== 'friends') app.friends.followed.delete(m.uid);
+  loadFriends();
+  renderFriends();
+}
+
+function onFriendNotice(m) {
+  const uid = m.from || m.by || m.uid;
+  if (uid) {
+    const name = friendName(uid);
+    if (m.type === 'friend_request') toast(`${name} wants to be your friend.`, 'info');
+    else if (m.type === 'friend_accepted') toast(`${name} accepted your friend request.`, 'info');
+    else if (m.type === 'friend_declined') announce(`${name} declined your friend request.`);
+    // friend_removed: said quietly (a block is told only this way).
+    // unfriended: this player ended it, perhaps in another tab.
+    if (m.type === 'friend_removed' || m.type === 'unfriended') app.friends.followed.delete(uid);
+  }
+  loadFriends();
+}
+
+function friendVerb(verb, uid) {
+  app.friends.busy.add(uid);
+  if (!request('friend', {type: 'friend', verb, uid}, {verb, uid})) app.friends.busy.delete(uid);
+  renderFriends();
+}
+
+function inviteFriend(uid) {
+  const mode = $('mode').value;
+  if (!modeListing(mode)) return;
+  app.friends.busy.add(uid);
+  if (!request('invite_friend', {type: 'invite_friend', uid, mode}, {uid})) app.friends.busy.delete(uid);
+  renderFriends();
+}
+
+// The answer to invite and invite_friend: we host the code now.
+function onInvite(m) {
+  const asked = takePending(m.id);
+  app.queue = {state: 'hosting', ...m.invite};
+  app.direct = asked && asked.kind === 'invite_friend' ? {uid: asked.uid, ...m.invite} : null;
+  if (app.direct) app.friends.busy.delete(app.direct.uid);
+  render();
+  renderFriends();
+}
+
+// Our direct invite was declined, or expired unused: we are free again.
+function onInviteEnded(m) {
+  const uid = m.by || m.to;
+  const name = uid ? friendName(uid) : 'Your friend';
+  toast(m.type === 'invite_declined' ? `${name} declined your invite.` : `Your invite to ${name} expired.`, 'info');
+  if (!app.direct || app.direct.code === m.code) {
+    app.direct = null;
+    if (app.queue.state === 'hosting' && app.queue.code === m.code) app.queue = {state: 'idle'};
+  }
+  if (app.online) send({type: 'status'});
+  render();
+  renderFriends();
+}
+
+// ---- invites to us
+
+function onInvited(m) {
+  app.invites.set(m.code, {from: m.from, code: m.code, mode: m.mode, expires_ms: m.expires_ms, accepting: false});
+  renderInvites();
+}
+
+function onInviteWithdrawn(m) {
+  if (app.invites.delete(m.code)) {
+    announce(`The invite from ${friendName(m.from)} no longer stands.`);
+    renderInvites();
+  }
+}
+
+function acceptInvite(code) {
+  const invite = app.invites.get(code);
+  if (!invite || !app.online) return;
+  // Queued or hosting a code: leave that first (the socket's messages are
+  // handled in order), so the invite is what we play.
+  if (['queued', 'hosting'].includes(app.queue.state)) send({type: 'leave'});
+  invite.accepting = true;
+  request('accept', {type: 'join_code', code}, {code});
+  renderInvites();
+}
+
+function declineInvite(code) {
+  if (!app.invites.has(code) || !app.online) return;
+  request('decline', {type: 'decline_invite', code}, {code});
+  app.invites.delete(code);
+  renderInvites();
+}
+
+// Drops invites past their expiry (the server says so too, but a socket
+// may have been down meanwhile).
+setInterval(() => {
+  let gone = false;
+  for (const [code, invite] of app.invites) {
+    if (invite.expires_ms && invite.expires_ms <= now()) {
+      app.invites.delete(code);
+      gone = true;
+    }
+  }
+  if (gone) renderInvites();
+}, 1000);
+
+function renderInvites() {
+  const list = $('invites-list');
+  const invites = [...app.invites.values()].sort((a, b) => a.expires_ms - b.expires_ms);
+  $('invites').hidden = invites.length === 0;
+  document.title = invites.length ? `(${invites.length}) DashDice` : 'DashDice';
+  const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+  // Kept cards stay (a live region announces only what is new).
+  const shown = new Map([...list.children].map((li) => [li.dataset.code, li]));
+  for (const [code, li] of shown) if (!app.invites.has(code)) li.remove();
+  invites.forEach((invite, i) => {
+    let li = shown.get(invite.code);
+    if (!li) {
+      li = document.createElement('li');
+      li.className = 'invite-card';
+      li.dataset.code = invite.code;
+      li.dataset.from = invite.from;
+      const text = document.createElement('p');
+      const headline = document.createElement('strong');
+      headline.textContent = `${friendName(invite.from)} invites you to ${modeName(invite.mode)}`;
+      const until = document.createElement('span');
+      until.className = 'hint';
+      until.textContent = invite.expires_ms ? ` · until ${new Date(invite.expires_ms).toLocaleTimeString()}` : '';
+      text.append(headline, until);
+      const accept = document.createElement('button');
+      accept.type = 'button';
+      accept.className = 'primary';
+      accept.dataset.key = `accept:${invite.code}`;
+      accept.textContent = 'Accept';
+      accept.setAttribute('aria-label', `Accept ${friendName(invite.from)}’s invite`);
+      accept.addEventListener('click', () => acceptInvite(invite.code));
+      const decline = document.createElement('button');
+      decline.type = 'button';
+      decline.dataset.key = `decline:${invite.code}`;
+      decline.textContent = 'Decline';
+      decline.setAttribute('aria-label', `Decline ${friendName(invite.from)}’s invite`);
+      decline.addEventListener('click', () => declineInvite(invite.code));
+      li.append(text, accept, decline);
+    }
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+  });
+  updateInviteButtons();
+  if (focused) {
+    const again = list.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// Accept waits while a match is being played (or made); the rest follows
+// the connection.
+function updateInviteButtons() {
+  const playing = !!(app.match && !app.match.over) || app.queue.state === 'matching';
+  for (const li of $('invites-list').children) {
+    const invite = app.invites.get(li.dataset.code);
+    const [accept, decline] = li.querySelectorAll('button');
+    accept.disabled = !app.online || playing || !invite || invite.accepting;
+    accept.title = playing ? 'Finish your match first' : '';
+    accept.textContent = invite && invite.accepting ? 'Joining…' : 'Accept';
+    decline.disabled = !app.online || !invite || invite.accepting;
+  }
+}
+
+// ---- the Friends panel
+
+// A Remove or Block button asks twice (without a blocking dialog).
+function armed(key, action) {
+  const f = app.friends;
+  if (f.armed && f.armed.key === key) {
+    clearTimeout(f.armed.timer);
+    f.armed = null;
+    action();
+    return;
+  }
+  if (f.armed) clearTimeout(f.armed.timer);
+  f.armed = {key, timer: setTimeout(() => { f.armed = null; renderFriends(); }, 3000)};
+  renderFriends();
+}
+
+function personButton(text, key, ariaLabel, onClick) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.dataset.key = key;
+  button.textContent = text;
+  button.setAttribute('aria-label', ariaLabel);
+  button.addEventListener('click', onClick);
+  return button;
+}
+
+// One row: the name (and id, when there is a name, and `about` under them),
+// then `buttons`.
+function personRow(l, about, ...buttons) {
+  const li = document.createElement('li');
+  li.dataset.uid = l.uid;
+  li.dataset.state = l.state;
+  const person = document.createElement('span');
+  person.className = 'person';
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.textContent = friendName(l.uid);
+  person.append(name);
+  if (l.display_name) {
+    const uid = document.createElement('span');
+    uid.className = 'uid';
+    uid.textContent = l.uid;
+    person.append(uid);
+  }
+  if (about) person.append(about);
+  const actions = document.createElement('span');
+  actions.className = 'row-actions';
+  actions.append(...buttons);
+  li.append(person, actions);
+  return li;
+}
+
+const STATUS_ORDER = {online: 0, away: 1, offline: 2};
+
+function renderFriends() {
+  const f = app.friends;
+  const panel = $('friends');
+  panel.dataset.friends = f.state;
+  $('friends-note').textContent = f.state === 'unavailable' ? f.note : f.state === 'loading' ? 'Loading…' : '';
+  $('my-uid').textContent = app.auth ? app.auth.user_id : '…';
+  if (f.state !== 'ready') {
+    renderSocial();
+    return;
+  }
+  const focused = document.activeElement && panel.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+  const mode = modeListing($('mode').value);
+  const armedKey = f.armed && f.armed.key;
+  const byState = (state) => f.links.filter((l) => l.state === state);
+
+  const friends = byState('friends').map((l) => ({l, p: app.presence.get(l.uid) || l.presence || null}));
+  friends.sort((a, b) => (STATUS_ORDER[a.p ? a.p.status : 'offline'] - STATUS_ORDER[b.p ? b.p.status : 'offline'])
+    || friendName(a.l.uid).localeCompare(friendName(b.l.uid)));
+  $('friends-list').replaceChildren(...friends.map(({l, p}) => {
+    const name = friendName(l.uid);
+    const status = p ? p.status : 'unknown';
+    const presence = document.createElement('span');
+    presence.className = 'presence';
+    const dot = document.createElement('span');
+    dot.className = 'dot';
+    dot.dataset.status = status;
+    dot.setAttribute('aria-hidden', 'true');
+    const text = document.createElement('span');
+    text.className = 'presence-text';
+    text.textContent = presenceText(p);
+    presence.append(dot, text);
+    const invite = personButton('Invite', `invite:${l.uid}`,
+      mode ? `Invite ${name} to ${mode.name}` : `Invite ${name}`, () => inviteFriend(l.uid));
+    invite.classList.add('invite-friend');
+    invite.dataset.uid = l.uid;
+    invite.dataset.status = status;
+    const remove = personButton(armedKey === `remove:${l.uid}` ? 'Really remove?' : 'Remove', `remove:${l.uid}`,
+      `Remove ${name} from your friends`, () => armed(`remove:${l.uid}`, () => friendVerb('remove', l.uid)));
+    const block = personButton(armedKey === `block:${l.uid}` ? 'Really block?' : 'Block', `block:${l.uid}`,
+      `Block ${name}`, () => armed(`block:${l.uid}`, () => friendVerb('block', l.uid)));
+    block.classList.add('quiet');
+    const row = personRow(l, presence, invite, remove, block);
+    row.dataset.status = status;
+    return row;
+  }));
+  $('friends-empty').hidden = friends.length > 0;
+
+  const group = (id, links, buttons) => {
+    $(id).hidden = links.length === 0;
+    $(id).querySelector('ul').replaceChildren(...links.map((l) => personRow(l, null, ...buttons(l, friendName(l.uid)))));
+  };
+  group('friends-incoming', byState('incoming'), (l, name) => [
+    personButton('Accept', `accept:${l.uid}`, `Accept ${name}’s friend request`, () => friendVerb('accept', l.uid)),
+    personButton('Decline', `decline:${l.uid}`, `Decline ${name}’s friend request`, () => friendVerb('decline', l.uid)),
+  ]);
+  group('friends-outgoing', byState('outgoing'), (l, name) => [
+    personButton('Cancel', `cancel:${l.uid}`, `Cancel your friend request to ${name}`, () => friendVerb('remove', l.uid)),
+  ]);
+  group('friends-blocked', byState('blocked'), (l, name) => [
+    personButton('Unblock', `unblock:${l.uid}`, `Unblock ${name}`, () => friendVerb('unblock', l.uid)),
+  ]);
+
+  renderSocial();
+  if (focused) {
+    const again = panel.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// What changes with the connection, the queue and the mode picker, without
+// rebuilding the lists: the buttons' states and the waiting invite.
+function renderSocial() {
+  const f = app.friends;
+  const idle = app.queue.state === 'idle' || (app.queue.state === 'playing' && !!(app.match && app.match.over));
+  const mode = modeListing($('mode').value);
+  const inMatch = !!(app.match && !app.match.over);
+  for (const button of $('friends').querySelectorAll('button[data-key]')) {
+    const uid = button.dataset.key.slice(button.dataset.key.indexOf(':') + 1);
+    button.disabled = !app.online || f.busy.has(uid);
+  }
+  for (const button of $('friends').querySelectorAll('button.invite-friend')) {
+    const uid = button.dataset.uid;
+    const offline = button.dataset.status === 'offline';
+    button.disabled = !app.online || f.busy.has(uid) || !idle || inMatch || !mode || offline;
+    button.title = offline ? `${friendName(uid)} is offline`
+      : !mode ? 'Choose a mode first' : !idle ? 'You are already queued or hosting a code' : '';
+  }
+  $('add-friend').disabled = !app.online;
+  // Our invite: waiting for the friend, until the code expires.
+  const d = app.direct;
+  $('friend-invite').hidden = !d;
+  if (d) {
+    $('friend-invite-text').textContent = `Waiting for ${friendName(d.uid)} (${modeName(d.mode)}); ` +
+      `the invite stands until ${new Date(d.expires_ms).toLocaleTimeString()}.`;
+    $('friend-invite-cancel').disabled = !app.online;
+  }
+  updateInviteButtons();
+}
+
+$('add-friend-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const uid = $('friend-uid').value.trim();
+  if (!uid) return;
+  if (app.auth && uid === app.auth.user_id) {
+    toast('That is your own id: give it to a friend instead.');
+    return;
+  }
+  friendVerb('request', uid);
+});
+$('friend-invite-cancel').addEventListener('click', () => send({type: 'leave'}));
+
+// ---- the lobby's figures
+
+// Asked over the socket once signed in; before that, GET /regions (public).
+async function loadLobby() {
+  const l = app.lobby;
+  if (l.asking) return;
+  if (app.online) {
+    if (request('lobby', {type: 'lobby'})) l.asking = true;
+    return;
+  }
+  l.asking = true;
+  try {
+    const response = await fetch(`${API}/regions`, {cache: 'no-store'});
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+    l.asking = false;
+    onLobby(body);
+  } catch {
+    l.asking = false;
+    if (!l.figures) l.state = 'unavailable';
+    renderNow();
+  }
+}
+setInterval(() => {
+  if (app.screen === 'lobby' && !document.hidden) loadLobby();
+}, LOBBY_EVERY_MS);
+
+function onLobby(lobby) {
+  const l = app.lobby;
+  l.asking = false;
+  if (!lobby) return;
+  l.figures = lobby;
+  l.state = 'ready';
+  renderNow();
+}
+
+// A wait as people read it: "under 1 s", "12 s", "1 min 05 s".
+function waitText(ms) {
+  if (ms === null || ms === undefined) return '–';
+  const s = Math.round(Number(ms) / 1000);
+  if (s < 1) return 'under 1 s';
+  if (s < 60) return `${s} s`;
+  return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+}
+
+function renderNow() {
+  const l = app.lobby;
+  const box = $('now');
+  box.dataset.lobby = l.state;
+  $('now-note').textContent = l.state === 'unavailable' ? 'The lobby’s figures are unavailable right now.'
+    : l.state === 'loading' ? 'Loading…' : '';
+  const figures = l.figures;
+  if (!figures) {
+    $('now-online').textContent = '';
+    return;
+  }
+  const regions = (figures.regions || []).filter((r) => r.online > 0);
+  const total = regions.reduce((sum, r) => sum + r.online, 0);
+  $('now-online').textContent = `${total} player${total === 1 ? '' : 's'} online` +
+    (regions.length ? ` (${regions.map((r) => `${r.region} ${r.online}`).join(', ')})` : '');
+  const chosen = $('mode').value;
+  const queues = [...(figures.queues || [])].sort((a, b) => modeName(a.mode).localeCompare(modeName(b.mode))
+    || String(a.kind).localeCompare(String(b.kind)));
+  const body = $('now-queues').tBodies[0];
+  if (!queues.length) {
+    const row = document.createElement('tr');
+    const only = cell('Nobody is waiting right now.');
+    only.colSpan = 4;
+    row.append(only);
+    body.replaceChildren(row);
+    return;
+  }
+  body.replaceChildren(...queues.map((q) => {
+    const row = document.createElement('tr');
+    row.dataset.mode = q.mode;
+    row.dataset.kind = q.kind;
+    row.dataset.selected = String(q.mode === chosen);
+    const median = cell(waitText(q.median_wait_ms));
+    if (q.recent_matches) median.title = `the median of the last ${q.recent_matches} matches`;
+    row.append(cell(modeName(q.mode)), cell(label(q.kind)), cell(q.waiting), median);
+    return row;
+  }));
+}
+
+// ---- opponents' connections in a match
+
+function onPlayerConnection(m) {
+  const match = app.match;
+  const me = app.auth && app.auth.user_id;
+  if (!match || match.id !== m.match_id || m.player === me) return;
+  const known = match.away.get(m.player);
+  if (known && known.at > m.at_ms) return; // an older report
+  const name = who(m.player);
+  if (m.connected) {
+    // Said only when they had been gone.
+    if (!known || known.connected) return;
+    match.away.set(m.player, {connected: true, at: m.at_ms, hideAt: Date.now() + BACK_BANNER_MS});
+    announce(`${name} is back.`);
+  } else {
+    const timed = m.turn === m.player && typeof m.turn_ms_left === 'number';
+    const deadline = timed ? m.at_ms + m.turn_ms_left : null;
+    match.away.set(m.player, {connected: false, at: m.at_ms, deadline, turn: m.turn || null});
+    announce(timed ? `${name} disconnected, ${seconds(m.turn_ms_left)} left on the turn timer.` : `${name} disconnected.`);
+  }
+  renderConnectionBanners();
+}
+
+// One banner per opponent who is gone (counting their turn timer down) or
+// just came back (for a few seconds).
+function renderConnectionBanners() {
+  const box = $('player-connection');
+  const m = app.match;
+  if (!m || !m.away.size) {
+    if (box.childElementCount) box.replaceChildren();
+    box.dataset.key = '';
+    return;
+  }
+  const lines = [];
+  for (const [player, c] of m.away) {
+    if (c.connected) {
+      if (Date.now() >= c.hideAt) {
+        m.away.delete(player);
+        continue;
+      }
+      lines.push({player, connected: true, text: `${who(player)} is back`});
+      continue;
+    }
+    // The countdown holds while it is still their turn and the game runs.
+    const theirTurn = !m.over && (!m.view || m.view.turn === player);
+    const text = c.deadline !== null && theirTurn
+      ? `${who(player)} disconnected — ${seconds(c.deadline - now())} left on the turn timer`
+      : `${who(player)} disconnected`;
+    lines.push({player, connected: false, text});
+  }
+  const key = JSON.stringify(lines);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.replaceChildren(...lines.map((line) => {
+    const p = document.createElement('p');
+    p.className = 'banner';
+    p.dataset.player = line.player;
+    p.dataset.connected = String(line.connected);
+    p.textContent = line.text;
+    return p;
+  }));
+}
+
 // ---------------------------------------------------------------- rendering
 
 function render() {
   const m = app.match;
   const screen = !m ? 'lobby' : m.over ? 'final' : 'match';
   // Back in the lobby: what is playable may have changed meanwhile.
-  if (screen === 'lobby' && app.screen && app.screen !== 'lobby') loadModes();
+  if (screen === 'lobby' && app.screen && app.screen !== 'lobby') {
+    loadModes();
+    loadLobby();
+  }
   app.screen = screen;
   document.body.dataset.screen = screen;
   $('me').textContent = app.auth ? `signed in as ${app.auth.user_id}` : 'not signed in';
@@ -935,6 +1665,7 @@ function render() {
   $('match').hidden = screen === 'lobby';
   $('archive').hidden = screen === 'match';
   if (screen === 'lobby') renderLobby(); else renderMatch(m);
+  renderSocial();
 }
 
 function renderLobby() {
@@ -957,6 +1688,11 @@ function renderLobby() {
   if (q.state === 'queued') {
     text = `Looking for an opponent (${q.kind}, ${q.mode}): number ${q.position} of ${q.queue_size} in the queue, ` +
       `waiting ${seconds(q.waited_ms)}, about ${seconds(q.estimated_wait_ms)} to go.`;
+  } else if (q.state === 'hosting' && app.direct) {
+    // A code made for one friend: only they may join it.
+    $('invite-code').hidden = true;
+    text = `Waiting for ${friendName(app.direct.uid)} to accept your invite (${modeName(q.mode)}); ` +
+      `it stands until ${new Date(q.expires_ms).toLocaleTimeString()}.`;
   } else if (q.state === 'hosting') {
     text = `Give this code to a friend (${q.mode}); it works until ${new Date(q.expires_ms).toLocaleTimeString()}:`;
     $('invite-code').textContent = q.code;
@@ -967,6 +1703,7 @@ function renderLobby() {
   }
   $('queue-text').textContent = text;
   $('queue-status').dataset.state = q.state;
+  renderNow();
 }
 
 function renderMatch(m) {
@@ -1121,7 +1858,10 @@ function renderTimer() {
     : turn && who(turn) !== 'Bot' ? `${who(turn)}: ${Math.ceil(left / 1000)} s left` : '';
   el.classList.toggle('urgent', myTurn() && left < 10000);
 }
-setInterval(renderTimer, 250);
+setInterval(() => {
+  renderTimer();
+  renderConnectionBanners();
+}, 250);
 
 function face(value) {
   const die = document.createElement('span');
@@ -1137,7 +1877,10 @@ function face(value) {
 
 // ---------------------------------------------------------------- controls
 
-$('mode').addEventListener('change', render);
+$('mode').addEventListener('change', () => {
+  render();
+  renderFriends(); // the Invite buttons name the mode
+});
 $('queue').addEventListener('click', () => send({type: 'join', mode: $('mode').value, kind: $('kind').value}));
 $('play-bot').addEventListener('click', () => send({type: 'join', mode: $('mode').value, kind: 'quick', opponent: 'bot'}));
 $('invite').addEventListener('click', () => send({type: 'invite', mode: $('mode').value}));
@@ -1209,5 +1952,7 @@ window.dashdice = {drop: () => app.ws && app.ws.close()};
 
 render();
 renderArchive();
+renderFriends();
 loadModes();
+loadLobby(); // GET /regions until the socket is up
 connect();

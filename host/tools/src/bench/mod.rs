@@ -6,6 +6,7 @@ pub mod archive;
 pub mod loadgen;
 pub mod match_host;
 pub mod matchmaker;
+pub mod presence;
 pub mod publish;
 
 pub use match_host::{BenchError, Options, Report, match_host};
@@ -32,6 +33,11 @@ impl Default for Samples {
 impl Samples {
     pub fn record(&mut self, value: u64) {
         self.0.saturating_record(value);
+    }
+
+    /// Records `value` `count` times (one event seen by many).
+    pub fn record_n(&mut self, value: u64, count: u64) {
+        self.0.saturating_record_n(value, count);
     }
 
     /// Adds another run's samples to these.
