@@ -196,6 +196,11 @@ impl LocalServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// The server's process id (to read its CPU time, as the benches do).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for LocalServer {

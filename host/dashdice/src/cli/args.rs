@@ -216,8 +216,11 @@ pub struct PresenceBenchArgs {
     /// starts nats-server, redis-server and a presence role of its own.
     #[arg(long, requires = "redis_url")]
     pub nats_url: Option<String>,
+    /// The presence role's Redis (with --nats-url), for its memory.
     #[arg(long, requires = "nats_url")]
     pub redis_url: Option<String>,
+    /// NATS user at --nats-url (the bench requests `dd.presence.*` and
+    /// follows `dd.presence.user.*`, as a gateway).
     #[arg(long, env = "DASHDICE_NATS_USER")]
     pub nats_user: Option<String>,
     #[arg(long, env = "DASHDICE_NATS_PASSWORD", hide_env_values = true)]
@@ -226,6 +229,11 @@ pub struct PresenceBenchArgs {
     /// report its CPU per change.
     #[arg(long, requires = "nats_url")]
     pub presence_pid: Option<u32>,
+    /// nats-server's process id (with --nats-url), to report its CPU per
+    /// change.
+    #[arg(long, requires = "nats_url")]
+    pub nats_pid: Option<u32>,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

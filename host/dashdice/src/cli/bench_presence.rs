@@ -2,7 +2,8 @@
 //! (`dashdice_tools::bench::presence`).
 //!
 //! Given `--nats-url` and `--redis-url`, the presence role answering there
-//! is measured (its CPU only with `--presence-pid`). Given neither, the
+//! is measured (its CPU, and nats-server's, only with `--presence-pid` and
+//! `--nats-pid`). Given neither, the
 //! bench starts a private `nats-server` and `redis-server` on free loopback
 //! ports (as `dashdice up` and the tests do) and the presence role as a
 //! child process, this same binary's `dashdice presence`: a process of its
@@ -34,6 +35,7 @@ pub fn run(args: PresenceBenchArgs, out: &mut dyn Write) -> Result<(), CliError>
         upkeep: Duration::from_secs(args.upkeep_seconds),
         seed: args.seed,
         presence_pid: args.presence_pid,
+        nats_pid: args.nats_pid,
     };
     // Kept until the end: dropping them stops the servers and the role.
     let mut own = None;
@@ -48,6 +50,7 @@ pub fn run(args: PresenceBenchArgs, out: &mut dyn Write) -> Result<(), CliError>
         _ => {
             let system = OwnSystem::start()?;
             options.presence_pid = Some(system.role.id());
+            options.nats_pid = Some(system.nats.pid());
             let urls = (system.nats_url(), system.redis_url());
             own = Some(system);
             let nats = NatsConfig {

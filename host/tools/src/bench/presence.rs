@@ -8,28 +8,29 @@
 //!    matching of the users per friend (seeded ChaCha8), so the graph is
 //!    symmetric, everyone has exactly `friends` friends (less the rare
 //!    repeat), and friends are spread over all gateways.
-//! 2. **Gateways.** `gateways` NATS connections stand in for gateways; user
-//!    `i` is on gateway `i mod gateways`. Each gateway subscribes once to
+//! 2. **Online.** `gateways` NATS connections stand in for gateways; user
+//!    `i` is on gateway `i mod gateways` and connects once from it
+//!    ([`PresenceClient::connect`], 256 in flight, regions eu/us/ap in
+//!    turn). Redis `used_memory` (`INFO`) before and after, divided by the
+//!    users, is the **Redis bytes per online user**. From the first connect
+//!    on, each gateway sends its connections' heartbeats every
+//!    [`HEARTBEAT_EVERY_MS`] in batches of at most [`HEARTBEAT_BATCH`], one
+//!    batch after the other, as the gateway does (the gateways' periods
+//!    staggered).
+//! 3. **Following.** Then each gateway subscribes once to
 //!    [`presence_changes`](bus::presence_changes) of every user one of its
 //!    users follows, and on each message fans out in memory to its local
 //!    followers of that user, as the real gateway does, dropping versions
 //!    older than one it has seen: *deliveries* = NATS messages × local
 //!    followers.
-//! 3. **Online.** Every user connects once ([`PresenceClient::connect`],
-//!    256 in flight, regions eu/us/ap in turn) from its gateway's
-//!    connection. Redis `used_memory` (`INFO`) before and after, divided by
-//!    the users, is the **Redis bytes per online user**. From then on each
-//!    gateway sends its connections' heartbeats every
-//!    [`HEARTBEAT_EVERY_MS`] in batches of at most [`HEARTBEAT_BATCH`], one
-//!    batch after the other, as the gateway does (the gateways' periods
-//!    staggered).
 //! 4. **Upkeep.** For `upkeep` (two heartbeats at least) nothing changes:
 //!    the presence role's CPU over it is the cost of keeping users online
 //!    (heartbeats and sweeps), and nothing should be published.
 //! 5. **Changes.** For `duration`, `change_rate` × users random users a
 //!    second toggle their activity menu ↔ matchmaking
 //!    ([`PresenceClient::activity`]), spread evenly (a batch every 10 ms,
-//!    open loop: a slow reply does not slow the offered rate).
+//!    open loop: a slow reply does not slow the offered rate), never one
+//!    whose previous change is still unanswered.
 //! 6. **Offline.** Every user disconnects; what Redis still holds of them
 //!    after that is reported per user (the presence store keeps an
 //!    offline user's entry a while, so their version never goes back).
@@ -49,8 +50,9 @@
 //! - **CPU per change**: user + system time of the presence process
 //!   (`/proc/<pid>/stat`, when its pid is known) over the changes, ÷ the
 //!   changes; gross, and net of the upkeep measured before. The same for
-//!   `redis-server` (its pid from `INFO`, when on this machine) and for
-//!   this bench process (the gateways' side).
+//!   `redis-server` (its pid from `INFO`, when on this machine), for
+//!   `nats-server` (when its pid is known) and for this bench process (the
+//!   gateways' side).
 //!
 //! Every process shares the machine's cores, so latencies include waiting
 //! for a core; the CPU figures do not depend on that.
@@ -103,6 +105,8 @@ pub struct Options {
     pub seed: u64,
     /// The presence role's process, to read its CPU time.
     pub presence_pid: Option<u32>,
+    /// The NATS server's process, to read its CPU time.
+    pub nats_pid: Option<u32>,
 }
 
 impl Default for Options {
@@ -116,6 +120,7 @@ impl Default for Options {
             upkeep: Duration::from_secs(10),
             seed: 1,
             presence_pid: None,
+            nats_pid: None,
         }
     }
 }
@@ -188,6 +193,11 @@ pub struct Report {
     pub presence_cores: Option<f64>,
     pub redis_cpu_us_per_change: Option<f64>,
     pub redis_cpu_us_per_change_net: Option<f64>,
+    /// nats-server's CPU during the changes ÷ the changes (µs): the
+    /// publish and its copies to the gateways (and to this bench's
+    /// counting subscriber).
+    pub nats_cpu_us_per_change: Option<f64>,
+    pub nats_cpu_us_per_change_net: Option<f64>,
     /// This process (the gateways' fan-out and the load) per change.
     pub bench_cpu_us_per_change: Option<f64>,
 }
@@ -205,7 +215,7 @@ impl Report {
              delivered    {} to followers ({:.0}/s) of {} expected, from {} gateway messages; {} stale dropped\n\
              latency      publish → delivery p50 {} ms, p99 {} ms, max {} ms; change → delivery p50 {} µs, p99 {} µs, max {} µs\n\
              heartbeats   {} batches, {} connections refreshed, {} restored, {} errors, p99 {} µs\n\
-             cpu          presence {} µs per change ({} net of upkeep; {} cores); redis {} µs ({} net); bench {} µs\n",
+             cpu          presence {} µs per change ({} net of upkeep; {} cores); redis {} µs ({} net); nats {} µs ({} net); bench {} µs\n",
             self.users,
             self.friends_mean,
             self.gateways,
@@ -254,6 +264,8 @@ impl Report {
                 .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
             us(self.redis_cpu_us_per_change),
             us(self.redis_cpu_us_per_change_net),
+            us(self.nats_cpu_us_per_change),
+            us(self.nats_cpu_us_per_change_net),
             us(self.bench_cpu_us_per_change),
         )
     }
@@ -327,19 +339,28 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / CLOCK_TICKS)
 }
 
+/// The processes whose CPU time is read.
+struct Pids {
+    presence: Option<u32>,
+    redis: Option<u32>,
+    nats: Option<u32>,
+}
+
 /// CPU time of the processes watched, read at one moment.
 #[derive(Clone, Copy, Debug)]
 struct Cpu {
     presence: Option<f64>,
     redis: Option<f64>,
+    nats: Option<f64>,
     bench: Option<f64>,
 }
 
 impl Cpu {
-    fn read(presence: Option<u32>, redis: Option<u32>) -> Self {
+    fn read(pids: &Pids) -> Self {
         Cpu {
-            presence: presence.and_then(cpu_seconds),
-            redis: redis.and_then(cpu_seconds),
+            presence: pids.presence.and_then(cpu_seconds),
+            redis: pids.redis.and_then(cpu_seconds),
+            nats: pids.nats.and_then(cpu_seconds),
             bench: cpu_seconds(std::process::id()),
         }
     }
@@ -350,6 +371,7 @@ impl Cpu {
         Cpu {
             presence: spent(self.presence, later.presence),
             redis: spent(self.redis, later.redis),
+            nats: spent(self.nats, later.nats),
             bench: spent(self.bench, later.bench),
         }
     }
@@ -578,7 +600,11 @@ where
     }
     let observer = connect().await.map_err(setup)?;
     wait_for_presence(&clients[0]).await?;
-    let redis_pid = redis.server_figures().await.map_err(setup)?.process_id;
+    let pids = Pids {
+        presence: options.presence_pid,
+        redis: redis.server_figures().await.map_err(setup)?.process_id,
+        nats: options.nats_pid,
+    };
     let memory = || async {
         redis
             .server_figures()
@@ -606,7 +632,7 @@ where
         ));
     }
 
-    // 3. Everyone online.
+    // 2. Everyone online.
     let memory_before = memory().await?;
     progress.set_length(users as u64);
     progress.set_message("connecting");
@@ -637,7 +663,7 @@ where
     let connect_latency: Samples = connects.iter().map(|&(_, us)| us).collect();
     let memory_online = memory().await?;
 
-    // 2. The gateways follow their users' friends.
+    // 3. The gateways follow their users' friends.
     let counters = Arc::new(Counters::default());
     let sent_at: SentAt = Arc::new((0..users).map(|_| AtomicU64::new(0)).collect());
     let (stop_gateways, gateways_stopped) = tokio::sync::watch::channel(false);
@@ -694,9 +720,9 @@ where
         .max(Duration::from_millis(2 * HEARTBEAT_EVERY_MS));
     progress.set_message("heartbeats only");
     let (upkeep_counts, upkeep_beats) = (counters.snapshot(), lock(&beats).refreshed);
-    let cpu_before = Cpu::read(options.presence_pid, redis_pid);
+    let cpu_before = Cpu::read(&pids);
     tokio::time::sleep(upkeep).await;
-    let cpu_upkeep_end = Cpu::read(options.presence_pid, redis_pid);
+    let cpu_upkeep_end = Cpu::read(&pids);
     let upkeep_cpu = cpu_before.until(&cpu_upkeep_end);
     let upkeep_published = counters.snapshot()[0] - upkeep_counts[0];
     let upkeep_refreshed = lock(&beats).refreshed - upkeep_beats;
@@ -705,14 +731,13 @@ where
     progress.set_message("changing activity");
     progress.set_length(options.duration.as_secs().max(1));
     progress.set_position(0);
-    let (change_counts, cpu_start) = (
-        counters.snapshot(),
-        Cpu::read(options.presence_pid, redis_pid),
-    );
+    let (change_counts, cpu_start) = (counters.snapshot(), Cpu::read(&pids));
     counters.measuring.store(true, Ordering::Relaxed);
     let per_second = options.change_rate * users as f64;
     let activity = Arc::new(std::sync::Mutex::new(Changes::default()));
     let mut state = vec![false; users];
+    let changing: Arc<Vec<AtomicBool>> =
+        Arc::new((0..users).map(|_| AtomicBool::new(false)).collect());
     let mut requests = tokio::task::JoinSet::new();
     let seconds = options.duration.as_secs_f64();
     let started = Instant::now();
@@ -724,7 +749,15 @@ where
         let due = (started.elapsed().as_secs_f64().min(seconds) * per_second) as u64;
         while sent < due {
             sent += 1;
-            let i = (rng.next_u64() % users as u64) as usize;
+            // Not a user whose last change is still on its way: two
+            // opposite changes racing may land as one (or none), and then
+            // changes made would not be changes seen.
+            let Some(i) = (0..100)
+                .map(|_| (rng.next_u64() % users as u64) as usize)
+                .find(|&i| !changing[i].swap(true, Ordering::Relaxed))
+            else {
+                continue;
+            };
             state[i] = !state[i];
             let friends = graph[i].len() as u64;
             let request = SetActivity {
@@ -737,7 +770,8 @@ where
                 match_id: None,
             };
             let client = clients[i % gateways].clone();
-            let (activity, sent_at) = (activity.clone(), sent_at.clone());
+            let (activity, sent_at, changing) =
+                (activity.clone(), sent_at.clone(), changing.clone());
             requests.spawn(async move {
                 sent_at[i].store(now_us(), Ordering::Relaxed);
                 let at = Instant::now();
@@ -751,6 +785,7 @@ where
                 } else {
                     a.errors += 1;
                 }
+                changing[i].store(false, Ordering::Relaxed);
             });
         }
         while requests.try_join_next().is_some() {}
@@ -758,7 +793,7 @@ where
     }
     while requests.join_next().await.is_some() {}
     let change_seconds = started.elapsed().as_secs_f64();
-    let cpu_end = Cpu::read(options.presence_pid, redis_pid);
+    let cpu_end = Cpu::read(&pids);
     // Deliveries of the last changes still on their way.
     tokio::time::sleep(Duration::from_millis(500)).await;
     counters.measuring.store(false, Ordering::Relaxed);
@@ -870,6 +905,11 @@ where
         redis_cpu_us_per_change: per_change(change_cpu.redis, changes),
         redis_cpu_us_per_change_net: per_change(
             upkeep_share(upkeep_cpu.redis, change_cpu.redis),
+            changes,
+        ),
+        nats_cpu_us_per_change: per_change(change_cpu.nats, changes),
+        nats_cpu_us_per_change_net: per_change(
+            upkeep_share(upkeep_cpu.nats, change_cpu.nats),
             changes,
         ),
         bench_cpu_us_per_change: per_change(change_cpu.bench, changes),
