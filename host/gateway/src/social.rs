@@ -22,8 +22,8 @@ use axum::extract::ws::Utf8Bytes;
 use dashdice_proto::ErrorCode;
 use dashdice_proto::friends::{FriendLink, FriendState};
 use dashdice_proto::presence::{
-    Connect, Disconnect, HEARTBEAT_EVERY_MS, Heartbeat, LiveConnection, MAX_QUERY, Presence,
-    Visibility,
+    Connect, Disconnect, HEARTBEAT_EVERY_MS, Heartbeat, LiveConnection, MAX_HEARTBEAT_BATCH,
+    MAX_QUERY, Presence, Visibility,
 };
 use dashdice_proto::queue::{DirectInviteRequest, Invite};
 use dashdice_service::telemetry::names;
@@ -35,18 +35,19 @@ use super::Gateway;
 use super::error::ApiError;
 use super::protocol::{self, ServerMessage};
 
-/// The most connections one heartbeat message carries (the project's NATS
-/// allows 64 KiB a message; a connection is under 120 bytes of JSON).
-pub const HEARTBEAT_BATCH: usize = 250;
-
 /// This gateway's live, signed-in connections, for its heartbeats.
-#[derive(Default)]
 pub struct Connections {
     /// Makes connection ids unique across gateways: a random prefix per
     /// process, then a counter.
     prefix: String,
     next: AtomicU64,
     live: Mutex<HashMap<String, LiveConnection>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Connections {
@@ -100,7 +101,7 @@ impl Connections {
             Ok(live) => live.values().cloned().collect(),
             Err(_) => Vec::new(),
         };
-        all.chunks(HEARTBEAT_BATCH).map(<[_]>::to_vec).collect()
+        all.chunks(MAX_HEARTBEAT_BATCH).map(<[_]>::to_vec).collect()
     }
 }
 
@@ -408,10 +409,5 @@ impl Follows {
             }
         }
         metrics::gauge!(names::GATEWAY_PRESENCE_FOLLOWS).set(users.len() as f64);
-    }
-
-    /// How many users this gateway follows (for tests and the gauge).
-    pub fn followed(&self) -> usize {
-        self.users.lock().map(|u| u.len()).unwrap_or(0)
     }
 }

@@ -14,7 +14,7 @@
 //!    turn). Redis `used_memory` (`INFO`) before and after, divided by the
 //!    users, is the **Redis bytes per online user**. From the first connect
 //!    on, each gateway sends its connections' heartbeats every
-//!    [`HEARTBEAT_EVERY_MS`] in batches of at most [`HEARTBEAT_BATCH`], one
+//!    [`HEARTBEAT_EVERY_MS`] in batches of at most [`MAX_HEARTBEAT_BATCH`], one
 //!    batch after the other, as the gateway does (the gateways' periods
 //!    staggered).
 //! 3. **Following.** Then each gateway subscribes once to
@@ -71,14 +71,11 @@ use super::{BenchError, Samples};
 use dashdice_proto::bus;
 use dashdice_proto::client::{CallError, PresenceClient, Requester};
 use dashdice_proto::presence::{
-    Activity, Connect, Disconnect, HEARTBEAT_EVERY_MS, Heartbeat, LiveConnection, Presence,
-    SetActivity,
+    Activity, Connect, Disconnect, HEARTBEAT_EVERY_MS, Heartbeat, LiveConnection,
+    MAX_HEARTBEAT_BATCH, Presence, SetActivity,
 };
 use dashdice_store::RedisProbe;
 
-/// The most connections one heartbeat names: 250 of ~90 bytes stay well
-/// under the 64 KB NATS payload limit of the project's configuration.
-pub const HEARTBEAT_BATCH: usize = 250;
 /// Connects, and disconnects, in flight at once.
 const IN_FLIGHT: usize = 256;
 /// Regions users connect from, in turn.
@@ -486,7 +483,7 @@ struct Heartbeats {
 
 /// One gateway's heartbeats, as the gateway sends them: every
 /// [`HEARTBEAT_EVERY_MS`], its online users' connections in batches of
-/// [`HEARTBEAT_BATCH`], one after the other. Gateway `g` of `G` first beats
+/// [`MAX_HEARTBEAT_BATCH`], one after the other. Gateway `g` of `G` first beats
 /// `(g + 1) / G` of a period in, as gateways started at different times
 /// would.
 async fn heartbeats(
@@ -517,7 +514,7 @@ async fn heartbeats(
                 away: false,
             })
             .collect();
-        for batch in live.chunks(HEARTBEAT_BATCH) {
+        for batch in live.chunks(MAX_HEARTBEAT_BATCH) {
             let request = Heartbeat {
                 conns: batch.to_vec(),
             };
