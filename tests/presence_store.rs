@@ -479,8 +479,9 @@ async fn region_counts_move_on_transitions_only() {
 async fn an_online_user_costs_under_300_bytes() {
     let redis = RedisServer::start();
     let s = store(&redis).await;
-    // Over 128 users per shard, so the sweep zsets are skiplists, as in
-    // production.
+    // Over 128 users per shard (as in production), which is where a zset
+    // of sweep deadlines turned into skiplists; the sweep buckets are lists,
+    // compact at any size.
     let users = 4_000;
     let uid = |i: usize| format!("Xq3v9TzLk2PbW8mNcR4sYd{i:06}");
     let mut conn = redis::Client::open(redis.url())
@@ -528,7 +529,7 @@ async fn an_online_user_costs_under_300_bytes() {
     println!(
         "presence: {per_user} bytes per online user with one connection (MEMORY USAGE; \
          hash {encoding}); used_memory grew {grown} bytes per user (with the keyspace's \
-         and zsets' hash tables, which grow by doubling)"
+         hash table, which grows by doubling)"
     );
     assert_eq!(encoding, "listpack");
     assert!(per_user < 300, "{per_user} bytes per online user");

@@ -19,7 +19,8 @@
 //! | key | type | holds | ttl |
 //! |---|---|---|---|
 //! | `pr:{prS}:u:<uid>` | hash | the user, fields below | none while connected; [`PresenceSettings::offline_ttl_secs`] (a day) once offline |
-//! | `pr:{prS}:sweep` | zset | connected uid → their earliest connection deadline (ms) | none |
+//! | `pr:{prS}:due` | zset | the seconds that have a sweep bucket (score = member = the second) | none |
+//! | `pr:{prS}:due:<second>` | list | the bucket: uids whose sweep entry is due at that second | none (empty once swept) |
 //! | `pr:{prS}:regions` | hash | region → users online or away whose first connection is there | none |
 //! | `pr:{prS}:grace` | zset | uid → when their queue grace runs out (ms): offline while matchmaking | none |
 //!
@@ -30,6 +31,7 @@
 //! | `m` | the match id, in a match only |
 //! | `v` | the version; a new entry's first is the time in seconds, so a user whose entry expired never goes back to a version someone saw |
 //! | `l` | offline only: when a connection was last heard from (ms); a connected user's is their latest deadline less the ttl |
+//! | `q` | connected only: the second of the bucket holding the user's one sweep entry |
 //!
 //! Every byte here is paid per online user, so: field names are one byte,
 //! a connection is named by a fixed 10-character digest whatever ids the
@@ -39,9 +41,21 @@
 //! nothing a connected user does not need is stored. A user's hash stays
 //! listpack-encoded (at most [`PresenceSettings::max_connections`] short
 //! entries, far under Redis's 128 entries and 64-byte values).
-//! `tests/presence_store.rs` measures an online user with one connection
-//! and a 28-character uid at about 270 bytes, the sweep zset entry (a
-//! skiplist node, ~130 bytes) included.
+//!
+//! ## The sweep
+//!
+//! A connected user has one entry in a sweep bucket: a list per second,
+//! holding the users whose earliest deadline falls in it (rounded up). A
+//! heartbeat does not move the entry: deadlines only move later, so the
+//! entry comes due at or before the user's real deadline, and the sweep
+//! ([`PresenceStore::sweep`]) then expires what is due and queues a user
+//! still connected again, in the bucket of their new earliest deadline. A
+//! user whose last connection closes leaves their bucket at once.
+//! So each user is looked at about once a ttl, whatever the heartbeat rate,
+//! and an entry is a list element (~30 bytes for a 28-character uid) where
+//! a zset scored by deadline cost a skiplist node (~125 bytes) once a
+//! shard held over 128 users. `tests/presence_store.rs` measures an online
+//! user with one connection and a 28-character uid, sweep entry included.
 //!
 //! ## Concurrency
 //!
@@ -51,9 +65,11 @@
 //! step moves the sweep deadline, the region counts, the grace and the
 //! version. So counts move exactly on transitions, and any number of
 //! presence instances may call at once. The sweep and the graces read due
-//! users first (one pipelined read of every shard), then run one script per
-//! user (pipelined) that re-checks under the script: a connection expires,
-//! and a grace is claimed (removed from its zset), for exactly one caller.
+//! entries first (pipelined reads of every shard), then run one script per
+//! entry (pipelined) that claims it under the script, by removing it from
+//! its bucket or zset: a connection expires, and a grace is claimed, for
+//! exactly one caller. A sweeper killed between the read and the scripts
+//! leaves the entries where they were, for the next sweep.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,6 +111,7 @@ impl PresenceKeys {
         format!("pr:{{pr{:02}}}:u:{}", self.shard, self.uid)
     }
 
+    /// The shard's sweep index (see the module docs).
     pub fn sweep(&self) -> String {
         sweep_key(self.shard)
     }
@@ -109,7 +126,13 @@ impl PresenceKeys {
 }
 
 fn sweep_key(shard: u8) -> String {
-    format!("pr:{{pr{shard:02}}}:sweep")
+    format!("pr:{{pr{shard:02}}}:due")
+}
+
+/// The sweep bucket of `second` in `shard`; `presence/user.lua` builds the
+/// same name from the index's.
+fn bucket_key(shard: u8, second: u64) -> String {
+    format!("{}:{second}", sweep_key(shard))
 }
 
 fn regions_key(shard: u8) -> String {
@@ -294,11 +317,17 @@ pub struct PresenceStore {
     disconnect: Script,
     activity: Script,
     expire: Script,
+    forget_bucket: Script,
     claim_grace: Script,
     rearm_grace: Script,
 }
 
 const USER: &str = include_str!("presence/user.lua");
+
+/// Drops a sweep bucket's second from the index if the bucket is empty.
+/// KEYS: 1 the index, 2 the bucket; ARGV: 1 the second.
+const FORGET_BUCKET: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then \
+     return redis.call('ZREM', KEYS[1], ARGV[1]) end return 0";
 
 impl PresenceStore {
     /// Connects with the default settings (see [`Self::with_settings`]).
@@ -315,6 +344,7 @@ impl PresenceStore {
             disconnect: script(include_str!("presence/disconnect.lua")),
             activity: script(include_str!("presence/activity.lua")),
             expire: script(include_str!("presence/expire.lua")),
+            forget_bucket: Script::new(FORGET_BUCKET),
             claim_grace: Script::new(include_str!("presence/claim_grace.lua")),
             rearm_grace: Script::new(include_str!("presence/rearm_grace.lua")),
         })
@@ -492,18 +522,86 @@ impl PresenceStore {
             .collect())
     }
 
-    /// Removes every connection past its deadline at `now_ms`: up to
-    /// `limit` due users per shard (a second call takes the rest; see
-    /// [`Swept::more`]). Two round trips: the due users of every shard,
-    /// then one script per user.
+    /// Removes every connection past its deadline at `now_ms`: the due
+    /// sweep buckets, up to `limit` entries a shard (a second call takes
+    /// the rest; see [`Swept::more`]). Three round trips: every shard's due
+    /// buckets, their entries, then one script per entry (pipelined).
     pub async fn sweep(&self, now_ms: u64, limit: usize) -> Result<Swept, StoreError> {
-        let (due, more) = self.due_in(sweep_key, now_ms, limit).await?;
-        if due.is_empty() {
+        let limit = limit.max(1);
+        // A bucket is due once its second has begun (entries round their
+        // deadline up to it).
+        let now_secs = now_ms / 1000;
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(sweep_key(shard))
+                .arg("-inf")
+                .arg(now_secs)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
+        let due: Vec<Vec<u64>> = pipe
+            .query_async(&mut self.conn.clone())
+            .instrument(span("presence_due", 0))
+            .await?;
+        let buckets: Vec<(u8, u64)> = (0..SHARDS)
+            .zip(due)
+            .flat_map(|(shard, seconds)| seconds.into_iter().map(move |s| (shard, s)))
+            .collect();
+        if buckets.is_empty() {
             return Ok(Swept::default());
         }
-        let calls: Vec<_> = due
+        let mut pipe = redis::pipe();
+        for (shard, second) in &buckets {
+            pipe.cmd("LRANGE")
+                .arg(bucket_key(*shard, *second))
+                .arg(0)
+                .arg(limit - 1);
+        }
+        let lists: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn.clone())
+            .instrument(span("presence_buckets", buckets.len()))
+            .await?;
+        let mut more = false;
+        let mut taken = 0usize;
+        let mut entries: Vec<(String, u64)> = Vec::new();
+        let mut empty: Vec<(u8, u64)> = Vec::new();
+        for ((shard, second), uids) in buckets.iter().zip(lists) {
+            if uids.is_empty() {
+                empty.push((*shard, *second));
+            }
+            more |= uids.len() >= limit;
+            taken += uids.len();
+            entries.extend(uids.into_iter().map(|uid| (uid, *second)));
+        }
+        if !empty.is_empty() {
+            // An index entry whose bucket is gone (emptied by another
+            // sweeper since): dropped, unless the bucket filled again.
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.forget_bucket).ignore();
+            for (shard, second) in &empty {
+                let mut call = self.forget_bucket.prepare_invoke();
+                call.key(sweep_key(*shard))
+                    .key(bucket_key(*shard, *second))
+                    .arg(*second);
+                pipe.invoke_script(&call);
+            }
+            let _: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
+        }
+        if entries.is_empty() {
+            return Ok(Swept {
+                more,
+                ..Swept::default()
+            });
+        }
+        let calls: Vec<_> = entries
             .iter()
-            .map(|uid| self.user_call(&self.expire, uid, now_ms))
+            .map(|(uid, second)| {
+                let mut call = self.user_call(&self.expire, uid, now_ms);
+                call.arg(*second);
+                call
+            })
             .collect();
         let mut pipe = redis::pipe();
         pipe.load_script(&self.expire).ignore();
@@ -512,13 +610,13 @@ impl PresenceStore {
         }
         let replies: Vec<ExpireReply> = pipe
             .query_async(&mut self.conn.clone())
-            .instrument(span("presence_sweep", due.len()))
+            .instrument(span("presence_sweep", taken))
             .await?;
         let mut swept = Swept {
             more,
             ..Swept::default()
         };
-        for (uid, r) in due.iter().zip(replies) {
+        for ((uid, _), r) in entries.iter().zip(replies) {
             let (a, b, c, d, e, f, g, h, i, expired) = r;
             swept.expired += expired;
             let change = change(uid, (a, b, c, d, e, f, g, h, i));
@@ -601,27 +699,38 @@ impl PresenceStore {
         Ok(counts)
     }
 
-    /// Bytes Redis uses for one user: MEMORY USAGE of their hash plus their
-    /// entry in the shard's sweep zset (the set's usage over its size).
-    /// For tests and benchmarks.
+    /// Bytes Redis uses for one user: MEMORY USAGE of their hash plus
+    /// their share of their shard's sweep buckets and index (the shard's
+    /// sweep keys' usage over their entries). For tests and benchmarks.
     pub async fn memory_usage(&self, uid: &str) -> Result<u64, StoreError> {
         let keys = PresenceKeys::new(uid);
-        let mut pipe = redis::pipe();
-        pipe.cmd("MEMORY")
-            .arg("USAGE")
-            .arg(keys.user())
-            .arg("SAMPLES")
-            .arg(0)
-            .cmd("MEMORY")
-            .arg("USAGE")
+        let seconds: Vec<u64> = redis::cmd("ZRANGE")
             .arg(keys.sweep())
-            .arg("SAMPLES")
             .arg(0)
-            .cmd("ZCARD")
-            .arg(keys.sweep());
-        let (user, sweep, members): (Option<u64>, Option<u64>, u64) =
-            pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(user.unwrap_or(0) + sweep.unwrap_or(0) / members.max(1))
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let usage = |pipe: &mut redis::Pipeline, key: String| {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0);
+        };
+        let mut pipe = redis::pipe();
+        usage(&mut pipe, keys.user());
+        usage(&mut pipe, keys.sweep());
+        for second in &seconds {
+            usage(&mut pipe, bucket_key(keys.shard(), *second));
+        }
+        for second in &seconds {
+            pipe.cmd("LLEN").arg(bucket_key(keys.shard(), *second));
+        }
+        let figures: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let (usages, lengths) = figures.split_at(2 + seconds.len());
+        let sweep: u64 = usages[1..].iter().flatten().sum();
+        let entries: u64 = lengths.iter().flatten().sum();
+        Ok(usages[0].unwrap_or(0) + sweep / entries.max(1))
     }
 
     /// The members of every shard's `key` scored at or before `now_ms`, up
@@ -649,6 +758,39 @@ impl PresenceStore {
             .await?;
         let more = shards.iter().any(|s| s.len() >= limit);
         Ok((shards.into_iter().flatten().collect(), more))
+    }
+
+    /// Every user with a sweep entry, each once: everyone connected (and
+    /// anyone whose last connection expired but is not swept yet; callers
+    /// [`query`](Self::query) the status). For the notifier's broadcasts to
+    /// users online. Two round trips: every shard's bucket index, then the
+    /// buckets.
+    pub async fn connected_users(&self) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("ZRANGE").arg(sweep_key(shard)).arg(0).arg(-1);
+        }
+        let seconds: Vec<Vec<u64>> = pipe
+            .query_async(&mut self.conn.clone())
+            .instrument(span("presence_connected_index", 0))
+            .await?;
+        let buckets: Vec<String> = (0..SHARDS)
+            .zip(seconds)
+            .flat_map(|(shard, seconds)| seconds.into_iter().map(move |s| bucket_key(shard, s)))
+            .collect();
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for bucket in &buckets {
+            pipe.cmd("LRANGE").arg(bucket).arg(0).arg(-1);
+        }
+        let lists: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn.clone())
+            .instrument(span("presence_connected", buckets.len()))
+            .await?;
+        let users: std::collections::BTreeSet<String> = lists.into_iter().flatten().collect();
+        Ok(users.into_iter().collect())
     }
 }
 

@@ -1,6 +1,8 @@
 -- Shared by the scripts that change one user's presence (prepended to them).
--- KEYS: 1 the user's hash, 2 the shard's sweep zset, 3 the shard's region
---       counts hash, 4 the shard's grace zset (all four in one slot)
+-- KEYS: 1 the user's hash, 2 the shard's sweep index (a zset of the seconds
+--       that have a sweep bucket; bucket `s` is the list `KEYS[2]:s`, a key
+--       built here, in the same slot by its hash tag), 3 the shard's region
+--       counts hash, 4 the shard's grace zset (all in one slot)
 -- ARGV: 1 uid, 2 now (ms), 3 connection ttl (ms), 4 queue grace (ms),
 --       5 an offline entry's ttl (s), 6 most connections per user; each
 --       script's own arguments from 7 on.
@@ -11,6 +13,11 @@ local ttl_ms = tonumber(ARGV[3])
 local grace_ms = tonumber(ARGV[4])
 local offline_ttl = tonumber(ARGV[5])
 local max_conns = tonumber(ARGV[6])
+
+-- A sweep entry this far overdue was lost (a bucket deleted by hand, say):
+-- the next script on the user queues them again. A sweeper only lagging
+-- behind finds the old entry stale later (the user's `q` moved on).
+local LOST_AFTER_MS = 60000
 
 local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 
@@ -32,10 +39,11 @@ end
 -- keeps its place), so the first is the oldest. `a` is the activity (absent
 -- = menu, 1 = matchmaking, 2 = in a match), `m` the match id, `v` the
 -- version, `l` when an offline user was last heard from (ms; a connected
--- user's is their latest deadline less the ttl).
+-- user's is their latest deadline less the ttl), `q` the second of the
+-- sweep bucket holding the user's one live sweep entry.
 local function load()
   local flat = redis.call('HGETALL', KEYS[1])
-  local u = {ids = {}, conns = {}, a = 0, m = '', v = nil, l = 0, stored = #flat > 0}
+  local u = {ids = {}, conns = {}, a = 0, m = '', v = nil, l = 0, q = nil, stored = #flat > 0}
   local latest = nil
   for i = 1, #flat, 2 do
     local f, x = flat[i], flat[i + 1]
@@ -58,6 +66,8 @@ local function load()
       u.v = tonumber(x)
     elseif f == 'l' then
       u.l = tonumber(x) or 0
+    elseif f == 'q' then
+      u.q = tonumber(x)
     end
   end
   if latest then
@@ -157,20 +167,40 @@ local function finish(u, before, touched)
     end
     u.stored = true
   end
-  -- Live users are swept by their earliest deadline and never expire;
-  -- offline ones keep a small entry for a while.
+  -- A connected user has one entry in a sweep bucket: the second their
+  -- earliest deadline falls in, rounded up (`q` names it). A heartbeat
+  -- leaves it be: deadlines only move later, so the entry is due at or
+  -- before the user's true one, and the sweep re-queues a user it finds
+  -- still connected. A list entry is ~30 bytes; a zset entry per user
+  -- moved on every heartbeat was a ~125-byte skiplist node.
   if after.n > 0 then
-    local first = nil
-    for _, id in ipairs(u.ids) do
-      local d = u.conns[id].d
-      if first == nil or d < first then
-        first = d
+    if u.q == nil or u.q * 1000 + LOST_AFTER_MS < now then
+      local first = nil
+      for _, id in ipairs(u.ids) do
+        local d = u.conns[id].d
+        if first == nil or d < first then
+          first = d
+        end
       end
+      local sec = math.floor((first + 999) / 1000)
+      redis.call('RPUSH', KEYS[2] .. ':' .. sec, uid)
+      redis.call('ZADD', KEYS[2], sec, sec)
+      redis.call('HSET', KEYS[1], 'q', sec)
+      u.q = sec
     end
-    redis.call('ZADD', KEYS[2], first, uid)
     redis.call('PERSIST', KEYS[1])
   else
-    redis.call('ZREM', KEYS[2], uid)
+    -- An offline user's sweep entry goes now (LREM scans one bucket: a
+    -- second's worth of a shard's users), and the small hash stays a while.
+    if u.q ~= nil then
+      local bucket = KEYS[2] .. ':' .. u.q
+      redis.call('LREM', bucket, 1, uid)
+      if redis.call('EXISTS', bucket) == 0 then
+        redis.call('ZREM', KEYS[2], u.q)
+      end
+      redis.call('HDEL', KEYS[1], 'q')
+      u.q = nil
+    end
     if u.stored then
       redis.call('EXPIRE', KEYS[1], offline_ttl)
     end
