@@ -35,6 +35,10 @@
 //! | `dd.queue.private.invite` | request/reply, queue group `matchmaker` | matchmakers | [`DirectInviteRequest`](crate::queue::DirectInviteRequest) `{"player","to","mode"}` → `Invite` (the code, told to `to` only) |
 //! | `dd.queue.private.decline` | request/reply, queue group `matchmaker` | matchmakers | `JoinInviteRequest` `{"player","code"}` → `Status` |
 //! | `dd.user.<player>.notify` | pub/sub | gateways, presence (queue group `presence`, for match found) | [`Notice`](crate::queue::Notice): match found, rematch offered, friends' requests and answers, direct invites and their end |
+//! | `dd.notify.request.<kind>` | JetStream stream [`NOTIFY_STREAM`] (work queue) | the notifier (durable consumer [`NOTIFIER_CONSUMER`]) | [`NotifyRequest`](crate::notify::NotifyRequest), deduplicated by its id |
+//! | `dd.notify.inbox.{list,unread,read,read_all,delete}` | request/reply, queue group `notifier` | notifiers | [`InboxList`](crate::notify::InboxList) → [`InboxPage`](crate::notify::InboxPage); the others → [`Unread`](crate::notify::Unread) |
+//! | `dd.notify.devices.{register,unregister}` | request/reply, queue group `notifier` | notifiers | [`RegisterDevice`](crate::notify::RegisterDevice), [`UnregisterDevice`](crate::notify::UnregisterDevice) → [`Devices`](crate::notify::Devices) |
+//! | `dd.notify.broadcast` | request/reply, queue group `notifier`; ops only | notifiers | [`Broadcast`](crate::notify::Broadcast) → [`Broadcasted`](crate::notify::Broadcasted) |
 //! | `$O.dashdice_mode_objects.>` | JetStream object store [`MODE_OBJECTS_BUCKET`] | designers write; match hosts read | component bytes, named by SHA-256, with the publisher's signature |
 //! | `$KV.dashdice_modes.<id>` | JetStream KV [`MODE_INDEX_BUCKET`] | designers write; every role watches | [`ModePointer`](crate::catalog::ModePointer) |
 //! | `$KV.dashdice_mode_health.<hash>` | JetStream KV [`MODE_HEALTH_BUCKET`] | match hosts write; every role watches | [`Quarantine`](crate::catalog::Quarantine) |
@@ -287,6 +291,80 @@ pub fn presence_changes(uid: &str) -> String {
 /// their connection.
 pub fn match_presence(match_id: &str) -> String {
     format!("{MATCH_GROUP}.{match_id}.presence")
+}
+
+/// The NATS micro service name of the notifier role.
+pub const NOTIFIER_SERVICE: &str = "dashdice-notifier";
+/// The queue group notifier instances share for requests.
+pub const NOTIFIER_QUEUE_GROUP: &str = "notifier";
+/// Prefix of the notifier's request subjects.
+pub const NOTIFY_GROUP: &str = "dd.notify";
+
+/// Request endpoints of the notifier, relative to [`NOTIFY_GROUP`].
+pub mod notify_endpoint {
+    pub const INBOX_LIST: &str = "inbox.list";
+    pub const INBOX_UNREAD: &str = "inbox.unread";
+    pub const INBOX_READ: &str = "inbox.read";
+    pub const INBOX_READ_ALL: &str = "inbox.read_all";
+    pub const INBOX_DELETE: &str = "inbox.delete";
+    pub const DEVICES_REGISTER: &str = "devices.register";
+    pub const DEVICES_UNREGISTER: &str = "devices.unregister";
+    /// Operators only (the NATS permissions allow it to the ops user).
+    pub const BROADCAST: &str = "broadcast";
+}
+
+/// The full subject of a notifier endpoint, e.g. `dd.notify.inbox.list`.
+pub fn notify_request(endpoint: &str) -> String {
+    format!("{NOTIFY_GROUP}.{endpoint}")
+}
+
+/// The JetStream stream of notification requests: roles publish, the
+/// notifier consumes (durable consumer [`NOTIFIER_CONSUMER`]), so nothing is
+/// lost while it restarts.
+pub const NOTIFY_STREAM: &str = "DASHDICE_NOTIFY";
+/// The subjects of [`NOTIFY_STREAM`]: `dd.notify.request.<kind>`.
+pub const NOTIFY_SUBJECTS: &str = "dd.notify.request.*";
+/// The notifier's durable consumer of [`NOTIFY_STREAM`].
+pub const NOTIFIER_CONSUMER: &str = "notifier";
+
+/// Where a notification request of `kind` is published.
+pub fn notify_stream_subject(kind: crate::notify::NotificationKind) -> String {
+    format!("{NOTIFY_GROUP}.request.{}", kind.as_str())
+}
+
+/// The configuration of [`NOTIFY_STREAM`] (work queue: a request is gone
+/// once the notifier acknowledged it; a day at most, 256 MiB at most).
+pub fn notify_stream_config() -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+    Config {
+        name: NOTIFY_STREAM.to_owned(),
+        subjects: vec![NOTIFY_SUBJECTS.to_owned()],
+        storage: StorageType::File,
+        retention: RetentionPolicy::WorkQueue,
+        // The same request published twice (a retry across a reconnect) is
+        // stored once: the message id is the request's id.
+        duplicate_window: std::time::Duration::from_secs(120),
+        max_age: std::time::Duration::from_secs(24 * 3600),
+        max_bytes: 256 << 20,
+        discard: DiscardPolicy::Old,
+        ..Default::default()
+    }
+}
+
+/// Opens [`NOTIFY_STREAM`], creating it if missing (see
+/// [`open_record_stream`] for the race).
+pub async fn open_notify_stream(
+    js: &async_nats::jetstream::Context,
+) -> Result<async_nats::jetstream::stream::Stream, String> {
+    match js.get_or_create_stream(notify_stream_config()).await {
+        Ok(stream) => Ok(stream),
+        Err(first) => {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            js.get_stream(NOTIFY_STREAM)
+                .await
+                .map_err(|_| first.to_string())
+        }
+    }
 }
 
 /// The object store of mode components, each named by its SHA-256.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::ErrorCode;
@@ -27,10 +28,14 @@ use crate::archive::{
 };
 use crate::bus::{
     self, ErrorBody, EventsRequest, MatchIdRequest, Reply, archive_endpoint, endpoint,
-    presence_endpoint, queue_endpoint,
+    notify_endpoint, presence_endpoint, queue_endpoint,
 };
 use crate::friends::{FriendAction, FriendLink, FriendList, FriendListRequest};
 use crate::matches::{ActRequest, ActionReply, CreateMatch, SequencedEvent, Snapshot};
+use crate::notify::{
+    Broadcast, Broadcasted, Devices, InboxDelete, InboxList, InboxMark, InboxMarkAll, InboxPage,
+    InboxUnread, NotifyRequest, RegisterDevice, Unread, UnregisterDevice,
+};
 use crate::presence::{
     Connect, Disconnect, Heartbeat, HeartbeatReply, Lobby, LobbyRequest, Presence, PresenceQuery,
     SetActivity, Visibility,
@@ -430,5 +435,149 @@ impl PresenceClient {
             Retry::Idempotent,
         )
         .await
+    }
+}
+
+/// The notifier's endpoints (`dd.notify.*`): the inbox, devices and
+/// broadcasts. Every call is safe to repeat (reads; marks and deletes that
+/// end in the same state; registrations keyed by token; broadcasts by id),
+/// so all are retried when nothing answered.
+#[derive(Clone, Debug)]
+pub struct NotifierClient {
+    bus: Requester,
+}
+
+impl NotifierClient {
+    pub fn new(bus: Requester) -> Self {
+        NotifierClient { bus }
+    }
+
+    async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: &Q,
+    ) -> Result<A, CallError> {
+        let subject = bus::notify_request(endpoint);
+        self.bus.call(subject, request, Retry::Idempotent).await
+    }
+
+    pub async fn list(&self, request: &InboxList) -> Result<InboxPage, CallError> {
+        self.call(notify_endpoint::INBOX_LIST, request).await
+    }
+
+    pub async fn unread(&self, uid: &str) -> Result<Unread, CallError> {
+        let request = InboxUnread {
+            uid: uid.to_owned(),
+        };
+        self.call(notify_endpoint::INBOX_UNREAD, &request).await
+    }
+
+    pub async fn mark_read(&self, request: &InboxMark) -> Result<Unread, CallError> {
+        self.call(notify_endpoint::INBOX_READ, request).await
+    }
+
+    pub async fn mark_all_read(&self, uid: &str) -> Result<Unread, CallError> {
+        let request = InboxMarkAll {
+            uid: uid.to_owned(),
+        };
+        self.call(notify_endpoint::INBOX_READ_ALL, &request).await
+    }
+
+    pub async fn delete(&self, request: &InboxDelete) -> Result<Unread, CallError> {
+        self.call(notify_endpoint::INBOX_DELETE, request).await
+    }
+
+    pub async fn register_device(&self, request: &RegisterDevice) -> Result<Devices, CallError> {
+        self.call(notify_endpoint::DEVICES_REGISTER, request).await
+    }
+
+    pub async fn unregister_device(
+        &self,
+        request: &UnregisterDevice,
+    ) -> Result<Devices, CallError> {
+        self.call(notify_endpoint::DEVICES_UNREGISTER, request)
+            .await
+    }
+
+    /// Operators only: the NATS server refuses this subject to other users.
+    pub async fn broadcast(&self, request: &Broadcast) -> Result<Broadcasted, CallError> {
+        self.call(notify_endpoint::BROADCAST, request).await
+    }
+}
+
+/// Why a notification request was not stored on the stream.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("the notification request is invalid: {0}")]
+    Invalid(String),
+    #[error("the notification stream did not take the request: {0}")]
+    Stream(String),
+}
+
+/// How roles ask for a notification: a [`NotifyRequest`] published on
+/// [`bus::NOTIFY_STREAM`] with its id as the JetStream message id (a repeat
+/// is dropped by the stream), waiting for the stream's acknowledgement and
+/// retrying across a NATS reconnect. Callers that must not wait (a request
+/// path) spawn [`Notifications::send`]; nothing here calls FCM.
+#[derive(Clone)]
+pub struct Notifications {
+    js: async_nats::jetstream::Context,
+    backoff: ExponentialBuilder,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications").finish_non_exhaustive()
+    }
+}
+
+impl Notifications {
+    /// Tries five times in all, 100 ms to 2 s apart (with jitter).
+    pub fn new(nats: async_nats::Client) -> Self {
+        Notifications {
+            js: async_nats::jetstream::new(nats),
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(4)
+                .with_jitter(),
+        }
+    }
+
+    /// Stores `request` on the stream (checked first: a bad request is a
+    /// bug of the caller, refused here rather than by the notifier).
+    pub async fn send(&self, request: &NotifyRequest) -> Result<(), NotifyError> {
+        crate::notify::check_request(request).map_err(NotifyError::Invalid)?;
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(request).map_err(|e| NotifyError::Invalid(e.to_string()))?,
+        );
+        let subject = bus::notify_stream_subject(request.kind);
+        let once = || async {
+            let mut headers = bus::trace_headers(&tracing::Span::current().context());
+            headers.insert("Nats-Msg-Id", request.id.as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers, body.clone())
+                .await
+                .map_err(|e| NotifyError::Stream(e.to_string()))?;
+            ack.await
+                .map(|_| ())
+                .map_err(|e| NotifyError::Stream(e.to_string()))
+        };
+        once.retry(self.backoff).await
+    }
+
+    /// [`Self::send`] in the background: a failure after every retry is
+    /// logged and counted, and the caller's request goes on.
+    pub fn spawn(&self, request: NotifyRequest) {
+        let me = self.clone();
+        tokio::spawn(
+            async move {
+                if let Err(e) = me.send(&request).await {
+                    tracing::warn!(error = %e, kind = request.kind.as_str(), "notification request lost");
+                }
+            }
+            .in_current_span(),
+        );
     }
 }

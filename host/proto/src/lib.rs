@@ -9,6 +9,7 @@
 //!   states (JSON).
 //! - [`presence`]: who is online, how and doing what; the lobby's figures.
 //! - [`friends`]: friend requests, answers and lists.
+//! - [`notify`]: notification requests, the inbox, devices and broadcasts.
 //! - [`record`]: a finished match's record (JetStream, `match verify`).
 //! - [`catalog`]: the published modes as stored on NATS (pointers,
 //!   versions, quarantines) and the signing message.
@@ -33,6 +34,7 @@ pub mod friends;
 pub mod ids;
 pub mod matches;
 mod mode_hash;
+pub mod notify;
 pub mod presence;
 pub mod queue;
 pub mod record;

@@ -371,6 +371,13 @@ pub enum Notice {
         from: String,
         code: String,
     },
+    /// A new notification in this player's inbox (the notifier).
+    Notification(crate::notify::Notification),
+    /// The player's unread count changed (read or deleted, perhaps in
+    /// another tab).
+    InboxChanged {
+        unread: u32,
+    },
 }
 
 /// What the matchmaker asks of the match host.
