@@ -105,6 +105,28 @@ pub mod names {
     pub const GATEWAY_WS_DROPPED: &str = "dashdice_gateway_ws_dropped_total";
     /// Counter of live match events found missing (and fetched again).
     pub const GATEWAY_EVENT_GAPS: &str = "dashdice_gateway_event_gaps_total";
+    /// Counter of notification requests the notifier handled, by `kind` and
+    /// `outcome` (`stored`, `duplicate`, `expired`, `dropped_online`,
+    /// `malformed`, `failed`: to come again).
+    pub const NOTIFY_REQUESTS: &str = "dashdice_notify_requests_total";
+    /// Histogram (seconds) of handling one notification request (stored,
+    /// told, pushed), by `kind`.
+    pub const NOTIFY_SECONDS: &str = "dashdice_notify_request_seconds";
+    /// Counter of pushes, by `outcome`: per device `sent`, `unregistered`,
+    /// `gave_up`; per notification `skipped` (no FCM configured),
+    /// `no_devices`, `collapsed`, `limited` (the per-user cap), `duplicate`.
+    pub const NOTIFY_PUSHES: &str = "dashdice_notify_pushes_total";
+    /// Counter of `your_turn` requests dropped because the player was online.
+    pub const NOTIFY_YOUR_TURN_DROPPED: &str = "dashdice_notify_your_turn_dropped_total";
+    /// Counter of device tokens removed because FCM said they are dead.
+    pub const NOTIFY_TOKENS_REMOVED: &str = "dashdice_notify_tokens_removed_total";
+    /// Counter of notifier requests (`dd.notify.*`: inbox, devices,
+    /// broadcast), by `endpoint` and `outcome`.
+    pub const NOTIFY_INBOX_REQUESTS: &str = "dashdice_notify_inbox_requests_total";
+    /// Histogram (seconds) of a notifier request, by `endpoint`.
+    pub const NOTIFY_INBOX_REQUEST_SECONDS: &str = "dashdice_notify_inbox_request_seconds";
+    /// Counter of users broadcasts were queued for.
+    pub const NOTIFY_BROADCAST_USERS: &str = "dashdice_notify_broadcast_users_total";
 }
 
 /// Keeps the trace pipeline alive; flushes it when dropped.

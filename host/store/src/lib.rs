@@ -46,6 +46,7 @@
 //! round trips. WATCH/MULTI is deliberately not used: on a shared multiplexed
 //! connection it silently loses updates.
 
+pub mod inbox;
 pub mod leaderboards;
 pub mod presence;
 pub mod queues;
