@@ -22,7 +22,10 @@
 //!
 //! A block is never told as a block. A notice is a hint to refresh: it is
 //! published once, at most (a player who is not connected misses it and
-//! reads their list later), and the list is the truth.
+//! reads their list later), and the list is the truth. A request and an
+//! accept are also asked of the notifier (kinds `friend_request` and
+//! `friend_accepted`, see [`crate::notify`]), in the background: it keeps
+//! them in the player's inbox and pushes them when the player is away.
 //!
 //! Refusals: `bad_request` (an id that is not a user id), `yourself`,
 //! `already_friends`, `already_requested`, `blocked`, `not_friends`,
@@ -133,6 +136,13 @@ impl Archives {
                 counted(done.outcome);
                 if let Some((to, notice)) = &done.notice {
                     self.tell(to, notice).await;
+                    let since_ms = done.link.as_ref().map_or(now, |l| l.since_ms);
+                    if let Some(notifications) = &self.notifications
+                        && let Some(request) =
+                            crate::notify::for_friend_notice(to, notice, since_ms)
+                    {
+                        notifications.spawn(request);
+                    }
                     // The actor's other sessions (tabs, devices, gateways)
                     // learn it too, so none keeps following the other.
                     if matches!(notice, Notice::FriendRemoved { .. }) {

@@ -14,7 +14,10 @@
 //! - [`service`]: `dd.archive.*` on the shared endpoint loop.
 //! - [`friends`]: `dd.archive.friends.*`: each change made in one Firestore
 //!   transaction ([`dashdice_archive::Archive::befriend`]), then told to
-//!   the other player on `dd.user.<uid>.notify`.
+//!   the other player on `dd.user.<uid>.notify`, and a friend request or
+//!   an accept is also asked of the notifier (inbox, push).
+//! - [`notify`]: the notification requests the archiver makes: friend
+//!   requests and accepts, and each human player's match result.
 //!
 //! Stateless: any number run side by side. They share one durable consumer
 //! (a queue of work: each record goes to one of them) and one queue group.
@@ -25,6 +28,7 @@
 
 pub mod boards;
 pub mod friends;
+pub mod notify;
 pub mod records;
 pub mod service;
 
@@ -32,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashdice_archive::Archive;
+use dashdice_proto::client::Notifications;
 use dashdice_proto::clock::SharedClock;
 use dashdice_store::leaderboards::Leaderboards;
 
@@ -72,12 +77,32 @@ pub struct Archiver {
 pub struct ServiceError(pub String);
 
 /// Runs the archiver on `client` until the connection closes: the record
-/// consumer, the rebuild check and the request endpoints.
+/// consumer, the rebuild check and the request endpoints. It asks for no
+/// notifications (see [`run_notifying`]).
 pub async fn run(
     client: async_nats::Client,
     archiver: Archiver,
     options: Options,
 ) -> Result<(), ServiceError> {
+    run_notifying(client, archiver, options, None).await
+}
+
+/// [`run`], asking the notifier (through `notifications`, if any) to tell
+/// players of friend requests and accepts and of their match results. The
+/// notification stream is created here if missing, so requests are kept
+/// even before a notifier first starts.
+pub async fn run_notifying(
+    client: async_nats::Client,
+    archiver: Archiver,
+    options: Options,
+    notifications: Option<Notifications>,
+) -> Result<(), ServiceError> {
+    if notifications.is_some() {
+        let js = async_nats::jetstream::new(client.clone());
+        dashdice_proto::bus::open_notify_stream(&js)
+            .await
+            .map_err(ServiceError)?;
+    }
     let archiver = Arc::new(archiver);
     let consumer = records::consumer(&client)
         .await
@@ -87,12 +112,14 @@ pub async fn run(
         consumer,
         archiver.clone(),
         options.clone(),
+        notifications.clone(),
     ));
     tasks.spawn(records::watch_lag(client.clone()));
     tasks.spawn(boards::keep_built(archiver.clone(), options.rebuild_check));
     let archives = service::Archives {
         archiver,
         notices: client.clone(),
+        notifications,
     };
     let served =
         dashdice_service::endpoints::serve(client, service::SERVICE, Arc::new(archives)).await;

@@ -9,6 +9,12 @@
 //! `dashdice-archive`), so a redelivery after a crash between the commit
 //! and the ack changes nothing, and the copy to Redis is repeated, which is
 //! harmless (versioned).
+//!
+//! With notifications on, each human player's result is then asked of the
+//! notifier (`match_result`, id `result:<match_id>:<uid>`, see
+//! [`crate::notify`]) and the stream's acknowledgement awaited before the
+//! record is: a record whose results could not be stored comes again, and
+//! the ids make the repeat harmless.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use dashdice_archive::{ArchiveError, Archived};
 use dashdice_proto::bus;
+use dashdice_proto::client::{Notifications, NotifyError};
 use dashdice_proto::record::MatchRecord;
 use dashdice_service::telemetry::names;
 use futures_util::StreamExt;
@@ -46,8 +53,15 @@ pub async fn consumer(client: &async_nats::Client) -> Result<PullConsumer, Strin
         .map_err(|e| e.to_string())
 }
 
-/// Archives records as they come, `options.concurrency` at once, forever.
-pub async fn archive_all(consumer: PullConsumer, archiver: Arc<Archiver>, options: Options) {
+/// Archives records as they come, `options.concurrency` at once, forever;
+/// with `notifications`, each record's results are asked for before it is
+/// acknowledged.
+pub async fn archive_all(
+    consumer: PullConsumer,
+    archiver: Arc<Archiver>,
+    options: Options,
+    notifications: Option<Notifications>,
+) {
     let breaker = Breaker::default();
     let players = PlayerLocks::default();
     loop {
@@ -63,12 +77,13 @@ pub async fn archive_all(consumer: PullConsumer, archiver: Arc<Archiver>, option
         let options = &options;
         let breaker = &breaker;
         let players = &players;
+        let notifications = notifications.as_ref();
         messages
             .take_while(|m| std::future::ready(m.is_ok()))
             .filter_map(|m| std::future::ready(m.ok()))
             .for_each_concurrent(options.concurrency, |message| async move {
                 breaker.wait().await;
-                let ok = handle(archiver, options, players, message).await;
+                let ok = handle(archiver, options, players, notifications, message).await;
                 breaker.record(ok, options);
             })
             .await;
@@ -146,6 +161,7 @@ async fn handle(
     archiver: &Archiver,
     options: &Options,
     players: &PlayerLocks,
+    notifications: Option<&Notifications>,
     message: jetstream::Message,
 ) -> bool {
     let record = match serde_json::from_slice::<MatchRecord>(&message.payload) {
@@ -162,9 +178,15 @@ async fn handle(
     let span = tracing::info_span!("archive record", match_id = %record.match_id, outcome = tracing::field::Empty);
     let held = players.lock(&record.players).await;
     let json = String::from_utf8_lossy(&message.payload);
-    let outcome = archive_one(archiver, &record, &json)
-        .instrument(span.clone())
-        .await;
+    let outcome = async {
+        let outcome = archive_one(archiver, &record, &json).await?;
+        if let Some(notifications) = notifications {
+            notify_results(notifications, &record, archiver.clock.now_ms()).await?;
+        }
+        Ok::<_, String>(outcome)
+    }
+    .instrument(span.clone())
+    .await;
     drop(held);
     match outcome {
         Ok(outcome) => {
@@ -230,6 +252,27 @@ pub async fn archive_one(
         }
     }
     Ok(outcome)
+}
+
+/// Asks the notifier to tell each human player of `record` its result,
+/// waiting for the stream to keep each request. A request the checks
+/// refuse (an id too long, say) can never be sent: it is logged and
+/// skipped rather than holding the record back forever.
+async fn notify_results(
+    notifications: &Notifications,
+    record: &MatchRecord,
+    now_ms: u64,
+) -> Result<(), String> {
+    for request in crate::notify::match_results(record, now_ms) {
+        match notifications.send(&request).await {
+            Ok(()) => {}
+            Err(NotifyError::Invalid(why)) => {
+                tracing::error!(id = %request.id, %why, "a match result cannot be notified");
+            }
+            Err(e) => return Err(format!("notifications: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// The wait before a record delivered `delivered` times comes again:

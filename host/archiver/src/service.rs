@@ -85,11 +85,13 @@ pub(crate) fn bad(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal(code, message.into())
 }
 
-/// The archiver on the bus: what it shares, and the connection it tells
-/// players on (friends' notices, `dd.user.<uid>.notify`).
+/// The archiver on the bus: what it shares, the connection it tells
+/// players on (friends' notices, `dd.user.<uid>.notify`), and where it asks
+/// for notifications (none in tests that run no notifier).
 pub struct Archives {
     pub archiver: Arc<Archiver>,
     pub notices: async_nats::Client,
+    pub notifications: Option<dashdice_proto::client::Notifications>,
 }
 
 impl Endpoints for Archives {

@@ -1,6 +1,9 @@
 //! The match-host role: serves [`MatchHost`] on NATS as a micro service
 //! (`$SRV.PING|INFO|STATS` work from the `nats` CLI), publishes each match's
-//! events, and fires due turn timers.
+//! events, and fires due turn timers. With notifications on
+//! ([`run_notifying`]), each action or timeout that makes it a human
+//! player's turn also asks the notifier for a `your_turn` (see
+//! [`your_turn`]); the notifier pushes it only if that player is away.
 //!
 //! Stateless: any number of these run side by side in one queue group; every
 //! match lives in Redis, so any instance serves any match, and a killed instance
@@ -15,7 +18,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{ActionReply, Applied, MatchError, MatchHost};
 use dashdice_proto::bus::{self, RecordStream, endpoint};
+use dashdice_proto::client::Notifications;
 use dashdice_proto::matches::MatchRequest;
+use dashdice_proto::notify::{NotificationKind, NotifyRequest};
 use dashdice_service::endpoints::{Endpoints, Service, serve};
 use dashdice_service::telemetry::names;
 
@@ -57,14 +62,32 @@ const SERVICE: Service = Service {
     max_in_flight: None,
 };
 
-/// Runs the match host on `client` until the connection closes.
+/// Runs the match host on `client` until the connection closes, asking
+/// for no notifications.
 pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), ServiceError> {
+    run_notifying(client, host, None).await
+}
+
+/// [`run`], asking the notifier (through `notifications`, if any) to tell
+/// players it is their turn.
+pub async fn run_notifying(
+    client: async_nats::Client,
+    host: MatchHost,
+    notifications: Option<Notifications>,
+) -> Result<(), ServiceError> {
     // Before the service announces itself: everything it needs is ready
     // when it first answers PING.
     let records = RecordStream::open(&client).await.map_err(nats_error)?;
+    if notifications.is_some() {
+        // Made here if missing, so turns are kept even before a notifier
+        // first starts.
+        let js = async_nats::jetstream::new(client.clone());
+        bus::open_notify_stream(&js).await.map_err(nats_error)?;
+    }
     let host = Arc::new(Host {
         client: client.clone(),
         records,
+        notifications,
         logic: Arc::new(host),
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -79,6 +102,7 @@ pub async fn run(client: async_nats::Client, host: MatchHost) -> Result<(), Serv
 struct Host {
     client: async_nats::Client,
     records: RecordStream,
+    notifications: Option<Notifications>,
     logic: Arc<MatchHost>,
 }
 
@@ -140,6 +164,12 @@ impl Host {
     /// Events on the match's subject; at the end, the standings and the record.
     async fn announce(&self, reply: &ActionReply) {
         publish_events(&self.client, reply).await;
+        if let Some(notifications) = &self.notifications
+            && let Some(request) = your_turn(reply, dashdice_proto::clock::now_ms())
+        {
+            // In the background: neither the reply nor the events wait.
+            notifications.spawn(request);
+        }
         if !reply.snapshot.finished {
             return;
         }
@@ -177,6 +207,49 @@ impl Host {
             }
         }
     }
+}
+
+/// The `your_turn` request an applied action (or timeout, or a new match)
+/// calls for: when its events start or pass a turn and the match, still
+/// on, is now on a human player's turn. Id `your_turn:<match_id>:<seq>`
+/// (the seq of the event that gave the turn: the same turn always asks the
+/// same), data `match_id`, `mode` and `opponent` (who passed the turn, or
+/// else the first other player). `None` for everything else, which is
+/// most actions: they are looked at without allocating.
+pub fn your_turn(reply: &ActionReply, now_ms: u64) -> Option<NotifyRequest> {
+    use dashdice_mode_sdk::Event;
+    let snapshot = &reply.snapshot;
+    if snapshot.finished {
+        return None;
+    }
+    let (seq, player, passed_by) = reply.events.iter().rev().find_map(|e| match &e.event {
+        Event::TurnPassed { from, to } => Some((e.seq, to, Some(from))),
+        Event::TurnStarted { player } => Some((e.seq, player, None)),
+        _ => None,
+    })?;
+    if snapshot.turn.as_ref() != Some(player) || snapshot.bots.contains(player) {
+        return None;
+    }
+    let opponent = passed_by
+        .filter(|from| *from != player)
+        .or_else(|| snapshot.players.iter().find(|p| *p != player))?;
+    let data = [
+        ("match_id", &snapshot.match_id),
+        ("mode", &snapshot.mode),
+        ("opponent", opponent),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.clone()))
+    .collect();
+    Some(NotifyRequest {
+        id: format!("your_turn:{}:{seq}", snapshot.match_id),
+        uid: player.clone(),
+        kind: NotificationKind::YourTurn,
+        data,
+        created_ms: now_ms,
+        title: None,
+        body: None,
+    })
 }
 
 async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {
@@ -276,5 +349,52 @@ async fn housekeeping(out: Arc<Host>) {
                 Err(e) => tracing::warn!(%match_id, error = %e, "could not rebuild a match record"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reply(events: serde_json::Value, turn: &str, finished: bool) -> ActionReply {
+        serde_json::from_value(json!({
+            "events": events,
+            "match": {
+                "match_id": "m1", "mode": "classic", "mode_version": "v",
+                "players": ["alice", "bob", "bot-1"], "bots": ["bot-1"],
+                "seq": 9, "turn": turn, "deadline_ms": null, "seed_hash": "h",
+                "seed": null, "finished": finished, "created_ms": 1, "view": {}
+            }
+        }))
+        .expect("a reply")
+    }
+
+    #[test]
+    fn a_passed_turn_asks_for_the_player_now_on_turn() {
+        let passed = json!([
+            {"seq": 7, "type": "busted", "player": "alice", "lost": 50, "reason": "single_one"},
+            {"seq": 8, "type": "turn_passed", "from": "alice", "to": "bob"}
+        ]);
+        let r = your_turn(&reply(passed, "bob", false), 5).expect("a request");
+        assert_eq!(r.id, "your_turn:m1:8");
+        assert_eq!(r.uid, "bob");
+        assert_eq!(r.kind, NotificationKind::YourTurn);
+        assert_eq!(r.data.get("opponent").map(String::as_str), Some("alice"));
+        assert_eq!(r.data.get("mode").map(String::as_str), Some("classic"));
+        assert!(dashdice_proto::notify::check_request(&r).is_ok());
+    }
+
+    #[test]
+    fn rolls_bots_and_ends_ask_for_nothing() {
+        let rolled = json!([{"seq": 3, "type": "rolled", "player": "alice", "dice": [1, 2], "kind": "normal"}]);
+        assert!(your_turn(&reply(rolled, "alice", false), 5).is_none());
+        let to_bot = json!([{"seq": 4, "type": "turn_passed", "from": "bob", "to": "bot-1"}]);
+        assert!(your_turn(&reply(to_bot, "bot-1", false), 5).is_none());
+        let started = json!([{"seq": 1, "type": "turn_started", "player": "alice"}]);
+        assert!(your_turn(&reply(started.clone(), "alice", true), 5).is_none());
+        let first =
+            your_turn(&reply(started, "alice", false), 5).expect("a new match's first turn");
+        assert_eq!(first.data.get("opponent").map(String::as_str), Some("bob"));
     }
 }

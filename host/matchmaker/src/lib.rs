@@ -5,8 +5,10 @@
 //! Architecture invariant: like the match host's hosting logic, this knows the rules (who
 //! may queue, who may meet, what happens when creating a match fails) but
 //! neither NATS nor Redis commands. It reaches the match host and the players
-//! through the [`Matches`] and [`Notify`] traits, and the store through
-//! [`QueueStore`].
+//! through the [`Matches`] and [`Notify`] traits, the store through
+//! [`QueueStore`], and the notifier (direct invites and rematch offers kept
+//! in the invitee's inbox and pushed when they are away) through the typed
+//! [`Notifications`] publisher, if given ([`Matchmaker::with_notifications`]).
 //!
 //! ## Invariants
 //!
@@ -68,8 +70,9 @@ pub use private::{CODE_ALPHABET, CODE_LEN, normalize_code};
 pub use ratings::{Rating, Ratings, RatingsStore};
 
 use dashdice_proto::ErrorCode;
-use dashdice_proto::client::CallError;
+use dashdice_proto::client::{CallError, Notifications};
 use dashdice_proto::clock::{self, SharedClock, now_ms};
+use dashdice_proto::notify::{NotificationKind, NotifyRequest};
 use dashdice_store::StoreError;
 use dashdice_store::queues::{QueueKeys, QueuePosition, QueueStore, StoredTicket};
 
@@ -197,6 +200,31 @@ pub struct Matchmaker<M, N> {
     regions: BTreeSet<String>,
     matches: M,
     notify: N,
+    /// Where notification requests go; `None` asks for none.
+    notifications: Option<Notifications>,
+}
+
+/// A notification request for `uid` (see `dashdice_proto::notify`); `id`
+/// comes from the event, so asking again is harmless.
+fn notify_request(
+    id: String,
+    uid: &str,
+    kind: NotificationKind,
+    data: &[(&str, &str)],
+    created_ms: u64,
+) -> NotifyRequest {
+    NotifyRequest {
+        id,
+        uid: uid.to_owned(),
+        kind,
+        data: data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        created_ms,
+        title: None,
+        body: None,
+    }
 }
 
 fn random_id(prefix: &str) -> String {
@@ -270,6 +298,27 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             regions: regions.into_iter().collect(),
             matches,
             notify,
+            notifications: None,
+        }
+    }
+
+    /// Asks the notifier to tell invitees of direct invites and players of
+    /// rematch offers (in the background: no request waits on it).
+    pub fn with_notifications(mut self, notifications: Notifications) -> Self {
+        self.notifications = Some(notifications);
+        self
+    }
+
+    /// Whether notification requests are made.
+    pub fn notifies(&self) -> bool {
+        self.notifications.is_some()
+    }
+
+    /// Sends `request` to the notifier in the background, if notifications
+    /// are on.
+    pub(crate) fn request_notification(&self, request: NotifyRequest) {
+        if let Some(notifications) = &self.notifications {
+            notifications.spawn(request);
         }
     }
 

@@ -18,7 +18,9 @@
 //! is a code as above with a target: the stored code records `to`, the only
 //! player who may join with it (anyone else hears `not_invited`, so the code
 //! is worth nothing if it leaks), and `to` is told
-//! [`Notice::Invited`](super::Notice::Invited). The matchmaker does not know
+//! [`Notice::Invited`](super::Notice::Invited) (and, with notifications on,
+//! the notifier is asked for a `match_invite`, id `invite:<code>`, kept in
+//! their inbox and pushed if they are away). The matchmaker does not know
 //! friends: the gateway checks the two are friends before asking. The
 //! invitee accepts by joining the code as any guest would, or declines
 //! ([`Matchmaker::decline_invite`]): the code is deleted, its host freed and
@@ -48,8 +50,9 @@ use std::time::Duration;
 use super::{
     Claimed, CreateInviteRequest, Current, DirectInviteRequest, Invite, JoinInviteRequest, Matches,
     MatchingFor, Matchmaker, MatchmakingError, NewMatch, Notice, Notify, Origin, PlayerState,
-    QueueKind, Status, busy, check_player,
+    QueueKind, Status, busy, check_player, notify_request,
 };
+use dashdice_proto::notify::NotificationKind;
 use dashdice_service::telemetry::names;
 use dashdice_store::StoreError;
 use dashdice_store::queues::{DueInvite, InviteClaim, InviteEnd, StoredInvite};
@@ -158,6 +161,21 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
             if let Err(e) = self.notify.notify(to, &invited).await {
                 tracing::warn!(%to, error = %e, "could not tell a player of their invite");
             }
+            // Kept in their inbox, and pushed if they are away: the notice
+            // above reaches only open sockets.
+            let expires = invite.expires_ms.to_string();
+            self.request_notification(notify_request(
+                format!("invite:{}", invite.code),
+                to,
+                NotificationKind::MatchInvite,
+                &[
+                    ("from", player),
+                    ("code", &invite.code),
+                    ("mode", &invite.mode),
+                    ("expires_ms", &expires),
+                ],
+                self.clock.now_ms(),
+            ));
         }
         Ok(invite)
     }

@@ -5,7 +5,9 @@
 //! host if an offer comes first) opens a rematch slot
 //! (`mm:rematch:{match_id}`) until [`PrivatePolicy::rematch_window_ms`]
 //! after the match ended. Each human player may offer; the first offer tells
-//! the others ([`Notice::RematchOffered`]); the offer that makes everyone
+//! the others ([`Notice::RematchOffered`], and with notifications on a
+//! `rematch_offer` request to the notifier, id `rematch:<match_id>:<from>`);
+//! the offer that makes everyone
 //! agree ("accept") marks the slot `starting` in the same script, so exactly
 //! one caller makes the new match: same mode, same seats, unranked. Bots
 //! always agree, so a rematch of a bot match starts on the human's offer,
@@ -21,8 +23,9 @@ use std::time::Duration;
 use super::{
     BOT_PREFIX, Claimed, Current, Matches, MatchingFor, Matchmaker, MatchmakingError, NewMatch,
     Notice, Notify, Origin, PlayerState, QueueKind, RematchRequest, RematchStatus, busy,
-    check_player, random_id,
+    check_player, notify_request, random_id,
 };
+use dashdice_proto::notify::NotificationKind;
 use dashdice_store::queues::{RematchOffer, StoredRematch};
 
 /// Longest match id a rematch request may name.
@@ -114,10 +117,22 @@ impl<M: Matches, N: Notify> Matchmaker<M, N> {
                         from: player.to_owned(),
                         expires_ms,
                     };
+                    let expires = expires_ms.to_string();
                     for other in others {
                         if let Err(e) = self.notify.notify(other, &offered).await {
                             tracing::warn!(player = %other, error = %e, "could not offer a rematch");
                         }
+                        self.request_notification(notify_request(
+                            format!("rematch:{match_id}:{player}"),
+                            other,
+                            NotificationKind::RematchOffer,
+                            &[
+                                ("from", player),
+                                ("match_id", match_id),
+                                ("expires_ms", &expires),
+                            ],
+                            self.clock.now_ms(),
+                        ));
                     }
                 }
                 Ok(RematchStatus::Offered {

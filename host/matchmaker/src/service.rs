@@ -141,6 +141,11 @@ pub async fn run_with(
 ) -> Result<(), ServiceError> {
     let js = jetstream::new(client.clone());
     let stream = bus::open_record_stream(&js).await.map_err(nats_error)?;
+    // Made here if missing, so invites and offers are kept even before a
+    // notifier first starts.
+    if matchmaker.notifies() {
+        bus::open_notify_stream(&js).await.map_err(nats_error)?;
+    }
     let consumer = stream
         .get_or_create_consumer(
             bus::MATCHMAKER_RECORDS_CONSUMER,
