@@ -43,6 +43,7 @@ fn the_kustomization_renders_every_role() {
         ("gateway", "gateway"),
         ("archiver", "archiver"),
         ("presence", "presence"),
+        ("notifier", "notifier"),
     ] {
         assert!(
             yaml.contains(&format!("- args:\n        - {role}\n")),
@@ -64,8 +65,8 @@ fn the_kustomization_renders_every_role() {
     assert_eq!(
         yaml.matches("- name: TOKIO_WORKER_THREADS\n          value: \"2\"\n")
             .count(),
-        5,
-        "match-host, matchmaker, gateway, archiver and presence each set TOKIO_WORKER_THREADS"
+        6,
+        "match-host, matchmaker, gateway, archiver, presence and notifier each set TOKIO_WORKER_THREADS"
     );
     // The archivers reach Google's Firestore (no emulator) with the
     // service-account key mounted from its secret.
@@ -76,6 +77,12 @@ fn the_kustomization_renders_every_role() {
     ));
     assert!(yaml.contains("name: dashdice-firestore\n"));
     assert!(yaml.contains("secretName: dashdice-firestore\n"));
+    // The notifiers push through FCM with their key mounted from its secret.
+    assert!(yaml.contains(
+        "- name: DASHDICE_FCM_KEY\n          value: /var/run/secrets/dashdice/fcm/key.json\n"
+    ));
+    assert!(yaml.contains("name: dashdice-fcm\n"));
+    assert!(yaml.contains("secretName: dashdice-fcm\n"));
     assert!(yaml.contains("namespace: dashdice"));
     assert!(
         yaml.contains("nats-server.conf: |"),

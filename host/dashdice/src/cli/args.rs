@@ -22,9 +22,11 @@ pub enum Command {
     #[command(subcommand)]
     Match(MatchCommand),
     /// Run the whole system in this process: the gateway (with the web page
-    /// and guest sign-in), a match host, a matchmaker, presence and (with
-    /// the Firestore emulator) an archiver, with the four built-in modes, starting nats-server and redis-server on loopback if
-    /// none answer at the configured URLs.
+    /// and guest sign-in), a match host, a matchmaker, presence, a notifier
+    /// (pushing through FCM only with --fcm-key) and (with the Firestore
+    /// emulator) an archiver, with the four built-in modes, starting
+    /// nats-server and redis-server on loopback if none answer at the
+    /// configured URLs.
     Up(Box<UpArgs>),
     /// Run a match host: serve match requests on NATS, state in Redis.
     MatchHost(MatchHostArgs),
@@ -42,6 +44,15 @@ pub enum Command {
     /// to their matches; queue tickets of players gone past the grace given
     /// up; the lobby's figures. State in Redis.
     Presence(PresenceArgs),
+    /// Run a notifier: notification requests from the JetStream stream
+    /// rendered, kept in each player's inbox (Redis), handed to their open
+    /// sockets and, when they are away or offline, pushed to their devices
+    /// through Firebase Cloud Messaging (with --fcm-key); the inbox, device
+    /// and broadcast endpoints (`dd.notify.*`).
+    Notifier(NotifierArgs),
+    /// Operators' notification tools.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Measure a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -331,6 +342,9 @@ pub struct UpArgs {
     /// leaderboards) even if the Firestore emulator is installed.
     #[arg(long)]
     pub no_archiver: bool,
+    /// The notifier's pushes (none without --fcm-key).
+    #[command(flatten)]
+    pub fcm: FcmArgs,
 }
 
 /// Where the publisher key lives unless `--key-file` says otherwise:
@@ -439,6 +453,96 @@ pub struct PresenceArgs {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, env = "DASHDICE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifierArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub fcm: FcmArgs,
+    /// Users a broadcast reaches per second at most (default: the
+    /// notifier's own pace).
+    #[arg(long, env = "DASHDICE_BROADCAST_PER_SECOND")]
+    pub broadcast_per_second: Option<u32>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DASHDICE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Pushes through Firebase Cloud Messaging (HTTP v1).
+#[derive(Clone, Debug, Args)]
+pub struct FcmArgs {
+    /// A Google service-account key (the JSON file) allowed to send through
+    /// FCM in its project. Without it nothing is pushed: notifications are
+    /// still kept in inboxes and handed to open sockets.
+    #[arg(long, env = "DASHDICE_FCM_KEY")]
+    pub fcm_key: Option<PathBuf>,
+    /// Where FCM's `messages:send` is (default: Google's,
+    /// https://fcm.googleapis.com); for a stand-in in tests.
+    #[arg(long, env = "DASHDICE_FCM_SEND_BASE")]
+    pub fcm_send_base: Option<String>,
+    /// Where OAuth 2 access tokens come from (default: the key's
+    /// `token_uri`); for a stand-in in tests.
+    #[arg(long, env = "DASHDICE_FCM_TOKEN_URI")]
+    pub fcm_token_uri: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a notification to many players at once (kept in their inboxes,
+    /// shown on open sockets, pushed to the away): the notifiers queue one
+    /// per user and pace them. Needs the `ops` NATS user (`--nats-user ops`
+    /// or DASHDICE_NATS_USER=ops): no other may send a broadcast.
+    Broadcast(BroadcastArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BroadcastArgs {
+    /// Who: `all` (every user the notifiers know), `online` (online or away
+    /// now) or `region:<region>` (online or away in that region).
+    #[arg(long, value_parser = parse_audience)]
+    pub audience: dashdice_proto::notify::Audience,
+    #[arg(long)]
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// The broadcast's id: sending one id again reaches nobody twice
+    /// (default: a new random id, printed).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Extra data for the app, `key=value`, repeatable.
+    #[arg(long = "data", value_parser = parse_key_value)]
+    pub data: Vec<(String, String)>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `all`, `online` or `region:<region>`.
+fn parse_audience(s: &str) -> Result<dashdice_proto::notify::Audience, String> {
+    use dashdice_proto::notify::Audience;
+    match s {
+        "all" => Ok(Audience::All),
+        "online" => Ok(Audience::Online),
+        _ => match s.strip_prefix("region:") {
+            Some(region) if !region.is_empty() => Ok(Audience::Region {
+                region: region.to_owned(),
+            }),
+            _ => Err(format!(
+                "{s:?}: an audience is all, online or region:<region>"
+            )),
+        },
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: data is key=value")),
+    }
 }
 
 #[derive(Debug, Args)]

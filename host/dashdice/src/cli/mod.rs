@@ -2,7 +2,8 @@
 //!
 //! - `args`: the clap schema (what a user may type);
 //! - `roles`: starting `match-host`, `matchmaker`, `gateway`, `archiver`,
-//!   `presence` and `up`;
+//!   `presence`, `notifier` and `up`;
+//! - `notify`: operators' `notify broadcast`;
 //! - `tools`: mode commands, `match verify`, benches, `loadgen`;
 //! - `bench_presence`: `bench presence`, with the servers and the presence
 //!   role it starts for itself.
@@ -24,6 +25,7 @@ use dashdice_tools::simulate;
 mod args;
 mod bench_presence;
 mod catalog;
+mod notify;
 mod roles;
 mod tools;
 
@@ -114,6 +116,7 @@ impl Command {
                 | Command::Gateway(_)
                 | Command::Archiver(_)
                 | Command::Presence(_)
+                | Command::Notifier(_)
                 | Command::Up(_)
         )
     }
@@ -130,6 +133,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Gateway(args) => roles::run_gateway(args, out),
         Command::Archiver(args) => roles::run_archiver(args),
         Command::Presence(args) => roles::run_presence(args),
+        Command::Notifier(args) => roles::run_notifier(args),
+        Command::Notify(command) => notify::run(command, out),
         Command::Bench(command) => tools::bench(command, out),
         Command::Loadgen(args) => tools::loadgen(args, out),
     }

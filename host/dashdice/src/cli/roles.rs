@@ -1,7 +1,9 @@
 //! Starting the roles: `dashdice match-host`, `matchmaker`, `gateway`,
-//! `archiver` and `presence` each start one, and `dashdice up` starts them
-//! all in one process (with its own nats-server and redis-server when none
-//! answers). All go through
+//! `archiver`, `presence` and `notifier` each start one, and `dashdice up`
+//! starts them all in one process (with its own nats-server and
+//! redis-server when none answers). The match host, the matchmaker and the
+//! archiver ask the notifier for notifications (through the notification
+//! stream, which each creates if missing). All go through
 //! `dashdice_service::startup`: one Tokio runtime, telemetry, the NATS
 //! connection, and stopping on SIGTERM.
 
@@ -16,9 +18,10 @@ use dashdice_service::startup;
 
 use super::CliError;
 use super::args::{
-    ArchiverArgs, Connections, GatewayArgs, GatewayCommandArgs, MatchHostArgs, MatchmakerArgs,
-    PolicyArgs, PresenceArgs, UpArgs,
+    ArchiverArgs, Connections, FcmArgs, GatewayArgs, GatewayCommandArgs, MatchHostArgs,
+    MatchmakerArgs, NotifierArgs, PolicyArgs, PresenceArgs, UpArgs,
 };
+use dashdice_proto::client::Notifications;
 
 fn service_error(e: impl std::fmt::Display) -> CliError {
     CliError::Service(e.to_string())
@@ -71,6 +74,18 @@ async fn match_host(
     Ok((nats, host))
 }
 
+/// Runs a match host made by [`match_host`], asking for `your_turn`
+/// notifications.
+async fn serve_match_host(
+    nats: async_nats::Client,
+    host: dashdice_match_host::MatchHost,
+) -> Result<(), CliError> {
+    let notifications = Notifications::new(nats.clone());
+    dashdice_match_host::service::run_notifying(nats, host, Some(notifications))
+        .await
+        .map_err(service_error)
+}
+
 /// A matchmaker for `modes` on `policy`, reaching the match hosts and the
 /// players over NATS.
 async fn matchmaker(
@@ -108,7 +123,8 @@ async fn matchmaker(
         NatsNotify {
             client: nats.clone(),
         },
-    );
+    )
+    .with_notifications(Notifications::new(nats.clone()));
     if follow_catalog {
         matchmaker = matchmaker.with_book(mode_book(&nats));
     }
@@ -140,11 +156,38 @@ async fn archiver(
     Ok((nats, archiver))
 }
 
+/// Runs an archiver made by [`archiver`], asking for friends' and match
+/// results' notifications.
+async fn serve_archiver(
+    nats: async_nats::Client,
+    archiver: dashdice_archiver::Archiver,
+    options: dashdice_archiver::Options,
+) -> Result<(), CliError> {
+    let notifications = Notifications::new(nats.clone());
+    dashdice_archiver::run_notifying(nats, archiver, options, Some(notifications))
+        .await
+        .map_err(service_error)
+}
+
 /// A presence role on `c`, listing the lobby's queues of the modes the
 /// catalog makes playable.
 async fn presence(
     c: &Connections,
 ) -> Result<(async_nats::Client, dashdice_presence::Presences), CliError> {
+    let store = presence_store(c).await?;
+    let queues = dashdice_store::queues::QueueStore::connect(&c.redis_url)
+        .await
+        .map_err(|e| redis_error(c, e))?;
+    let nats = nats(c, "dashdice-presence").await?;
+    let presences = dashdice_presence::Presences::new(store, queues, mode_book(&nats));
+    Ok((nats, presences))
+}
+
+/// The presence store as the presence role keeps it (the notifier reads
+/// it to tell who is away).
+async fn presence_store(
+    c: &Connections,
+) -> Result<dashdice_store::presence::PresenceStore, CliError> {
     use dashdice_proto::presence::{CONNECTION_TTL_MS, MAX_CONNECTIONS, QUEUE_GRACE_MS};
     let settings = dashdice_store::presence::PresenceSettings {
         connection_ttl_ms: CONNECTION_TTL_MS,
@@ -152,16 +195,46 @@ async fn presence(
         max_connections: MAX_CONNECTIONS,
         ..Default::default()
     };
-    let store = dashdice_store::presence::PresenceStore::connect(&c.redis_url)
-        .await
-        .map_err(|e| redis_error(c, e))?
-        .with_settings(settings);
-    let queues = dashdice_store::queues::QueueStore::connect(&c.redis_url)
+    Ok(
+        dashdice_store::presence::PresenceStore::connect(&c.redis_url)
+            .await
+            .map_err(|e| redis_error(c, e))?
+            .with_settings(settings),
+    )
+}
+
+/// The FCM client `fcm` asks for, if any (none without a key).
+fn fcm(fcm: &FcmArgs) -> Result<Option<dashdice_notifier::fcm::Fcm>, CliError> {
+    use dashdice_notifier::fcm::{Fcm, FcmConfig, ServiceAccountKey};
+    let Some(path) = &fcm.fcm_key else {
+        return Ok(None);
+    };
+    let key = ServiceAccountKey::from_file(path)
+        .map_err(|e| CliError::Service(format!("--fcm-key {}: {e}", path.display())))?;
+    let mut config = FcmConfig::new(key);
+    if let Some(base) = &fcm.fcm_send_base {
+        config.send_base = base.clone();
+    }
+    if let Some(uri) = &fcm.fcm_token_uri {
+        config.token_uri = Some(uri.clone());
+    }
+    let client = Fcm::new(config).map_err(|e| CliError::Service(format!("FCM: {e}")))?;
+    Ok(Some(client))
+}
+
+/// A notifier on `c`: inboxes in Redis, presence read from Redis, pushes
+/// through `fcm` if given.
+async fn notifier(
+    c: &Connections,
+    fcm: Option<dashdice_notifier::fcm::Fcm>,
+) -> Result<(async_nats::Client, dashdice_notifier::delivery::Notifier), CliError> {
+    let inbox = dashdice_store::inbox::InboxStore::connect(&c.redis_url)
         .await
         .map_err(|e| redis_error(c, e))?;
-    let nats = nats(c, "dashdice-presence").await?;
-    let presences = dashdice_presence::Presences::new(store, queues, mode_book(&nats));
-    Ok((nats, presences))
+    let presence = presence_store(c).await?;
+    let nats = nats(c, "dashdice-notifier").await?;
+    let notifier = dashdice_notifier::delivery::Notifier::new(inbox, presence, fcm);
+    Ok((nats, notifier))
 }
 
 /// The gateway, bound to its address, ready to serve.
@@ -198,7 +271,7 @@ pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
         let c = &args.connections;
         let (nats, host) = match_host(c, registry, trusted).await?;
         tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, "match host serving");
-        startup::until_stopped(dashdice_match_host::service::run(nats, host))
+        startup::until_stopped(serve_match_host(nats, host))
             .await
             .map_err(CliError::Service)
     })?
@@ -233,7 +306,7 @@ pub fn run_archiver(args: ArchiverArgs) -> Result<(), CliError> {
             concurrency: args.concurrency.max(1),
             ..Default::default()
         };
-        startup::until_stopped(dashdice_archiver::run(nats, archiver, options))
+        startup::until_stopped(serve_archiver(nats, archiver, options))
             .await
             .map_err(CliError::Service)
     })?
@@ -247,6 +320,26 @@ pub fn run_presence(args: PresenceArgs) -> Result<(), CliError> {
         let (nats, presences) = presence(c).await?;
         tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, "presence serving");
         let serving = dashdice_presence::service::run(nats, presences, Default::default());
+        startup::until_stopped(serving)
+            .await
+            .map_err(CliError::Service)
+    })?
+}
+
+pub fn run_notifier(args: NotifierArgs) -> Result<(), CliError> {
+    startup::block_on(async move {
+        let _telemetry =
+            startup::observe("dashdice-notifier", args.metrics_addr).map_err(service_error)?;
+        let c = &args.connections;
+        let fcm = fcm(&args.fcm)?;
+        let pushing = fcm.is_some();
+        let (nats, notifier) = notifier(c, fcm).await?;
+        let mut options = dashdice_notifier::service::Options::default();
+        if let Some(rate) = args.broadcast_per_second {
+            options.broadcast_per_second = rate.max(1);
+        }
+        tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, pushing, "notifier serving");
+        let serving = dashdice_notifier::service::run(nats, notifier, options);
         startup::until_stopped(serving)
             .await
             .map_err(CliError::Service)
@@ -303,6 +396,8 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let (host_nats, host) = match_host(c, registry, trusted).await?;
         let (mm_nats, matchmaker) = matchmaker(c, &args.policy, Vec::new()).await?;
         let (presence_nats, presences) = presence(c).await?;
+        let (notifier_nats, notifier) = notifier(c, fcm(&args.fcm)?).await?;
+        let pushing = args.fcm.fcm_key.is_some();
         let firestore = dashdice_archive::FirestoreConfig {
             project: "dashdice-local".into(),
             emulator: Some(args.firestore_emulator.clone()),
@@ -318,7 +413,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         };
         writeln!(
             out,
-            "dashdice is up: gateway, match host, matchmaker, presence{}, modes {}",
+            "dashdice is up: gateway, match host, matchmaker, presence, notifier{}, modes {}",
             if archiver.is_some() {
                 " and archiver"
             } else {
@@ -334,6 +429,17 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
         writeln!(out, "  NATS    {}{}", c.nats_url(), started(&nats_server))?;
         writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
+        if pushing {
+            writeln!(
+                out,
+                "  pushes  through Firebase Cloud Messaging (--fcm-key)"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  pushes  none (no --fcm-key): notifications go to inboxes and open sockets only"
+            )?;
+        }
         match &no_archive {
             None => writeln!(
                 out,
@@ -360,11 +466,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }));
         let archiving = async {
             match archiver {
-                Some((nats, archiver)) => {
-                    dashdice_archiver::run(nats, archiver, Default::default())
-                        .await
-                        .map_err(service_error)
-                }
+                Some((nats, archiver)) => serve_archiver(nats, archiver, Default::default()).await,
                 None => std::future::pending().await,
             }
         };
@@ -374,7 +476,10 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 r = dashdice_presence::service::run(presence_nats, presences, Default::default()) => {
                     r.map_err(service_error)
                 }
-                r = dashdice_match_host::service::run(host_nats, host) => r.map_err(service_error),
+                r = serve_match_host(host_nats, host) => r,
+                r = dashdice_notifier::service::run(notifier_nats, notifier, Default::default()) => {
+                    r.map_err(service_error)
+                }
                 r = dashdice_matchmaker::service::run_with(mm_nats, matchmaker, args.policy.max_in_flight) => {
                     r.map_err(service_error)
                 }
