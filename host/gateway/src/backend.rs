@@ -1,11 +1,11 @@
 //! The workers behind the gateway, as typed calls: the match host, the
-//! matchmaker and the archiver over NATS request/reply, and the live subjects a connection
-//! listens to, through `dashdice_proto`'s typed clients: every request
-//! carries the current span's trace context, so one trace runs gateway →
-//! worker → Redis. Nothing is retried here: a client that saw `timeout`
-//! repeats its request with the same request id. (The archive client retries
-//! its own calls when nothing answered: they are reads, and a rename sets a
-//! value.)
+//! matchmaker, the archiver, presence and the notifier over NATS
+//! request/reply, and the live subjects a connection listens to, through
+//! `dashdice_proto`'s typed clients: every request carries the current
+//! span's trace context, so one trace runs gateway → worker → Redis.
+//! Nothing is retried here: a client that saw `timeout` repeats its request
+//! with the same request id. (The archive and notifier clients retry their
+//! own calls when nothing answered: they are reads, or set a value.)
 
 use std::time::Duration;
 
@@ -18,10 +18,13 @@ use dashdice_proto::archive::{
 };
 use dashdice_proto::bus;
 use dashdice_proto::client::{
-    ArchiveClient, MatchHostClient, MatchmakerClient, PresenceClient, Requester,
+    ArchiveClient, MatchHostClient, MatchmakerClient, NotifierClient, PresenceClient, Requester,
 };
 use dashdice_proto::friends::{FriendLink, FriendList};
 use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent, Snapshot};
+use dashdice_proto::notify::{
+    Devices, InboxDelete, InboxList, InboxMark, InboxPage, RegisterDevice, Unread, UnregisterDevice,
+};
 use dashdice_proto::presence::{Activity, Lobby, Presence, SetActivity};
 use dashdice_proto::queue::{
     CreateInviteRequest, DirectInviteRequest, Invite, JoinInviteRequest, JoinRequest,
@@ -38,6 +41,7 @@ pub struct Backend {
     queue: MatchmakerClient,
     archive: ArchiveClient,
     presence: PresenceClient,
+    notifier: NotifierClient,
 }
 
 impl Backend {
@@ -48,6 +52,7 @@ impl Backend {
             queue: MatchmakerClient::new(bus.clone()),
             archive: ArchiveClient::new(bus.clone()),
             presence: PresenceClient::new(bus.clone()),
+            notifier: NotifierClient::new(bus.clone()),
             bus,
         }
     }
@@ -284,5 +289,41 @@ impl Backend {
             .subscribe(subject)
             .await
             .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("nats: {e}")))
+    }
+}
+
+/// The user's inbox and devices: the notifier's endpoints (`dd.notify.*`).
+/// Every call is safe to repeat, and the notifier client retries when
+/// nothing answered; the caller checked the request (`inbox`).
+impl Backend {
+    /// A page of the user's inbox, newest first.
+    pub async fn inbox(&self, request: &InboxList) -> Result<InboxPage, ApiError> {
+        Ok(self.notifier.list(request).await?)
+    }
+
+    pub async fn unread(&self, uid: &str) -> Result<Unread, ApiError> {
+        Ok(self.notifier.unread(uid).await?)
+    }
+
+    /// `not_found` if the user has no such notification.
+    pub async fn mark_read(&self, request: &InboxMark) -> Result<Unread, ApiError> {
+        Ok(self.notifier.mark_read(request).await?)
+    }
+
+    pub async fn mark_all_read(&self, uid: &str) -> Result<Unread, ApiError> {
+        Ok(self.notifier.mark_all_read(uid).await?)
+    }
+
+    /// `not_found` if the user has no such notification.
+    pub async fn delete_notification(&self, request: &InboxDelete) -> Result<Unread, ApiError> {
+        Ok(self.notifier.delete(request).await?)
+    }
+
+    pub async fn register_device(&self, request: &RegisterDevice) -> Result<Devices, ApiError> {
+        Ok(self.notifier.register_device(request).await?)
+    }
+
+    pub async fn unregister_device(&self, request: &UnregisterDevice) -> Result<Devices, ApiError> {
+        Ok(self.notifier.unregister_device(request).await?)
     }
 }

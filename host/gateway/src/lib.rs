@@ -14,11 +14,13 @@
 //! - [`social`]: presence (this gateway's connections and heartbeats, the
 //!   shared subscriptions to friends' presence), who may see whom, friends
 //!   and direct invites.
+//! - [`inbox`]: the player's notifications and devices (the notifier).
 //! - [`page`]: the web page.
 
 pub mod auth;
 pub mod backend;
 pub mod error;
+pub mod inbox;
 pub mod limits;
 pub mod page;
 pub mod protocol;
@@ -171,6 +173,18 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/invites", post(rest::invite_friend))
         .route("/invites/{code}/decline", post(rest::decline_invite))
         .route("/regions", get(rest::regions))
+        .route("/notifications", get(rest::notifications))
+        .route("/notifications/unread", get(rest::unread))
+        .route(
+            "/notifications/read-all",
+            post(rest::notifications_read_all),
+        )
+        .route("/notifications/{id}", delete(rest::notification_delete))
+        .route("/notifications/{id}/read", post(rest::notification_read))
+        .route(
+            "/users/me/devices",
+            post(rest::register_device).delete(rest::unregister_device),
+        )
         .route("/ws", get(ws::upgrade))
         .layer(limits::cors(&gateway.config.cors_origins));
     Router::new()

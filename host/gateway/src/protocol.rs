@@ -22,6 +22,7 @@ use dashdice_proto::archive::{
 use dashdice_proto::bus::ErrorBody;
 use dashdice_proto::catalog::ModeListing;
 use dashdice_proto::matches::{ActionReply, PlayerAction, SequencedEvent, Snapshot};
+use dashdice_proto::notify::InboxPage;
 use dashdice_proto::queue::{
     Connection, Invite, JoinRequest, Notice, Opponent, QueueKind, RematchStatus, Status,
 };
@@ -399,6 +400,39 @@ pub enum ClientMessage {
     },
     /// Online users per region, queue sizes, recent median waits.
     Lobby,
+    /// A page of the caller's inbox, newest first (as `GET
+    /// /api/v1/notifications`): older than `before` (a page's `next`).
+    Notifications {
+        #[serde(default)]
+        before: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The caller's unread count. (Braced, as the other inbox messages
+    /// without fields: serde refuses stray fields only in a struct variant,
+    /// and `{"type":"unread","uid":"bob"}` should not look as if it asked
+    /// about bob.)
+    Unread {},
+    /// Marks one of the caller's notifications read. (Named
+    /// `notification_id`: `id` is the message's own.)
+    NotificationRead {
+        notification_id: String,
+    },
+    /// Marks every notification of the caller's read.
+    NotificationsReadAll {},
+    /// Deletes one of the caller's notifications.
+    NotificationDelete {
+        notification_id: String,
+    },
+    /// The caller's device (an FCM registration token) gets pushes.
+    RegisterDevice {
+        token: String,
+        platform: String,
+    },
+    /// The caller's device gets no more pushes.
+    UnregisterDevice {
+        token: String,
+    },
 }
 
 /// A client message as read: its `id` (echoed in the answer) and what it
@@ -573,6 +607,29 @@ pub enum ServerMessage {
     },
     /// A player of a followed match lost, or got back, their connection.
     PlayerConnection(PlayerConnection),
+    /// The answer to `notifications`: the page's fields (`notifications`,
+    /// `unread`, `next`), as `GET /api/v1/notifications` answers them.
+    Notifications {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(flatten)]
+        page: InboxPage,
+    },
+    /// The answer to `unread`, `notification_read`,
+    /// `notifications_read_all` and `notification_delete`: the unread count
+    /// after it. (Changes are also pushed as `inbox_changed`.)
+    Unread {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        unread: u32,
+    },
+    /// The answer to `register_device` and `unregister_device`: how many
+    /// devices the caller has registered now.
+    Devices {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        devices: u32,
+    },
 }
 
 /// `GET /friends`: the caller's list.
@@ -619,6 +676,21 @@ impl PresenceParams {
 pub struct DirectInviteFields {
     pub to: String,
     pub mode: String,
+}
+
+/// A REST body that must be one JSON object with exactly `T`'s fields:
+/// anything else (an array, a string, a stray field, a wrong type) is
+/// `malformed_json`. (serde would read a struct from an array of its
+/// fields in order; a body is never one.)
+pub fn read_object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::MalformedJson,
+            "the body is one JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("not a valid body: {e}")))
 }
 
 #[derive(Serialize)]
@@ -965,5 +1037,189 @@ mod tests {
         assert_eq!(value["match_id"], "m1");
         assert_eq!(value["season"], "2026-12");
         assert_eq!(value["record"]["seed"], "s");
+    }
+
+    #[test]
+    fn inbox_and_device_messages_read() {
+        let (id, m) = read_client_message(
+            r#"{"v":1,"type":"notifications","id":"n1","before":"c9","limit":5}"#,
+        )
+        .expect("valid");
+        assert_eq!(id.as_deref(), Some("n1"));
+        assert!(matches!(
+            m,
+            ClientMessage::Notifications { before: Some(ref c), limit: Some(5) } if c == "c9"
+        ));
+        let (_, m) = read_client_message(r#"{"type":"notifications"}"#).expect("valid");
+        assert!(matches!(
+            m,
+            ClientMessage::Notifications {
+                before: None,
+                limit: None
+            }
+        ));
+        let (_, m) = read_client_message(r#"{"type":"unread","id":2}"#).expect("valid");
+        assert!(matches!(m, ClientMessage::Unread {}));
+        let (id, m) = read_client_message(
+            r#"{"type":"notification_read","id":"3","notification_id":"friend_request:bob:1"}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            id.as_deref(),
+            Some("3"),
+            "the message's id is not the notification's"
+        );
+        assert!(matches!(
+            m,
+            ClientMessage::NotificationRead { ref notification_id } if notification_id == "friend_request:bob:1"
+        ));
+        let (_, m) = read_client_message(r#"{"type":"notifications_read_all"}"#).expect("valid");
+        assert!(matches!(m, ClientMessage::NotificationsReadAll {}));
+        let (_, m) =
+            read_client_message(r#"{"type":"notification_delete","notification_id":"n-1"}"#)
+                .expect("valid");
+        assert!(matches!(m, ClientMessage::NotificationDelete { .. }));
+        let (_, m) = read_client_message(
+            r#"{"type":"register_device","token":"fcm:AB_c-1","platform":"web"}"#,
+        )
+        .expect("valid");
+        assert!(matches!(
+            m,
+            ClientMessage::RegisterDevice { ref token, ref platform } if token == "fcm:AB_c-1" && platform == "web"
+        ));
+        let (_, m) =
+            read_client_message(r#"{"type":"unregister_device","token":"fcm:AB"}"#).expect("valid");
+        assert!(matches!(m, ClientMessage::UnregisterDevice { ref token } if token == "fcm:AB"));
+    }
+
+    #[test]
+    fn inbox_messages_name_no_user_and_refuse_strays() {
+        for bad in [
+            // The notification is `notification_id`: `id` is the message's.
+            r#"{"id":"r","type":"notification_read"}"#,
+            r#"{"id":"r","type":"notification_delete","notification":"n1"}"#,
+            r#"{"id":"r","type":"notifications","uid":"bob"}"#,
+            r#"{"id":"r","type":"unread","uid":"bob"}"#,
+            r#"{"id":"r","type":"notifications_read_all","uid":"bob"}"#,
+            r#"{"id":"r","type":"notifications","limit":-1}"#,
+            r#"{"id":"r","type":"notifications","limit":"5"}"#,
+            r#"{"id":"r","type":"register_device","token":"t"}"#,
+            r#"{"id":"r","type":"register_device","token":"t","platform":"web","uid":"bob"}"#,
+            r#"{"id":"r","type":"unregister_device"}"#,
+        ] {
+            let (id, e) = read_client_message(bad).expect_err(bad);
+            assert_eq!(
+                (id.as_deref(), e.code),
+                (Some("r"), ErrorCode::BadRequest),
+                "{bad}"
+            );
+        }
+        let (_, e) = read_client_message(r#"{"id":"r","type":"notification_read"}"#)
+            .expect_err("no notification");
+        assert!(e.message.contains("notification_id"), "{}", e.message);
+    }
+
+    fn notification() -> dashdice_proto::notify::Notification {
+        dashdice_proto::notify::Notification {
+            id: "match_invite:K7Q2MX".into(),
+            kind: dashdice_proto::notify::NotificationKind::MatchInvite,
+            title: "Bob invites you".into(),
+            body: "A game of Classic".into(),
+            data: BTreeMap::from([("code".to_owned(), "K7Q2MX".to_owned())]),
+            created_ms: 5,
+            expires_ms: 9,
+            read: false,
+        }
+    }
+
+    #[test]
+    fn inbox_answers_carry_the_request_id() {
+        let page = InboxPage {
+            notifications: vec![notification()],
+            unread: 1,
+            next: Some("c2".into()),
+        };
+        let value: Value = serde_json::from_str(&encode(&ServerMessage::Notifications {
+            id: Some("n1".into()),
+            page: page.clone(),
+        }))
+        .expect("json");
+        let mut rest = serde_json::to_value(&page).expect("json");
+        if let Value::Object(fields) = &mut rest {
+            fields.insert("v".into(), 1.into());
+            fields.insert("type".into(), "notifications".into());
+            fields.insert("id".into(), "n1".into());
+        }
+        assert_eq!(value, rest, "the page's fields, as REST answers them");
+        assert_eq!(value["notifications"][0]["kind"], "match_invite");
+        let last = encode(&ServerMessage::Notifications {
+            id: None,
+            page: InboxPage {
+                notifications: vec![],
+                unread: 0,
+                next: None,
+            },
+        });
+        assert_eq!(
+            last,
+            r#"{"v":1,"type":"notifications","notifications":[],"unread":0}"#
+        );
+        assert_eq!(
+            encode(&ServerMessage::Unread {
+                id: Some("3".into()),
+                unread: 4
+            }),
+            r#"{"v":1,"type":"unread","id":"3","unread":4}"#
+        );
+        assert_eq!(
+            encode(&ServerMessage::Devices {
+                id: Some("4".into()),
+                devices: 2
+            }),
+            r#"{"v":1,"type":"devices","id":"4","devices":2}"#
+        );
+    }
+
+    #[test]
+    fn notifications_are_pushed_flat_and_unread_counts_as_inbox_changed() {
+        let value: Value =
+            serde_json::from_str(&encode_notice(&Notice::Notification(notification())))
+                .expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"v": 1, "type": "notification", "id": "match_invite:K7Q2MX",
+                "kind": "match_invite", "title": "Bob invites you", "body": "A game of Classic",
+                "data": {"code": "K7Q2MX"}, "created_ms": 5, "expires_ms": 9, "read": false})
+        );
+        assert_eq!(
+            encode_notice(&Notice::InboxChanged { unread: 3 }),
+            r#"{"v":1,"type":"inbox_changed","unread":3}"#
+        );
+    }
+
+    #[test]
+    fn a_body_is_one_object_with_its_fields() {
+        use crate::inbox::{DeviceFields, DeviceTokenFields};
+        let fields: DeviceFields =
+            read_object(serde_json::json!({"token": "t1", "platform": "ios"})).expect("valid");
+        assert_eq!(
+            (fields.token.as_str(), fields.platform.as_str()),
+            ("t1", "ios")
+        );
+        for body in [
+            serde_json::json!(["t1", "ios"]),
+            serde_json::json!("t1"),
+            serde_json::json!(null),
+            serde_json::json!(7),
+            serde_json::json!({"token": "t1"}),
+            serde_json::json!({"token": "t1", "platform": "ios", "uid": "bob"}),
+            serde_json::json!({"token": 7, "platform": "ios"}),
+        ] {
+            let e = read_object::<DeviceFields>(body.clone()).expect_err("refused");
+            assert_eq!(e.code, ErrorCode::MalformedJson, "{body}");
+        }
+        assert!(read_object::<DeviceTokenFields>(serde_json::json!({"token": "t1"})).is_ok());
+        let e = read_object::<DeviceTokenFields>(serde_json::json!(["t1"])).expect_err("array");
+        assert_eq!(e.message, "the body is one JSON object");
     }
 }

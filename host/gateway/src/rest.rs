@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,11 +17,13 @@ use axum_extra::extract::WithRejection;
 use axum_extra::headers::Authorization;
 use axum_extra::headers::authorization::Bearer;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
+use super::inbox::{self, DeviceFields, DeviceTokenFields, InboxQuery};
 use super::protocol::{
     ActFields, CodeFields, DirectInviteFields, FriendReply, FriendsReply, HistoryQuery,
     InviteFields, JoinFields, LeaderboardQuery, MatchAnswer, ModesReply, PresenceParams,
@@ -30,6 +32,7 @@ use super::protocol::{
 use super::social;
 use dashdice_proto::archive::{HistoryPage, Leaderboard, Profile};
 use dashdice_proto::matches::{ActRequest, ActionReply, SequencedEvent};
+use dashdice_proto::notify::{Devices, InboxPage, Unread};
 use dashdice_proto::presence::Lobby;
 use dashdice_proto::queue::{
     CreateInviteRequest, Invite, JoinInviteRequest, RematchRequest, RematchStatus, Status,
@@ -41,6 +44,25 @@ type Gw = State<Arc<Gateway>>;
 type Body<T> = WithRejection<Json<T>, ApiError>;
 /// A query string whose rejections are [`ApiError`]s (`bad_request`).
 type Params<T> = WithRejection<Query<T>, ApiError>;
+
+/// A JSON body that is one object with exactly `T`'s fields: an array, a
+/// string or a stray field is `malformed_json` (a missing
+/// `Content-Type: application/json` is `bad_request`, an oversized body
+/// `too_large`, as [`Body`]).
+pub struct Object<T>(pub T);
+
+impl<S, T> FromRequest<S> for Object<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<serde_json::Value>::from_request(request, state).await?;
+        super::protocol::read_object(value).map(Object)
+    }
+}
 
 /// The signed-in user, from a verified bearer token, within their rate.
 pub struct User(pub String);
@@ -371,4 +393,74 @@ pub async fn decline_invite(
 /// waits. Public, like `/modes`: the lobby shows them before sign-in.
 pub async fn regions(State(gateway): Gw) -> Result<Json<Lobby>, ApiError> {
     gateway.backend.lobby().await.map(Json)
+}
+
+/// `GET /notifications?before=C&limit=N`: a page of the caller's inbox,
+/// newest first.
+pub async fn notifications(
+    State(gateway): Gw,
+    User(user): User,
+    WithRejection(Query(query), _): Params<InboxQuery>,
+) -> Result<Json<InboxPage>, ApiError> {
+    let request = query.request(&user)?;
+    gateway.backend.inbox(&request).await.map(Json)
+}
+
+/// `GET /notifications/unread`: `{"unread": n}`.
+pub async fn unread(State(gateway): Gw, User(user): User) -> Result<Json<Unread>, ApiError> {
+    gateway.backend.unread(&user).await.map(Json)
+}
+
+/// `POST /notifications/{id}/read`: the unread count after it.
+pub async fn notification_read(
+    State(gateway): Gw,
+    User(user): User,
+    Path(id): Path<String>,
+) -> Result<Json<Unread>, ApiError> {
+    let request = inbox::mark_request(&user, id)?;
+    gateway.backend.mark_read(&request).await.map(Json)
+}
+
+/// `POST /notifications/read-all`: `{"unread": 0}`, unless one came since.
+pub async fn notifications_read_all(
+    State(gateway): Gw,
+    User(user): User,
+) -> Result<Json<Unread>, ApiError> {
+    gateway.backend.mark_all_read(&user).await.map(Json)
+}
+
+/// `DELETE /notifications/{id}`: the unread count after it.
+pub async fn notification_delete(
+    State(gateway): Gw,
+    User(user): User,
+    Path(id): Path<String>,
+) -> Result<Json<Unread>, ApiError> {
+    let request = inbox::delete_request(&user, id)?;
+    gateway
+        .backend
+        .delete_notification(&request)
+        .await
+        .map(Json)
+}
+
+/// `POST /users/me/devices` `{"token","platform"}`: the caller's device
+/// gets pushes; `{"devices": n}`.
+pub async fn register_device(
+    State(gateway): Gw,
+    User(user): User,
+    Object(fields): Object<DeviceFields>,
+) -> Result<Json<Devices>, ApiError> {
+    let request = inbox::register_request(&user, fields.token, &fields.platform)?;
+    gateway.backend.register_device(&request).await.map(Json)
+}
+
+/// `DELETE /users/me/devices` `{"token"}`: the caller's device gets no more
+/// pushes; `{"devices": n}`.
+pub async fn unregister_device(
+    State(gateway): Gw,
+    User(user): User,
+    Object(fields): Object<DeviceTokenFields>,
+) -> Result<Json<Devices>, ApiError> {
+    let request = inbox::unregister_request(&user, fields.token)?;
+    gateway.backend.unregister_device(&request).await.map(Json)
 }

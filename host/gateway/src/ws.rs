@@ -1,6 +1,7 @@
 //! One WebSocket per client (`/api/v1/ws`): requests and their answers
-//! (play, queues, and the archive's profiles, history and leaderboards),
-//! and pushes of queue status, notices and match events.
+//! (play, queues, the archive's profiles, history and leaderboards,
+//! friends, and the inbox), and pushes of queue status, notices (among them
+//! the notifier's `notification` and `inbox_changed`) and match events.
 //!
 //! A session is three kinds of task around one bounded outbox:
 //!
@@ -35,10 +36,11 @@ use super::Gateway;
 use super::error::ApiError;
 use super::limits::{self, WS_HARD_FRAME_LIMIT};
 use super::protocol::{self, ClientMessage, ServerMessage};
-use super::social;
+use super::{inbox, social};
 use dashdice_proto::clock::now_ms;
 use dashdice_proto::friends::FriendState;
 use dashdice_proto::matches::{ActRequest, SequencedEvent};
+use dashdice_proto::notify::{Devices, Unread};
 use dashdice_proto::presence::{MAX_FOLLOWED, PlayerConnection};
 use dashdice_proto::queue::{
     CreateInviteRequest, JoinInviteRequest, Notice, RematchRequest, RematchStatus, Status,
@@ -761,6 +763,39 @@ impl Session {
                 let lobby = backend.lobby().await?;
                 self.out.send(&ServerMessage::Lobby { id, lobby });
             }
+            ClientMessage::Notifications { before, limit } => {
+                let request = inbox::list_request(&self.user, before, limit)?;
+                let page = backend.inbox(&request).await?;
+                self.out.send(&ServerMessage::Notifications { id, page });
+            }
+            ClientMessage::Unread {} => {
+                let Unread { unread } = backend.unread(&self.user).await?;
+                self.out.send(&ServerMessage::Unread { id, unread });
+            }
+            ClientMessage::NotificationRead { notification_id } => {
+                let request = inbox::mark_request(&self.user, notification_id)?;
+                let Unread { unread } = backend.mark_read(&request).await?;
+                self.out.send(&ServerMessage::Unread { id, unread });
+            }
+            ClientMessage::NotificationsReadAll {} => {
+                let Unread { unread } = backend.mark_all_read(&self.user).await?;
+                self.out.send(&ServerMessage::Unread { id, unread });
+            }
+            ClientMessage::NotificationDelete { notification_id } => {
+                let request = inbox::delete_request(&self.user, notification_id)?;
+                let Unread { unread } = backend.delete_notification(&request).await?;
+                self.out.send(&ServerMessage::Unread { id, unread });
+            }
+            ClientMessage::RegisterDevice { token, platform } => {
+                let request = inbox::register_request(&self.user, token, &platform)?;
+                let Devices { devices } = backend.register_device(&request).await?;
+                self.out.send(&ServerMessage::Devices { id, devices });
+            }
+            ClientMessage::UnregisterDevice { token } => {
+                let request = inbox::unregister_request(&self.user, token)?;
+                let Devices { devices } = backend.unregister_device(&request).await?;
+                self.out.send(&ServerMessage::Devices { id, devices });
+            }
         }
         Ok(())
     }
@@ -858,6 +893,13 @@ fn message_kind(message: &ClientMessage) -> &'static str {
         ClientMessage::InviteFriend { .. } => "invite_friend",
         ClientMessage::DeclineInvite { .. } => "decline_invite",
         ClientMessage::Lobby => "lobby",
+        ClientMessage::Notifications { .. } => "notifications",
+        ClientMessage::Unread {} => "unread",
+        ClientMessage::NotificationRead { .. } => "notification_read",
+        ClientMessage::NotificationsReadAll {} => "notifications_read_all",
+        ClientMessage::NotificationDelete { .. } => "notification_delete",
+        ClientMessage::RegisterDevice { .. } => "register_device",
+        ClientMessage::UnregisterDevice { .. } => "unregister_device",
     }
 }
 

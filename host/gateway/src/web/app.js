@@ -29,6 +29,11 @@ const LOBBY_EVERY_MS = 10000;
 const FRIENDS_RETRY_MS = 30000;
 // How long "Bob is back" stays in a match.
 const BACK_BANNER_MS = 5000;
+// Notifications per inbox page.
+const INBOX_PAGE = 20;
+// The inbox answers `unavailable` while no notifier runs: asked again after
+// this while it is open.
+const INBOX_RETRY_MS = 30000;
 // A presence's activity, as people read it.
 const ACTIVITIES = {menu: 'in the menu', matchmaking: 'looking for a match', in_match: 'in a match'};
 // Refusals that mean an invite to us no longer stands.
@@ -77,6 +82,16 @@ const app = {
     state: 'loading',   // loading, ready or unavailable
     figures: null,      // the last Lobby answered
     asking: false,      // a request in flight
+  },
+  inbox: {
+    state: 'loading',   // loading, ready or unavailable (no notifier answers)
+    note: '',           // why it is unavailable, or what a page request was refused
+    open: false,        // the panel shows (the bell toggles it)
+    unread: null,       // the bell's count; null until known
+    items: [],          // the notifications shown, newest first
+    next: null,         // where the next (older) page starts
+    asking: false,      // a page request in flight
+    retry: null,        // timer asking again while unavailable
   },
 };
 
@@ -211,6 +226,7 @@ async function connect() {
     app.friends.followed.clear();
     app.friends.busy.clear();
     app.lobby.asking = false;
+    app.inbox.asking = false;
     for (const invite of app.invites.values()) invite.accepting = false;
     // 4401: the token is no good (perhaps the server restarted with a new
     // dev secret). The next attempt signs in as a new guest.
@@ -416,7 +432,19 @@ function onMessage(m) {
     case 'match': return onSnapshot(m.match);
     case 'event': return onEvent(m.match_id, m.event);
     case 'acted': return onActed(m);
-    case 'rematch': return onRematch(m.status);
+    case 'rematch':
+      takePending(m.id);
+      return onRematch(m.status);
+    case 'notifications': return onInboxPage(m);
+    case 'unread':
+      takePending(m.id);
+      return setUnread(m.unread);
+    // A push answers no request: its `id` is the notification's own.
+    case 'notification': return onNotification(m);
+    case 'inbox_changed': return setUnread(m.unread);
+    case 'devices':
+      takePending(m.id);
+      return;
     case 'rematch_offered':
       if (app.match && app.match.id === m.match_id) {
         app.match.rematch = 'asked';
@@ -457,6 +485,9 @@ function onWelcome(m) {
   loadFriends();
   loadLobby();
   refreshArchive();
+  // What was missed while offline is in the inbox.
+  loadUnread();
+  if (app.inbox.open) loadInbox();
   render();
 }
 
@@ -505,7 +536,9 @@ function onError(m) {
 
 function onRematch(status) {
   if (status.state === 'started') return startMatch(status.match_id);
-  if (app.match) app.match.rematch = 'offered';
+  // An offer of the match on screen (the inbox may offer one of another).
+  if (app.match && app.match.id === status.match_id) app.match.rematch = 'offered';
+  else toast('Rematch offered; waiting for the other player.', 'info');
   render();
 }
 
@@ -1076,6 +1109,17 @@ function onSocialError(asked, code, message) {
       renderInvites();
       return false;
     }
+    case 'unread':
+      return true; // the bell shows no count until one is known
+    case 'inbox':
+      app.inbox.asking = false;
+      inboxRefused(down, code, message);
+      return true;
+    case 'inbox_change':
+      // Out of step (say, deleted in another tab: `not_found`): ask again.
+      loadUnread();
+      if (app.inbox.open) loadInbox();
+      return code === 'not_found';
     default:
       return false;
   }
@@ -1246,6 +1290,7 @@ function onInviteWithdrawn(m) {
 function acceptInvite(code) {
   const invite = app.invites.get(code);
   if (!invite || !app.online) return;
+  readInviteNotifications(code);
   // Queued or hosting a code: leave that first (the socket's messages are
   // handled in order), so the invite is what we play.
   if (['queued', 'hosting'].includes(app.queue.state)) send({type: 'leave'});
@@ -1256,6 +1301,7 @@ function acceptInvite(code) {
 
 function declineInvite(code) {
   if (!app.invites.has(code) || !app.online) return;
+  readInviteNotifications(code);
   request('decline', {type: 'decline_invite', code}, {code});
   app.invites.delete(code);
   renderInvites();
@@ -1486,6 +1532,8 @@ function renderSocial() {
     $('friend-invite-cancel').disabled = !app.online;
   }
   updateInviteButtons();
+  renderBell();
+  updateInboxButtons();
 }
 
 $('add-friend-form').addEventListener('submit', (e) => {
@@ -1646,6 +1694,281 @@ function renderConnectionBanners() {
     return p;
   }));
 }
+
+// ---------------------------------------------------------------- notifications: the bell and the inbox
+
+// The notifier keeps each player's inbox (PROTOCOL.md, "Notifications"). The
+// bell shows the unread count: asked on every welcome, then kept by the
+// `notification` and `inbox_changed` pushes (sent only while a socket is
+// open; what came meanwhile is in the inbox). The panel asks the newest page
+// each time it opens, older ones on demand. Reads and deletes show at once
+// and the answer's count settles the bell. With no notifier running, the
+// bell shows no count and the panel says so.
+
+function loadUnread() {
+  if (app.online) request('unread', {type: 'unread'});
+}
+
+// The newest page (`more`: the next older one).
+function loadInbox(more = false) {
+  const box = app.inbox;
+  if (box.asking || !app.online || (more && !box.next)) return;
+  clearTimeout(box.retry);
+  const message = {type: 'notifications', limit: INBOX_PAGE};
+  if (more) message.before = box.next;
+  if (request('inbox', message, {more})) box.asking = true;
+  renderInbox();
+}
+
+function onInboxPage(m) {
+  const asked = takePending(m.id);
+  const box = app.inbox;
+  box.asking = false;
+  box.state = 'ready';
+  box.note = '';
+  const page = m.notifications || [];
+  if (asked && asked.more) {
+    const known = new Set(box.items.map((n) => n.id));
+    box.items.push(...page.filter((n) => !known.has(n.id)));
+  } else {
+    box.items = page;
+  }
+  box.next = m.next || null;
+  setUnread(m.unread);
+}
+
+// A page request refused: unavailable (asked again while open), or a note.
+function inboxRefused(down, code, message) {
+  const box = app.inbox;
+  if (down) {
+    box.state = 'unavailable';
+    box.note = `Notifications are unavailable right now${message ? ` (${message})` : ''}; trying again shortly.`;
+    clearTimeout(box.retry);
+    box.retry = setTimeout(() => { if (app.inbox.open) loadInbox(); }, INBOX_RETRY_MS);
+  } else {
+    box.note = `${message || 'The inbox could not be loaded'} (${code})`;
+  }
+  renderInbox();
+}
+
+function setUnread(n) {
+  if (typeof n !== 'number') return;
+  const box = app.inbox;
+  box.unread = n;
+  // None unread: every one shown is read (perhaps in another tab).
+  if (n === 0) for (const item of box.items) item.read = true;
+  renderInbox();
+}
+
+function onNotification(m) {
+  const box = app.inbox;
+  if (!m.id) return;
+  const n = {
+    id: m.id, kind: m.kind, title: m.title, body: m.body, data: m.data || {},
+    created_ms: m.created_ms, expires_ms: m.expires_ms, read: !!m.read,
+  };
+  if (!box.items.some((i) => i.id === n.id)) {
+    box.items.unshift(n);
+    if (!n.read && box.unread !== null) box.unread += 1;
+  }
+  if (box.unread === null) loadUnread();
+  announce(`New notification: ${n.title}`);
+  renderInbox();
+}
+
+function markRead(n) {
+  if (n.read || !app.online) return;
+  n.read = true;
+  if (app.inbox.unread) app.inbox.unread -= 1;
+  request('inbox_change', {type: 'notification_read', notification_id: n.id});
+  renderInbox();
+}
+
+function markAllRead() {
+  if (!app.online) return;
+  for (const n of app.inbox.items) n.read = true;
+  app.inbox.unread = 0;
+  request('inbox_change', {type: 'notifications_read_all'});
+  renderInbox();
+}
+
+function deleteNotification(n) {
+  if (!app.online) return;
+  const box = app.inbox;
+  box.items = box.items.filter((i) => i.id !== n.id);
+  if (!n.read && box.unread) box.unread -= 1;
+  request('inbox_change', {type: 'notification_delete', notification_id: n.id});
+  renderInbox();
+}
+
+// An invite acted on from its card: its notifications are read.
+function readInviteNotifications(code) {
+  for (const n of app.inbox.items) {
+    if (n.kind === 'match_invite' && n.data && n.data.code === code) markRead(n);
+  }
+}
+
+// Whether what a notification offers (an invite, a rematch) has run out.
+function offerExpired(n) {
+  const until = Number(n.data && n.data.expires_ms);
+  return until > 0 && until <= now();
+}
+
+// Joins an invite from the inbox, as its card's Accept does.
+function joinFromInbox(n) {
+  const code = n.data && n.data.code;
+  if (!code || !app.online) return;
+  markRead(n);
+  if (['queued', 'hosting'].includes(app.queue.state)) send({type: 'leave'});
+  const invite = app.invites.get(code);
+  if (invite) invite.accepting = true;
+  request('accept', {type: 'join_code', code}, {code});
+  renderInvites();
+}
+
+// Declines it; the notification has done its job and goes.
+function declineFromInbox(n) {
+  const code = n.data && n.data.code;
+  if (!code || !app.online) return;
+  request('decline', {type: 'decline_invite', code}, {code});
+  app.invites.delete(code);
+  renderInvites();
+  deleteNotification(n);
+}
+
+// Answers a rematch offer, as the final screen's Rematch does.
+function rematchFromInbox(n) {
+  const matchId = n.data && n.data.match_id;
+  if (!matchId || !app.online) return;
+  markRead(n);
+  request('rematch', {type: 'rematch', match_id: matchId});
+}
+
+function toggleInbox(open = !app.inbox.open) {
+  app.inbox.open = open;
+  if (open) loadInbox();
+  else clearTimeout(app.inbox.retry);
+  renderInbox();
+}
+
+function renderBell() {
+  const n = app.inbox.unread;
+  const bell = $('bell');
+  bell.disabled = !app.auth;
+  bell.dataset.unread = n === null ? '' : String(n);
+  bell.setAttribute('aria-expanded', String(app.inbox.open));
+  bell.setAttribute('aria-label', n ? `Notifications, ${n} unread` : 'Notifications');
+  $('bell-count').hidden = !n;
+  $('bell-count').textContent = n > 99 ? '99+' : String(n || '');
+}
+
+function inboxButton(text, key, act, onClick) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.dataset.key = key;
+  button.dataset.act = act;
+  button.textContent = text;
+  button.addEventListener('click', onClick);
+  return button;
+}
+
+// One notification: opening it (its text is a button) marks it read; an
+// invite or a rematch offer can be answered from here.
+function notificationRow(n) {
+  const li = document.createElement('li');
+  li.dataset.id = n.id;
+  li.dataset.kind = n.kind;
+  li.dataset.read = String(!!n.read);
+  const open = document.createElement('button');
+  open.type = 'button';
+  open.className = 'open';
+  open.dataset.key = `open:${n.id}`;
+  open.dataset.act = 'open';
+  const title = document.createElement('strong');
+  if (!n.read) {
+    const unread = document.createElement('span');
+    unread.className = 'visually-hidden';
+    unread.textContent = 'Unread: ';
+    title.append(unread);
+  }
+  title.append(n.title || label(n.kind || 'notification'));
+  open.append(title);
+  if (n.body) {
+    const body = document.createElement('span');
+    body.textContent = n.body;
+    open.append(body);
+  }
+  const when = document.createElement('span');
+  when.className = 'when';
+  when.textContent = n.created_ms ? new Date(n.created_ms).toLocaleString() : '';
+  open.append(when);
+  open.addEventListener('click', () => markRead(n));
+  const actions = document.createElement('span');
+  actions.className = 'row-actions';
+  const data = n.data || {};
+  if (n.kind === 'match_invite' && data.code) {
+    const join = inboxButton('Join', `join:${n.id}`, 'join', () => joinFromInbox(n));
+    join.classList.add('primary');
+    actions.append(join, inboxButton('Decline', `decline:${n.id}`, 'decline', () => declineFromInbox(n)));
+  } else if (n.kind === 'rematch_offer' && data.match_id) {
+    const rematch = inboxButton('Rematch', `rematch:${n.id}`, 'rematch', () => rematchFromInbox(n));
+    rematch.classList.add('primary');
+    actions.append(rematch);
+  }
+  const remove = inboxButton('Delete', `delete:${n.id}`, 'delete', () => deleteNotification(n));
+  remove.classList.add('quiet');
+  remove.setAttribute('aria-label', `Delete “${n.title || label(n.kind || 'notification')}”`);
+  actions.append(remove);
+  li.append(open, actions);
+  return li;
+}
+
+function renderInbox() {
+  const box = app.inbox;
+  const panel = $('inbox');
+  panel.hidden = !box.open;
+  panel.dataset.inbox = box.state;
+  renderBell();
+  if (!box.open) return;
+  const focused = document.activeElement && panel.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+  $('inbox-note').textContent = box.note || (box.state === 'loading' && box.items.length === 0 ? 'Loading…' : '');
+  $('inbox-list').replaceChildren(...box.items.map(notificationRow));
+  $('inbox-empty').hidden = box.state !== 'ready' || box.items.length > 0;
+  $('inbox-more').hidden = !box.next;
+  updateInboxButtons();
+  if (focused) {
+    const again = panel.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// What follows the connection and the match: Join and Rematch wait while a
+// match is played (or made), and for an offer that has not run out.
+function updateInboxButtons() {
+  const box = app.inbox;
+  const playing = !!(app.match && !app.match.over) || app.queue.state === 'matching';
+  $('inbox-more').disabled = !app.online || box.asking;
+  $('inbox-read-all').disabled = !app.online || !box.unread;
+  for (const li of $('inbox-list').children) {
+    const n = box.items.find((i) => i.id === li.dataset.id);
+    const expired = !!n && offerExpired(n);
+    for (const button of li.querySelectorAll('button[data-act]')) {
+      const offer = ['join', 'rematch'].includes(button.dataset.act);
+      button.disabled = !app.online || (offer && (playing || expired)) || (button.dataset.act === 'decline' && expired);
+      if (offer) button.title = expired ? 'This has run out' : playing ? 'Finish your match first' : '';
+    }
+  }
+}
+
+$('bell').addEventListener('click', () => toggleInbox());
+$('inbox-close').addEventListener('click', () => {
+  toggleInbox(false);
+  $('bell').focus();
+});
+$('inbox-read-all').addEventListener('click', markAllRead);
+$('inbox-more').addEventListener('click', () => loadInbox(true));
+// Offers run out while the panel is open.
+setInterval(() => { if (app.inbox.open) updateInboxButtons(); }, 1000);
 
 // ---------------------------------------------------------------- rendering
 
@@ -1953,6 +2276,7 @@ window.dashdice = {drop: () => app.ws && app.ws.close()};
 render();
 renderArchive();
 renderFriends();
+renderInbox();
 loadModes();
 loadLobby(); // GET /regions until the socket is up
 connect();
