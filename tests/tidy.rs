@@ -182,6 +182,7 @@ fn the_gateway_the_matchmaker_and_the_catalog_link_no_wasmtime() {
         "dashdice-gateway",
         "dashdice-matchmaker",
         "dashdice-presence",
+        "dashdice-notifier",
         "dashdice-catalog",
     ] {
         let tree = dependency_tree(package);
@@ -204,6 +205,20 @@ fn the_gateway_the_matchmaker_and_the_catalog_link_no_wasmtime() {
 }
 
 #[test]
+fn only_the_notifier_speaks_to_fcm() {
+    let found = offences(&["notifier"], |code| {
+        code.contains("messages:send")
+            || code.contains("fcm.googleapis.com")
+            || code.contains("auth/firebase.messaging")
+    });
+    assert!(
+        found.is_empty(),
+        "FCM outside host/notifier (roles ask the notifier through the notification stream):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
 fn only_the_archive_knows_firestore() {
     let found = offences(&["archive"], |code| code.contains("firestore::"));
     assert!(
@@ -216,6 +231,7 @@ fn only_the_archive_knows_firestore() {
         "dashdice-matchmaker",
         "dashdice-match-host",
         "dashdice-presence",
+        "dashdice-notifier",
         "dashdice-store",
         "dashdice-proto",
     ] {

@@ -44,8 +44,10 @@ pub fn builtin(id: &str) -> Arc<Mode> {
         .expect("a built-in mode")
 }
 
+pub mod fcm;
 pub mod matchmaking;
 pub mod servers;
+pub mod stack;
 
 /// A fresh registry with the four built-in modes, on its own runtime (so a
 /// service under test has its own instance pool).
