@@ -462,18 +462,13 @@ impl Told {
 }
 
 fn request(id: &str, uid: &str, kind: NotificationKind, data: &[(&str, &str)]) -> NotifyRequest {
-    NotifyRequest {
-        id: id.to_owned(),
-        uid: uid.to_owned(),
+    NotifyRequest::new(
+        id,
+        uid,
         kind,
-        data: data
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        created_ms: dashdice_proto::clock::now_ms(),
-        title: None,
-        body: None,
-    }
+        data.iter().copied(),
+        dashdice_proto::clock::now_ms(),
+    )
 }
 
 async fn notifier(redis: &RedisServer) -> (Notifier, PresenceStore) {

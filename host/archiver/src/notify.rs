@@ -26,15 +26,7 @@ fn request(
     data: BTreeMap<String, String>,
     created_ms: u64,
 ) -> NotifyRequest {
-    NotifyRequest {
-        id,
-        uid: uid.to_owned(),
-        kind,
-        data,
-        created_ms,
-        title: None,
-        body: None,
-    }
+    NotifyRequest::new(id, uid, kind, data, created_ms)
 }
 
 /// The request for a friend notice told to `to`, if it is one the notifier

@@ -233,23 +233,17 @@ pub fn your_turn(reply: &ActionReply, now_ms: u64) -> Option<NotifyRequest> {
     let opponent = passed_by
         .filter(|from| *from != player)
         .or_else(|| snapshot.players.iter().find(|p| *p != player))?;
-    let data = [
-        ("match_id", &snapshot.match_id),
-        ("mode", &snapshot.mode),
-        ("opponent", opponent),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.clone()))
-    .collect();
-    Some(NotifyRequest {
-        id: format!("your_turn:{}:{seq}", snapshot.match_id),
-        uid: player.clone(),
-        kind: NotificationKind::YourTurn,
-        data,
-        created_ms: now_ms,
-        title: None,
-        body: None,
-    })
+    Some(NotifyRequest::new(
+        format!("your_turn:{}:{seq}", snapshot.match_id),
+        player.as_str(),
+        NotificationKind::YourTurn,
+        [
+            ("match_id", snapshot.match_id.as_str()),
+            ("mode", snapshot.mode.as_str()),
+            ("opponent", opponent.as_str()),
+        ],
+        now_ms,
+    ))
 }
 
 async fn publish_events(client: &async_nats::Client, reply: &ActionReply) {

@@ -213,18 +213,7 @@ fn notify_request(
     data: &[(&str, &str)],
     created_ms: u64,
 ) -> NotifyRequest {
-    NotifyRequest {
-        id,
-        uid: uid.to_owned(),
-        kind,
-        data: data
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        created_ms,
-        title: None,
-        body: None,
-    }
+    NotifyRequest::new(id, uid, kind, data.iter().copied(), created_ms)
 }
 
 fn random_id(prefix: &str) -> String {

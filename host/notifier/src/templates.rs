@@ -188,18 +188,7 @@ mod tests {
     use super::*;
 
     fn request(kind: NotificationKind, data: &[(&str, &str)]) -> NotifyRequest {
-        NotifyRequest {
-            id: "n1".into(),
-            uid: "u1".into(),
-            kind,
-            data: data
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            created_ms: 1,
-            title: None,
-            body: None,
-        }
+        NotifyRequest::new("n1", "u1", kind, data.iter().copied(), 1)
     }
 
     #[test]

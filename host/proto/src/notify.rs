@@ -113,6 +113,31 @@ pub struct NotifyRequest {
     pub body: Option<String>,
 }
 
+impl NotifyRequest {
+    /// A request of `kind` with `data` as key/value pairs (no title or body
+    /// of its own: those are a broadcast's).
+    pub fn new<K: Into<String>, V: Into<String>>(
+        id: impl Into<String>,
+        uid: impl Into<String>,
+        kind: NotificationKind,
+        data: impl IntoIterator<Item = (K, V)>,
+        created_ms: u64,
+    ) -> Self {
+        NotifyRequest {
+            id: id.into(),
+            uid: uid.into(),
+            kind,
+            data: data
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            created_ms,
+            title: None,
+            body: None,
+        }
+    }
+}
+
 /// A notification as the inbox keeps it and a player sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
