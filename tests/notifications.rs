@@ -5,6 +5,8 @@
 //! processes, pushing to the stand-in FCM (`dashdice_tests::fcm`), which
 //! checks every request against Google's documented shapes.
 //!
+//! - Every kind reaches an online user's socket and an offline user's
+//!   device, and both inboxes (`your_turn` only the offline one's).
 //! - A friend request reaches an online user's socket and inbox, and an
 //!   offline user's device and inbox; an accept and a direct invite reach
 //!   the socket.
@@ -242,6 +244,79 @@ async fn notifications_reach_the_socket_when_online_and_the_device_when_offline(
 
     // Bob, online all along, was never pushed to.
     assert!(pushes_to(&fcm, "bob-phone").is_empty());
+    assert_eq!(fcm.violations(), Vec::<String>::new());
+}
+
+/// Every kind as the roles ask for it, to one user online (a socket) and
+/// one offline (a device): the online one is told on the socket, the
+/// offline one pushed, both keep it; `your_turn` only for the offline one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_reaches_the_online_socket_the_offline_device_and_both_inboxes() {
+    let (stack, fcm) = stack_with_notifier().await;
+    let mut olive = stack.session("olive").await;
+    register(&stack, "olive", "olive-phone").await;
+    register(&stack, "otto", "otto-phone").await;
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "archiver".into(),
+        "archiver-dev".into(),
+    )
+    .connect(stack.backend().nats.url())
+    .await
+    .expect("nats");
+    let notifications = Notifications::new(client);
+    for kind in NotificationKind::ALL {
+        let data = [
+            ("from", "zoe"),
+            ("by", "zoe"),
+            ("code", "K7Q2MX"),
+            ("mode", "classic"),
+            ("match_id", "m1"),
+            ("opponent", "zoe"),
+            ("outcome", "won"),
+            ("expires_ms", "1900000000000"),
+        ];
+        for uid in ["olive", "otto"] {
+            let mut request =
+                NotifyRequest::new(format!("{}:{uid}", kind.as_str()), uid, kind, data, 0);
+            if kind == NotificationKind::Broadcast {
+                request.title = Some("A word from the operators".into());
+                request.body = Some("Hello.".into());
+            }
+            notifications.send(&request).await.expect("the stream");
+        }
+        let kind = kind.as_str();
+        if kind != "your_turn" {
+            let note = olive
+                .wait_for(&format!("a {kind} notification"), PROMPTLY, |m| {
+                    m["type"] == "notification" && m["kind"] == kind
+                })
+                .await;
+            assert!(
+                note["title"].as_str().is_some_and(|t| !t.is_empty()),
+                "{note}"
+            );
+        }
+        let push = eventually(&format!("otto's {kind} push"), PROMPTLY, async || {
+            pushes_to(&fcm, "otto-phone")
+                .into_iter()
+                .find(|m| m.data.get("kind").map(String::as_str) == Some(kind))
+        })
+        .await;
+        assert!(!push.title.is_empty(), "{push:?}");
+    }
+    let mut all: Vec<String> = NotificationKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    all.sort();
+    let mut otto = kinds_in_inbox(&stack, "otto").await;
+    otto.sort();
+    assert_eq!(otto, all, "otto's inbox keeps every kind");
+    let olive_kinds = kinds_in_inbox(&stack, "olive").await;
+    assert_eq!(olive_kinds.len(), all.len() - 1, "{olive_kinds:?}");
+    assert!(!olive_kinds.contains(&"your_turn".to_owned()));
+    // Olive, online, was pushed nothing.
+    assert!(pushes_to(&fcm, "olive-phone").is_empty());
     assert_eq!(fcm.violations(), Vec::<String>::new());
 }
 
