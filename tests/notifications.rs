@@ -58,6 +58,26 @@ fn pushes_to(fcm: &FakeFcm, token: &str) -> Vec<Received> {
         .collect()
 }
 
+/// The stand-in's pushes of `kind` to `token`.
+fn pushes_of(fcm: &FakeFcm, token: &str, kind: &str) -> Vec<Received> {
+    pushes_to(fcm, token)
+        .into_iter()
+        .filter(|m| m.data.get("kind").map(String::as_str) == Some(kind))
+        .collect()
+}
+
+/// Until `user`'s inbox holds a notification of `kind`.
+async fn wait_in_inbox(stack: &Stack, user: &str, kind: &str) {
+    eventually(&format!("{user}'s {kind}"), PROMPTLY, async || {
+        kinds_in_inbox(stack, user)
+            .await
+            .iter()
+            .any(|k| k == kind)
+            .then_some(())
+    })
+    .await;
+}
+
 /// A stack whose roles ask for notifications, a notifier pushing to a
 /// fresh stand-in FCM.
 async fn stack_with_notifier() -> (Stack, FakeFcm) {
@@ -152,13 +172,7 @@ async fn notifications_reach_the_socket_when_online_and_the_device_when_offline(
         .rest(Method::POST, "/friends/alice/accept", "bob", None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    eventually("alice's friend_accepted", PROMPTLY, async || {
-        kinds_in_inbox(&stack, "alice")
-            .await
-            .contains(&"friend_accepted".to_owned())
-            .then_some(())
-    })
-    .await;
+    wait_in_inbox(&stack, "alice", "friend_accepted").await;
 
     // Carol is offline: Alice's request is pushed to Carol's device, and
     // kept in her inbox.
@@ -256,13 +270,7 @@ async fn every_kind_reaches_the_online_socket_the_offline_device_and_both_inboxe
     let mut olive = stack.session("olive").await;
     register(&stack, "olive", "olive-phone").await;
     register(&stack, "otto", "otto-phone").await;
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "archiver".into(),
-        "archiver-dev".into(),
-    )
-    .connect(stack.backend().nats.url())
-    .await
-    .expect("nats");
+    let client = connect_as(&stack.backend().nats, "archiver").await;
     let notifications = Notifications::new(client);
     for kind in NotificationKind::ALL {
         let data = [
@@ -297,9 +305,7 @@ async fn every_kind_reaches_the_online_socket_the_offline_device_and_both_inboxe
             );
         }
         let push = eventually(&format!("otto's {kind} push"), PROMPTLY, async || {
-            pushes_to(&fcm, "otto-phone")
-                .into_iter()
-                .find(|m| m.data.get("kind").map(String::as_str) == Some(kind))
+            pushes_of(&fcm, "otto-phone", kind).into_iter().next()
         })
         .await;
         assert!(!push.title.is_empty(), "{push:?}");
@@ -361,20 +367,9 @@ async fn your_turn_is_pushed_only_when_away_and_once_per_match() {
 
     // Both get the result in their inboxes.
     for who in ["dora", "eve"] {
-        eventually(&format!("{who}'s match_result"), PROMPTLY, async || {
-            kinds_in_inbox(&stack, who)
-                .await
-                .contains(&"match_result".to_owned())
-                .then_some(())
-        })
-        .await;
+        wait_in_inbox(&stack, who, "match_result").await;
     }
-    let your_turn = |token: &str| {
-        pushes_to(&fcm, token)
-            .into_iter()
-            .filter(|m| m.data.get("kind").map(String::as_str) == Some("your_turn"))
-            .count()
-    };
+    let your_turn = |token: &str| pushes_of(&fcm, token, "your_turn").len();
     // Away Eve was pushed "your turn" once, however many turns she had;
     // Dora, looking, never.
     eventually("eve's your_turn push", PROMPTLY, async || {
@@ -390,10 +385,7 @@ async fn your_turn_is_pushed_only_when_away_and_once_per_match() {
     );
     // The result reached away Eve's device as well.
     eventually("eve's result push", PROMPTLY, async || {
-        pushes_to(&fcm, "eve-phone")
-            .iter()
-            .any(|m| m.data.get("kind").map(String::as_str) == Some("match_result"))
-            .then_some(())
+        (!pushes_of(&fcm, "eve-phone", "match_result").is_empty()).then_some(())
     })
     .await;
 
@@ -409,12 +401,9 @@ async fn your_turn_is_pushed_only_when_away_and_once_per_match() {
         .await;
     assert_eq!(note["data"]["match_id"], match_id.as_str(), "{note}");
     eventually("eve's rematch push", PROMPTLY, async || {
-        pushes_to(&fcm, "eve-phone")
+        pushes_of(&fcm, "eve-phone", "rematch_offer")
             .iter()
-            .any(|m| {
-                m.data.get("kind").map(String::as_str) == Some("rematch_offer")
-                    && m.data.get("dd_from").map(String::as_str) == Some("dora")
-            })
+            .any(|m| m.data.get("dd_from").map(String::as_str) == Some("dora"))
             .then_some(())
     })
     .await;
@@ -426,13 +415,8 @@ async fn operators_broadcast_to_the_online_or_everyone_and_nobody_else_may() {
     let (stack, fcm) = stack_with_notifier().await;
     let mut ivy = stack.session("ivy").await;
     register(&stack, "kim", "kim-phone").await;
-    let nats = &stack.backend().nats;
     let as_user = async |user: &str| {
-        let client =
-            async_nats::ConnectOptions::with_user_and_password(user.into(), format!("{user}-dev"))
-                .connect(nats.url())
-                .await
-                .expect("nats");
+        let client = connect_as(&stack.backend().nats, user).await;
         NotifierClient::new(Requester::new(client, Duration::from_secs(2)))
     };
     let ops = as_user("ops").await;
@@ -529,24 +513,16 @@ async fn a_killed_notifier_leaves_nothing_undelivered_and_nothing_twice() {
     // dies, with pushes under way.
     fcm.set_latency(Duration::from_millis(300));
 
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "archiver".into(),
-        "archiver-dev".into(),
-    )
-    .connect(backend.nats.url())
-    .await
-    .expect("nats");
+    let client = connect_as(&backend.nats, "archiver").await;
     let notifications = Notifications::new(client);
     for i in 0..USERS {
-        let request = NotifyRequest {
-            id: format!("crash-test:{i}"),
-            uid: format!("u{i}"),
-            kind: NotificationKind::FriendRequest,
-            data: BTreeMap::from([("from".to_owned(), "zed".to_owned())]),
-            created_ms: 0,
-            title: None,
-            body: None,
-        };
+        let request = NotifyRequest::new(
+            format!("crash-test:{i}"),
+            format!("u{i}"),
+            NotificationKind::FriendRequest,
+            [("from", "zed")],
+            0,
+        );
         notifications.send(&request).await.expect("the stream");
     }
     eventually("some pushes before the kill", PROMPTLY, async || {
@@ -668,25 +644,17 @@ async fn dead_tokens_go_and_bad_input_is_refused_clearly() {
             "{sent}: {answer}"
         );
     }
-    // An unknown notification kind on the stream is dropped by the notifier
-    // (and the publisher refuses an invalid request before it is sent).
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "archiver".into(),
-        "archiver-dev".into(),
-    )
-    .connect(stack.backend().nats.url())
-    .await
-    .expect("nats");
+    // The publisher refuses an invalid request before it reaches the stream
+    // (the notifier checks again and drops one that gets there anyway).
+    let client = connect_as(&stack.backend().nats, "archiver").await;
     let refused = Notifications::new(client)
-        .send(&NotifyRequest {
-            id: "bad id with spaces".into(),
-            uid: "gus".into(),
-            kind: NotificationKind::Broadcast,
-            data: BTreeMap::new(),
-            created_ms: 0,
-            title: None,
-            body: None,
-        })
+        .send(&NotifyRequest::new(
+            "bad id with spaces",
+            "gus",
+            NotificationKind::FriendRequest,
+            [("from", "hal")],
+            0,
+        ))
         .await;
     assert!(refused.is_err(), "an invalid request was sent");
     assert_eq!(fcm.violations(), Vec::<String>::new());

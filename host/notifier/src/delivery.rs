@@ -270,11 +270,7 @@ impl Notifier {
             metrics::counter!(names::NOTIFY_PUSHES, "outcome" => claim.as_str()).increment(1);
             return Ok(());
         }
-        let mut data: BTreeMap<String, String> = n
-            .data
-            .iter()
-            .map(|(k, v)| (push_data_key(k), v.clone()))
-            .collect();
+        let mut data: BTreeMap<String, String> = n.data.clone();
         data.insert("id".to_owned(), n.id.clone());
         data.insert("kind".to_owned(), n.kind.as_str().to_owned());
         let pushes: Vec<Push> = devices
@@ -513,19 +509,6 @@ fn platform(name: &str) -> Option<Platform> {
     }
 }
 
-/// A `data` key as a push carries it: FCM refuses a message whose data
-/// uses one of its reserved words (`from`, `notification`, `message_type`,
-/// `collapse_key`, or a `google.` or `gcm.` prefix), so those go as
-/// `dd_<key>` (`from` → `dd_from`); every other key is itself.
-pub fn push_data_key(key: &str) -> String {
-    const RESERVED: [&str; 4] = ["from", "notification", "message_type", "collapse_key"];
-    if RESERVED.contains(&key) || key.starts_with("google.") || key.starts_with("gcm.") {
-        format!("dd_{key}")
-    } else {
-        key.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,12 +521,5 @@ mod tests {
             assert_eq!(platform(platform_name(p)), Some(p));
         }
         assert_eq!(platform("fax"), None);
-    }
-
-    #[test]
-    fn fcm_reserved_data_keys_are_renamed() {
-        assert_eq!(super::push_data_key("from"), "dd_from");
-        assert_eq!(super::push_data_key("google.x"), "dd_google.x");
-        assert_eq!(super::push_data_key("match_id"), "match_id");
     }
 }

@@ -682,7 +682,8 @@ impl GoogleError {
 /// }}
 /// ```
 ///
-/// The collapse fields only with a collapse key. Every platform's block is
+/// `data` keys FCM reserves are renamed ([`data_key`]). The collapse fields
+/// only with a collapse key. Every platform's block is
 /// sent whatever the device's platform: FCM applies the one that fits.
 /// APNs takes collapse ids up to 64 bytes and Web Push topics of at most 32
 /// URL-safe base64 characters, so those are derived from the key (see
@@ -697,7 +698,7 @@ struct Message<'a> {
     token: &'a str,
     notification: Notification<'a>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    data: &'a BTreeMap<String, String>,
+    data: BTreeMap<String, &'a str>,
     android: AndroidConfig<'a>,
     apns: Headers,
     webpush: Headers,
@@ -742,7 +743,11 @@ impl<'a> SendRequest<'a> {
                     title: &push.title,
                     body: &push.body,
                 },
-                data: &push.data,
+                data: push
+                    .data
+                    .iter()
+                    .map(|(k, v)| (data_key(k), v.as_str()))
+                    .collect(),
                 android: AndroidConfig {
                     collapse_key: key,
                     priority: "high",
@@ -751,6 +756,19 @@ impl<'a> SendRequest<'a> {
                 webpush: Headers { headers: webpush },
             },
         }
+    }
+}
+
+/// A `data` key as FCM takes it: FCM refuses a message whose data uses one
+/// of its reserved words (`from`, `notification`, `message_type`,
+/// `collapse_key`, or a `google.` or `gcm.` prefix), so those go as
+/// `dd_<key>` (`from` → `dd_from`); every other key is itself.
+pub fn data_key(key: &str) -> String {
+    const RESERVED: [&str; 4] = ["from", "notification", "message_type", "collapse_key"];
+    if RESERVED.contains(&key) || key.starts_with("google.") || key.starts_with("gcm.") {
+        format!("dd_{key}")
+    } else {
+        key.to_owned()
     }
 }
 
@@ -985,6 +1003,13 @@ pub enum FcmError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_data_keys_are_renamed() {
+        assert_eq!(data_key("from"), "dd_from");
+        assert_eq!(data_key("google.x"), "dd_google.x");
+        assert_eq!(data_key("match_id"), "match_id");
+    }
 
     fn google_error(code: u16, status: &str, message: &str, details: &str) -> String {
         format!(
