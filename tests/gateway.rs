@@ -1389,3 +1389,654 @@ async fn archive_requests_the_gateway_refuses_never_reach_the_archive() {
     ws.send(json!({"type": "ping", "id": "still"})).await;
     assert_eq!(ws.next_of("pong").await["id"], "still");
 }
+
+/// Whether the gateway closes `socket` within `within`, reading (and
+/// returning) whatever it answered before.
+async fn closed_by_gateway(
+    socket: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> (bool, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut answered = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return (false, answered),
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, answered),
+            Ok(Ok(n)) => answered.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+async fn raw_connection(stack: &Stack, first_bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(stack.base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    if !first_bytes.is_empty() {
+        // A closed connection may refuse the write; reading says so.
+        let _ = socket.write_all(first_bytes).await;
+    }
+    socket
+}
+
+/// Waits until 127.0.0.1 holds `n` connections without a verified token
+/// (`when`: the step, for the failure message).
+async fn unverified_reach(stack: &Stack, n: usize, when: &str) {
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    for _ in 0..2_000 {
+        if stack.gateway.unverified.count(ip) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{when}: unverified connections stayed at {}, not {n}",
+        stack.gateway.unverified.count(ip)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_a_request_head_are_closed_and_sessions_are_not() {
+    let stack = stack_with(Limits {
+        handshake_timeout: Duration::from_millis(500),
+        user_per_second: 1_000,
+        ip_per_second: 10_000,
+        ws_messages_per_second: 1_000,
+        ..Limits::default()
+    })
+    .await;
+    let mut session = stack.session("ivy").await;
+    let mut dribbler = raw_connection(&stack, b"GET /api/v1/ws HT").await;
+    let mut silent = raw_connection(&stack, b"").await;
+    let mut headers_only =
+        raw_connection(&stack, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").await;
+    let mut idle = raw_connection(&stack, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    for (what, socket) in [
+        ("half a request line", &mut dribbler),
+        ("nothing at all", &mut silent),
+        ("headers without their end", &mut headers_only),
+    ] {
+        let (closed, answered) = closed_by_gateway(socket, Duration::from_secs(10)).await;
+        assert!(closed, "a connection that sent {what} is closed");
+        assert!(
+            answered.is_empty(),
+            "{what}: {}",
+            String::from_utf8_lossy(&answered)
+        );
+    }
+    // Kept alive after a whole request, then silent: closed the same way.
+    let (closed, answered) = closed_by_gateway(&mut idle, Duration::from_secs(10)).await;
+    assert!(closed, "an idle kept-alive connection is closed");
+    assert!(
+        answered.starts_with(b"HTTP/1.1 200"),
+        "its request was served first"
+    );
+
+    // The signed-in session outlived several timeouts, and is served.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    session.send(json!({"type": "ping", "id": "still"})).await;
+    assert_eq!(session.next_of("pong").await["id"], "still");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_on_unverified_connections_an_ip_is_refused_and_signed_in_clients_go_on() {
+    const CAP: usize = 4;
+    let stack = stack_with(Limits {
+        max_unauthenticated_per_ip: CAP,
+        handshake_timeout: Duration::from_secs(60),
+        user_per_second: 1_000,
+        ip_per_second: 10_000,
+        ws_messages_per_second: 1_000,
+        ..Limits::default()
+    })
+    .await;
+    // Signed in over WebSocket, and over REST on a kept-alive connection:
+    // neither counts.
+    let mut session = stack.session("jay").await;
+    let token = stack.token("jay");
+    assert_eq!(stack.get("/me", &token).await.0, StatusCode::OK);
+    unverified_reach(&stack, 0, "signed in").await;
+
+    // A session that has not said hello yet counts until it does.
+    let mut pending = stack.ws(None).await;
+    unverified_reach(&stack, 1, "a session before hello").await;
+    let mut held = Vec::new();
+    for _ in 1..CAP {
+        held.push(raw_connection(&stack, b"GET /api/v1/health HT").await);
+    }
+    unverified_reach(&stack, CAP, "held").await;
+
+    let mut refused =
+        raw_connection(&stack, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (closed, answered) = closed_by_gateway(&mut refused, Duration::from_secs(10)).await;
+    assert!(closed, "a connection past the cap is closed");
+    assert!(
+        answered.is_empty(),
+        "and not served: {}",
+        String::from_utf8_lossy(&answered)
+    );
+    let fresh = reqwest::Client::new();
+    assert!(
+        fresh.get(stack.url("/health")).send().await.is_err(),
+        "a new client from the same address is refused too"
+    );
+
+    // Those already signed in are served meanwhile.
+    session.send(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(session.next_of("pong").await["id"], "p");
+    assert_eq!(stack.get("/me", &token).await.0, StatusCode::OK);
+
+    // The pending session signs in: it stops counting, and there is room.
+    pending
+        .send(json!({"type": "hello", "token": stack.token("kim")}))
+        .await;
+    assert_eq!(pending.next_of("welcome").await["user_id"], "kim");
+    unverified_reach(&stack, CAP - 1, "after hello").await;
+    let response = fresh
+        .get(stack.url("/health"))
+        .send()
+        .await
+        .expect("room again");
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(fresh);
+    drop(held);
+    unverified_reach(&stack, 0, "all closed").await;
+}
+
+/// Bodies that are JSON but not one object.
+const NOT_OBJECTS: [&str; 6] = ["[]", "[\"classic\"]", "\"classic\"", "42", "null", "true"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rest_body_must_be_one_json_object_and_nothing_changes_otherwise() {
+    let stack = stack().await;
+    let token = stack.token("lou");
+    let mut ws = stack.session("lou").await;
+    ws.send(json!({"type": "join", "id": "j", "mode": "classic", "opponent": "bot"}))
+        .await;
+    let joined = ws.next_of("queue").await;
+    let match_id = joined["status"]["match_id"]
+        .as_str()
+        .expect("a bot match")
+        .to_owned();
+    let snapshot = loop {
+        let (_, snapshot) = stack.get(&format!("/matches/{match_id}"), &token).await;
+        if turn(&snapshot).as_deref() == Some("lou") {
+            break snapshot;
+        }
+        assert_eq!(snapshot["finished"], false);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    let routes = [
+        (reqwest::Method::POST, "/queue/join".to_owned()),
+        (reqwest::Method::POST, "/matches".to_owned()),
+        (reqwest::Method::POST, "/matches/join".to_owned()),
+        (reqwest::Method::POST, format!("/matches/{match_id}/roll")),
+        (reqwest::Method::POST, format!("/matches/{match_id}/custom")),
+        (reqwest::Method::PUT, "/users/me".to_owned()),
+        (reqwest::Method::POST, "/invites".to_owned()),
+        (reqwest::Method::POST, "/users/me/devices".to_owned()),
+        (reqwest::Method::DELETE, "/users/me/devices".to_owned()),
+    ];
+    for (method, path) in &routes {
+        for body in NOT_OBJECTS {
+            let response = stack
+                .http
+                .request(method.clone(), stack.url(path))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("http");
+            let (status, reply) = answer(response).await;
+            assert_eq!(
+                (status, &reply["error"]["code"]),
+                (StatusCode::BAD_REQUEST, &json!("malformed_json")),
+                "{method} {path} with {body}: {reply}"
+            );
+        }
+    }
+    // Nothing was applied, queued or offered.
+    let (_, after) = stack.get(&format!("/matches/{match_id}"), &token).await;
+    assert_eq!(after["seq"], snapshot["seq"], "no roll applied");
+    let (_, status) = stack.get("/queue/status", &token).await;
+    assert_eq!(
+        status["state"], "playing",
+        "no queue joined, no invite made"
+    );
+
+    // A WebSocket message is one JSON object too.
+    for text in NOT_OBJECTS {
+        ws.send_text(text.to_owned()).await;
+        let error = ws.next_of("error").await;
+        assert_eq!(error["error"]["code"], "malformed_json", "{text}");
+    }
+    let (_, after) = stack.get(&format!("/matches/{match_id}"), &token).await;
+    assert_eq!(after["seq"], snapshot["seq"]);
+    // An empty body still rolls.
+    let (status, acted) = stack.act(&token, &match_id, "roll", "lou-1").await;
+    assert_eq!(status, StatusCode::OK, "{acted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_the_documented_json_error() {
+    let stack = stack_with(Limits {
+        request_timeout: Duration::from_millis(500),
+        user_per_second: 1_000,
+        ip_per_second: 10_000,
+        ws_messages_per_second: 1_000,
+        ..Limits::default()
+    })
+    .await;
+    // An archiver that never answers: its routes time out.
+    let nats = async_nats::connect(stack._nats.url()).await.expect("nats");
+    let _silent = nats
+        .subscribe(dashdice_proto::bus::archive_request(
+            dashdice_proto::bus::archive_endpoint::PROFILE,
+        ))
+        .await
+        .expect("subscribe");
+    nats.flush().await.expect("flush");
+    let token = stack.token("max");
+    let json_type = "application/json";
+    type Case = (
+        reqwest::Method,
+        &'static str,
+        Option<(&'static str, String)>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            reqwest::Method::PUT,
+            "/api/v1/matches/m1/roll",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/matches/m1",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/api/v1/health",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/ws",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (reqwest::Method::POST, "/", None, 405, "method_not_allowed"),
+        (
+            reqwest::Method::GET,
+            "/api/v1/nowhere",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/matches/%FF%FE",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users/%C3%28",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/matches/m1/events?since=-1",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/notifications?limit=0&x=1",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/matches",
+            Some(("text/plain", "{\"mode\":\"classic\"}".to_owned())),
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/matches",
+            Some((json_type, format!("{{\"mode\":\"{}\"}}", "x".repeat(9_000)))),
+            413,
+            "too_large",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/matches/m1/roll",
+            Some((json_type, "x".repeat(9_000))),
+            413,
+            "too_large",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/matches",
+            Some((json_type, "{\"mode\":".to_owned())),
+            400,
+            "malformed_json",
+        ),
+        (reqwest::Method::GET, "/api/v1/ws", None, 400, "bad_request"),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users/someone",
+            None,
+            504,
+            "timeout",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let mut request = stack
+            .http
+            .request(method.clone(), format!("{}{path}", stack.base))
+            .bearer_auth(&token);
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.expect("http");
+        let allow = response.headers().get("allow").cloned();
+        let content_type = response.headers().get("content-type").cloned();
+        let (got, reply) = answer(response).await;
+        let case = format!("{method} {path}: {got} {reply}");
+        assert_eq!(got.as_u16(), status, "{case}");
+        assert_eq!(reply["error"]["code"], code, "{case}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.len() > 10, "a message that says why: {case}");
+        assert_eq!(
+            reply.as_object().map(|o| o.len()),
+            Some(1),
+            "only `error`: {case}"
+        );
+        assert_eq!(
+            content_type.as_ref().map(|v| v.as_bytes()),
+            Some(json_type.as_bytes()),
+            "{case}"
+        );
+        if status == 405 {
+            assert!(
+                allow.is_some_and(|a| !a.is_empty()),
+                "405 keeps `Allow`: {case}"
+            );
+        }
+    }
+    let (status, reply) = stack.get("/me", "not-a-token").await;
+    assert_eq!(
+        (status, &reply["error"]["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+
+    // Over the per-IP rate: 429 with `Retry-After`, the same shape.
+    let limited = stack_with(Limits {
+        ip_per_second: 1,
+        ..Limits::default()
+    })
+    .await;
+    let mut last = None;
+    for _ in 0..10 {
+        let response = limited
+            .http
+            .get(limited.url("/health"))
+            .send()
+            .await
+            .expect("http");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().get("retry-after").is_some());
+            last = Some(answer(response).await.1);
+            break;
+        }
+    }
+    let refused = last.expect("the rate is enforced");
+    assert_eq!(refused["error"]["code"], "rate_limited", "{refused}");
+}
+
+/// A `dashdice gateway` process in dev mode on `nats` and `redis`, with
+/// `secret_file` if given; killed on drop.
+struct GatewayProcess {
+    child: std::process::Child,
+    base: String,
+    /// What it logs (stderr), as it comes.
+    log: Arc<Mutex<String>>,
+}
+
+impl GatewayProcess {
+    fn start(
+        nats: &NatsServer,
+        redis: &RedisServer,
+        secret_file: Option<&std::path::Path>,
+    ) -> Self {
+        use std::io::{BufRead, BufReader};
+        let port = dashdice_tests::servers::free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"));
+        command
+            .args(["gateway", "--dev", "--nats-url", &nats.url()])
+            .args(["--redis-url", &redis.url()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("DASHDICE_DEV_SECRET")
+            .env_remove("DASHDICE_DEV_SECRET_FILE")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(file) = secret_file {
+            command.arg("--dev-secret-file").arg(file);
+        }
+        let mut child = command.spawn().expect("spawn a gateway");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut log) = log.lock() {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut banner = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut banner)
+            .expect("banner");
+        assert!(
+            banner.starts_with("dashdice gateway on"),
+            "{banner}{}",
+            log.lock().map(|l| l.clone()).unwrap_or_default()
+        );
+        GatewayProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}/api/v1"),
+            log,
+        }
+    }
+
+    /// Whether it logs `needle` (waiting a little for the pipe).
+    async fn logs(&self, needle: &str) -> bool {
+        for _ in 0..100 {
+            if self.log.lock().is_ok_and(|l| l.contains(needle)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    async fn guest_token(&self) -> String {
+        let guest: Value = reqwest::Client::new()
+            .post(format!("{}/auth/guest", self.base))
+            .send()
+            .await
+            .expect("guest")
+            .json()
+            .await
+            .expect("json");
+        guest["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn me(&self, token: &str) -> StatusCode {
+        reqwest::Client::new()
+            .get(format!("{}/me", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("me")
+            .status()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_given_one_dev_secret_file_accept_each_others_tokens_across_restarts() {
+    let (nats, redis) = (NatsServer::start(), RedisServer::start());
+    let dir = std::env::temp_dir().join(format!(
+        "dashdice-gateway-secret-{}-{}",
+        std::process::id(),
+        dashdice_tests::servers::free_port()
+    ));
+    let file = dir.join("dev-secret");
+    let first = GatewayProcess::start(&nats, &redis, Some(&file));
+    let second = GatewayProcess::start(&nats, &redis, Some(&file));
+    let token = first.guest_token().await;
+    assert_eq!(first.me(&token).await, StatusCode::OK);
+    assert_eq!(
+        second.me(&token).await,
+        StatusCode::OK,
+        "another gateway on the same file accepts it"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("made").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(first);
+    let restarted = GatewayProcess::start(&nats, &redis, Some(&file));
+    assert_eq!(
+        restarted.me(&token).await,
+        StatusCode::OK,
+        "a restarted gateway still accepts it"
+    );
+    assert_eq!(
+        second.me(&restarted.guest_token().await).await,
+        StatusCode::OK
+    );
+
+    // Without a file, a dev gateway draws its own secret, and says so.
+    let alone = GatewayProcess::start(&nats, &redis, None);
+    assert_eq!(alone.me(&token).await, StatusCode::UNAUTHORIZED);
+    assert!(
+        alone.logs("--dev-secret-file").await,
+        "it warns that its tokens will not survive a restart"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_closes_sessions_and_answers_requests_in_flight() {
+    let stack = stack().await;
+    // A second gateway on the same workers, whose stop the test holds, and
+    // an archiver that never answers, so a request stays in flight.
+    let nats = async_nats::connect(stack._nats.url()).await.expect("nats");
+    let mut swallowed = nats
+        .subscribe(dashdice_proto::bus::archive_request(
+            dashdice_proto::bus::archive_endpoint::PROFILE,
+        ))
+        .await
+        .expect("subscribe");
+    nats.flush().await.expect("flush");
+    let mut config = stack.gateway.config.clone();
+    config.limits.request_timeout = Duration::from_secs(1);
+    let gateway = Arc::new(Gateway::new(config, nats.clone(), None, None).expect("gateway"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway::serve(listener, gateway.clone(), async move {
+        let _ = stopped.await;
+    }));
+    // The same servers, through the second gateway.
+    let Stack {
+        _nats,
+        _redis,
+        http,
+        jwks_served,
+        jwks_fetches,
+        ..
+    } = stack;
+    let other = Stack {
+        _nats,
+        _redis,
+        gateway,
+        base: format!("http://{addr}"),
+        http,
+        jwks_served,
+        jwks_fetches,
+    };
+    let mut session = other.session("nia").await;
+    let token = other.token("nia");
+    let in_flight = tokio::spawn({
+        let (http, url) = (other.http.clone(), other.url("/users/someone"));
+        async move {
+            let response = http.get(url).bearer_auth(token).send().await;
+            answer(response.expect("answered, not cut off")).await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), swallowed.next())
+        .await
+        .expect("the request reached the bus");
+
+    let _ = stop.send(());
+    assert_eq!(
+        session.close_code().await,
+        Some(1001),
+        "sessions close going away"
+    );
+    let (status, reply) = in_flight.await.expect("request task");
+    assert_eq!(
+        (status, &reply["error"]["code"]),
+        (StatusCode::GATEWAY_TIMEOUT, &json!("timeout")),
+        "the request in flight got its answer"
+    );
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serve returns once its connections are done")
+        .expect("task")
+        .expect("served");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "nothing listens any more"
+    );
+}

@@ -22,8 +22,12 @@ fn listening(port: u16) -> bool {
 async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     let (nats_port, redis_port, http_port) = (free_port(), free_port(), free_port());
     let firestore_port = free_port();
+    let secret_file = std::env::temp_dir().join(format!("dashdice-up-secret-{http_port}"));
+    let _ = std::fs::remove_file(&secret_file);
     let mut child = Command::new(env!("CARGO_BIN_EXE_dashdice-under-test"))
         .arg("up")
+        .arg("--dev-secret-file")
+        .arg(&secret_file)
         .args(["--nats-url", &format!("nats://127.0.0.1:{nats_port}")])
         .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}/")])
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
@@ -66,6 +70,11 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     );
     assert!(listening(nats_port) && listening(redis_port) && listening(http_port));
     assert!(listening(firestore_port));
+    assert!(
+        banner.contains(&format!("dev secret in {}", secret_file.display())),
+        "it says where its dev secret is kept: {banner}"
+    );
+    tokens_are_signed_with_the_kept_dev_secret(http_port, &secret_file).await;
 
     let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))
         .await
@@ -153,6 +162,43 @@ async fn up_starts_what_is_missing_serves_players_and_cleans_up() {
     assert!(!listening(redis_port), "redis-server stopped");
     assert!(!listening(http_port), "the gateway stopped");
     assert!(!listening(firestore_port), "the Firestore emulator stopped");
+    assert!(secret_file.exists(), "the dev secret outlives the run");
+    let _ = std::fs::remove_file(&secret_file);
+}
+
+/// `up`'s guests get tokens signed with the secret it keeps in
+/// `secret_file` (made there, mode 0600), so another gateway given the same
+/// file, or `up` run again, accepts them.
+async fn tokens_are_signed_with_the_kept_dev_secret(http_port: u16, secret_file: &std::path::Path) {
+    let secret = std::fs::read_to_string(secret_file).expect("up made the secret file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(secret_file)
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner reads it");
+    }
+    let guest: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{http_port}/api/v1/auth/guest"))
+        .send()
+        .await
+        .expect("guest")
+        .json()
+        .await
+        .expect("json");
+    let token = guest["token"].as_str().expect("a token");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&[dashdice_gateway::auth::DEV_ISSUER]);
+    validation.set_audience(&[dashdice_gateway::auth::DEV_AUDIENCE]);
+    let claims = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.trim().as_bytes()),
+        &validation,
+    )
+    .expect("signed with the kept secret");
+    assert_eq!(claims.claims["sub"], guest["user_id"]);
 }
 
 #[test]

@@ -125,6 +125,87 @@ pub enum AuthSetupError {
     Http(String),
 }
 
+/// Why a dev secret file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DevSecretError {
+    #[error("dev secret file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("dev secret file {path} is empty: remove it to have one made, or write a secret in it")]
+    Empty { path: String },
+    #[error("no randomness for a dev secret: {0}")]
+    Random(String),
+}
+
+/// The dev secret kept in `path`, made (random, mode 0600) if the file does
+/// not exist yet. Tokens signed with it survive restarts, and every
+/// gateway given the same file accepts the others'. Processes racing to
+/// make it all end with the one that was linked into place first.
+pub fn read_or_create_dev_secret(path: &std::path::Path) -> Result<String, DevSecretError> {
+    let io = |source| DevSecretError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return secret_in(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let secret = dashdice_proto::ids::random_hex::<32>()
+        .map_err(|e| DevSecretError::Random(e.to_string()))?;
+    let nonce = dashdice_proto::ids::random_hex::<8>()
+        .map_err(|e| DevSecretError::Random(e.to_string()))?;
+    let mut draft = path.as_os_str().to_owned();
+    draft.push(format!(".{nonce}.new"));
+    let draft = std::path::PathBuf::from(draft);
+    write_private(&draft, &format!("{secret}\n")).map_err(io)?;
+    // A hard link never replaces a file: whoever links first wins, and
+    // the others read the winner's secret.
+    let linked = std::fs::hard_link(&draft, path);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            secret_in(path, &text)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn secret_in(path: &std::path::Path, text: &str) -> Result<String, DevSecretError> {
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(DevSecretError::Empty {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(secret.to_owned())
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
 /// A user id as dashdice accepts it: 1 to 64 letters, digits, `-` or `_`,
 /// so it is always one NATS subject token and one Redis key part.
 pub fn valid_user_id(id: &str) -> bool {
@@ -398,6 +479,46 @@ mod tests {
             Some(Duration::from_secs(19766))
         );
         assert_eq!(max_age("no-store"), None);
+    }
+
+    #[test]
+    fn a_dev_secret_file_is_made_once_and_read_after() {
+        let dir = std::env::temp_dir().join(format!(
+            "dashdice-dev-secret-{}-{}",
+            std::process::id(),
+            dashdice_proto::ids::random_hex::<4>().expect("random")
+        ));
+        let path = dir.join("state").join("dev-secret");
+        let made = read_or_create_dev_secret(&path).expect("made");
+        assert_eq!(made.len(), 64, "32 random bytes, hex");
+        assert_eq!(read_or_create_dev_secret(&path).expect("read"), made);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "only the owner reads it");
+        }
+        let leftovers = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("dir")
+            .count();
+        assert_eq!(leftovers, 1, "no draft left behind");
+        let racing: Vec<_> = (0..8)
+            .map(|_| {
+                let path = dir.join("raced");
+                std::thread::spawn(move || read_or_create_dev_secret(&path).expect("secret"))
+            })
+            .collect();
+        let secrets: std::collections::HashSet<_> = racing
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(secrets.len(), 1, "racing makers agree on one secret");
+        std::fs::write(dir.join("empty"), " \n").expect("write");
+        assert!(matches!(
+            read_or_create_dev_secret(&dir.join("empty")),
+            Err(DevSecretError::Empty { .. })
+        ));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

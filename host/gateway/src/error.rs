@@ -3,7 +3,8 @@
 //! and the HTTP status that code implies (the table is in PROTOCOL.md).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dashdice_proto::ErrorCode;
@@ -89,6 +90,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         BadRequest | Yourself | BadCursor | MalformedJson | UnknownMode | UnknownRegion
         | UnknownAction | InvalidConfig => StatusCode::BAD_REQUEST,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +140,23 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+/// `/api/v1/ws` asked without a WebSocket upgrade (or a broken one).
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        ApiError::bad_request(format!(
+            "this route takes a WebSocket upgrade (GET with `Connection: upgrade`, \
+             `Upgrade: websocket`, `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`): {}",
+            rejection.body_text()
+        ))
     }
 }
 

@@ -9,6 +9,8 @@
 //!
 //! - [`auth`]: who is asking (Firebase and dev tokens, guests).
 //! - [`limits`]: how much they may ask (rates, sizes, CORS).
+//! - [`listen`]: the accept loop (handshake timeout, the cap on unverified
+//!   connections per IP, graceful stop).
 //! - [`rest`] and [`ws`]: the two ways in; [`protocol`]: their JSON.
 //! - [`backend`]: the workers, as typed calls (the only user of the bus).
 //! - [`social`]: presence (this gateway's connections and heartbeats, the
@@ -22,6 +24,7 @@ pub mod backend;
 pub mod error;
 pub mod inbox;
 pub mod limits;
+pub mod listen;
 pub mod page;
 pub mod protocol;
 pub mod rest;
@@ -83,6 +86,8 @@ pub struct Gateway {
     pub connections: social::Connections,
     /// The users this gateway's sessions follow, one subscription each.
     pub follows: Arc<social::Follows>,
+    /// Connections that have not shown a verified token yet, by peer IP.
+    pub unverified: Arc<listen::Unverified>,
 }
 
 impl Gateway {
@@ -105,6 +110,7 @@ impl Gateway {
             closing: watch::channel(false).0,
             connections: social::Connections::new(),
             follows: Arc::new(social::Follows::default()),
+            unverified: Arc::new(listen::Unverified::default()),
         })
     }
 
@@ -186,10 +192,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             post(rest::register_device).delete(rest::unregister_device),
         )
         .route("/ws", get(ws::upgrade))
+        .method_not_allowed_fallback(rest::method_not_allowed)
         .layer(limits::cors(&gateway.config.cors_origins));
     Router::new()
         .nest("/api/v1", api)
-        .merge(page::routes())
+        .merge(page::routes().method_not_allowed_fallback(rest::method_not_allowed))
         .fallback(rest::not_found)
         .layer(DefaultBodyLimit::max(limits.max_message_bytes))
         .layer(middleware::from_fn_with_state(gateway.clone(), guard))
@@ -215,24 +222,20 @@ pub async fn serve(
         })
     };
     let heartbeats = tokio::spawn(social::heartbeats(gateway.clone()));
+    let listen = listen::Listen {
+        handshake_timeout: gateway.limits().handshake_timeout,
+        max_unauthenticated_per_ip: gateway.limits().max_unauthenticated_per_ip,
+        unverified: gateway.unverified.clone(),
+    };
     let closing = gateway.clone();
-    // Small messages go out at once: with Nagle on, a push right after
-    // another waits for the client's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    listen::accept_loop(listener, app, listen, async move {
         stop.await;
         closing.close_sessions();
     })
     .await;
     sweeper.abort();
     heartbeats.abort();
-    result
+    Ok(())
 }
 
 struct HttpHeaders<'a>(&'a HeaderMap);

@@ -34,6 +34,14 @@ pub struct Limits {
     pub ws_outbox: usize,
     /// Matches one connection may follow at once.
     pub ws_subscriptions: usize,
+    /// A request head (line and headers) must arrive whole this soon after
+    /// the connection is ready for one, or the connection is closed. Zero:
+    /// no timeout.
+    pub handshake_timeout: Duration,
+    /// Connections one TCP peer address (an IPv6 one: its /64) may hold
+    /// before one of their requests shows a verified token; past it new
+    /// ones are closed at once. 0: no cap.
+    pub max_unauthenticated_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +55,8 @@ impl Default for Limits {
             ws_idle: Duration::from_secs(60),
             ws_outbox: 256,
             ws_subscriptions: 8,
+            handshake_timeout: Duration::from_secs(10),
+            max_unauthenticated_per_ip: 64,
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum_extra::TypedHeader;
 use axum_extra::extract::WithRejection;
@@ -24,6 +24,7 @@ use super::Gateway;
 use super::auth::GuestToken;
 use super::error::ApiError;
 use super::inbox::{self, DeviceFields, DeviceTokenFields, InboxQuery};
+use super::listen::ConnectionTag;
 use super::protocol::{
     ActFields, CodeFields, DirectInviteFields, FriendReply, FriendsReply, HistoryQuery,
     InviteFields, JoinFields, LeaderboardQuery, MatchAnswer, ModesReply, PresenceParams,
@@ -39,16 +40,16 @@ use dashdice_proto::queue::{
 };
 
 type Gw = State<Arc<Gateway>>;
-/// A JSON body whose rejections are [`ApiError`]s (`malformed_json`,
-/// `too_large`), not axum's plain text.
-type Body<T> = WithRejection<Json<T>, ApiError>;
 /// A query string whose rejections are [`ApiError`]s (`bad_request`).
 type Params<T> = WithRejection<Query<T>, ApiError>;
+/// Path segments whose rejections (bad percent-encoding, not UTF-8) are
+/// [`ApiError`]s (`bad_request`).
+type Segments<T> = WithRejection<Path<T>, ApiError>;
 
 /// A JSON body that is one object with exactly `T`'s fields: an array, a
-/// string or a stray field is `malformed_json` (a missing
+/// string, a number or a stray field is `malformed_json`, a missing
 /// `Content-Type: application/json` is `bad_request`, an oversized body
-/// `too_large`, as [`Body`]).
+/// `too_large`. Every REST body is read through it.
 pub struct Object<T>(pub T);
 
 impl<S, T> FromRequest<S> for Object<T>
@@ -83,6 +84,9 @@ where
                     ApiError::unauthorized("sign in: send `Authorization: Bearer <token>`")
                 })?;
         let user = gateway.auth.verify(bearer.token()).await?;
+        if let Some(tag) = parts.extensions.get::<ConnectionTag>() {
+            tag.verified();
+        }
         gateway.rates.check_user(&user)?;
         Ok(User(user))
     }
@@ -138,6 +142,18 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route; the API is under /api/v1 (see PROTOCOL.md)")
 }
 
+/// A route asked with a method it does not take (the `Allow` header, which
+/// axum adds, lists those it does).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{method} is not allowed on {}; `Allow` lists the methods it takes",
+            uri.path()
+        ),
+    )
+}
+
 pub async fn guest(State(gateway): Gw) -> Result<Json<GuestToken>, ApiError> {
     gateway.auth.guest().map(Json)
 }
@@ -157,7 +173,7 @@ pub async fn me(User(user): User) -> Json<serde_json::Value> {
 pub async fn join(
     State(gateway): Gw,
     User(user): User,
-    WithRejection(Json(fields), _): Body<JoinFields>,
+    Object(fields): Object<JoinFields>,
 ) -> Result<Json<Status>, ApiError> {
     let request = fields.request(&user, &gateway.config.default_region);
     gateway.backend.join(&request).await.map(Json)
@@ -174,7 +190,7 @@ pub async fn status(State(gateway): Gw, User(user): User) -> Result<Json<Status>
 pub async fn create_invite(
     State(gateway): Gw,
     User(user): User,
-    WithRejection(Json(fields), _): Body<InviteFields>,
+    Object(fields): Object<InviteFields>,
 ) -> Result<(StatusCode, Json<Invite>), ApiError> {
     let request = CreateInviteRequest {
         player: user,
@@ -187,7 +203,7 @@ pub async fn create_invite(
 pub async fn join_code(
     State(gateway): Gw,
     User(user): User,
-    WithRejection(Json(fields), _): Body<CodeFields>,
+    Object(fields): Object<CodeFields>,
 ) -> Result<Json<Status>, ApiError> {
     let request = JoinInviteRequest {
         player: user,
@@ -201,7 +217,7 @@ pub async fn join_code(
 pub async fn get_match(
     State(gateway): Gw,
     _: User,
-    Path(match_id): Path<String>,
+    WithRejection(Path(match_id), _): Segments<String>,
 ) -> Result<Json<MatchAnswer>, ApiError> {
     gateway.backend.live_or_archived(&match_id).await.map(Json)
 }
@@ -216,7 +232,7 @@ pub struct Since {
 pub async fn events(
     State(gateway): Gw,
     _: User,
-    Path(match_id): Path<String>,
+    WithRejection(Path(match_id), _): Segments<String>,
     WithRejection(Query(since), _): Params<Since>,
 ) -> Result<Json<Vec<SequencedEvent>>, ApiError> {
     gateway
@@ -229,7 +245,7 @@ pub async fn events(
 pub async fn rematch(
     State(gateway): Gw,
     User(user): User,
-    Path(match_id): Path<String>,
+    WithRejection(Path(match_id), _): Segments<String>,
 ) -> Result<Json<RematchStatus>, ApiError> {
     let request = RematchRequest {
         player: user,
@@ -245,16 +261,16 @@ pub async fn rematch(
 pub async fn act(
     State(gateway): Gw,
     User(user): User,
-    Path((match_id, action)): Path<(String, String)>,
+    WithRejection(Path((match_id, action)), _): Segments<(String, String)>,
     headers: HeaderMap,
     WithRejection(body, _): WithRejection<Bytes, ApiError>,
 ) -> Result<Json<ActionReply>, ApiError> {
     let fields: ActFields = if body.iter().all(u8::is_ascii_whitespace) {
         ActFields::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(ErrorCode::MalformedJson, format!("not a valid body: {e}"))
-        })?
+        let value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("not valid JSON: {e}")))?;
+        super::protocol::read_object(value)?
     };
     let action = player_action(&action, fields.name, fields.payload)?;
     let header_key = headers
@@ -280,7 +296,7 @@ pub async fn act(
 pub async fn profile(
     State(gateway): Gw,
     User(user): User,
-    Path(uid): Path<String>,
+    WithRejection(Path(uid), _): Segments<String>,
 ) -> Result<Json<Profile>, ApiError> {
     let uid = player_named(Some(&uid), &user)?;
     let profile = if uid == user {
@@ -296,8 +312,8 @@ pub async fn profile(
 pub async fn rename(
     State(gateway): Gw,
     User(user): User,
-    Path(uid): Path<String>,
-    WithRejection(Json(fields), _): Body<RenameFields>,
+    WithRejection(Path(uid), _): Segments<String>,
+    Object(fields): Object<RenameFields>,
 ) -> Result<Json<Profile>, ApiError> {
     renaming_self(&uid, &user)?;
     let request = fields.request(&user)?;
@@ -309,7 +325,7 @@ pub async fn rename(
 pub async fn history(
     State(gateway): Gw,
     User(user): User,
-    Path(uid): Path<String>,
+    WithRejection(Path(uid), _): Segments<String>,
     WithRejection(Query(query), _): Params<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let request = query.request(&uid, &user)?;
@@ -321,7 +337,7 @@ pub async fn history(
 pub async fn leaderboard(
     State(gateway): Gw,
     User(user): User,
-    Path(mode): Path<String>,
+    WithRejection(Path(mode), _): Segments<String>,
     WithRejection(Query(query), _): Params<LeaderboardQuery>,
 ) -> Result<Json<Leaderboard>, ApiError> {
     let request = query.request(mode, &user)?;
@@ -351,7 +367,7 @@ pub async fn friends(State(gateway): Gw, User(user): User) -> Result<Json<Friend
 pub async fn befriend(
     State(gateway): Gw,
     User(user): User,
-    Path((uid, verb)): Path<(String, String)>,
+    WithRejection(Path((uid, verb)), _): Segments<(String, String)>,
 ) -> Result<Json<FriendReply>, ApiError> {
     let endpoint = social::friend_verb(&verb)?;
     let link = gateway.backend.befriend(endpoint, &user, &uid).await?;
@@ -362,7 +378,7 @@ pub async fn befriend(
 pub async fn remove_friend(
     State(gateway): Gw,
     User(user): User,
-    Path(uid): Path<String>,
+    WithRejection(Path(uid), _): Segments<String>,
 ) -> Result<Json<FriendReply>, ApiError> {
     let endpoint = dashdice_proto::bus::archive_endpoint::FRIENDS_REMOVE;
     let link = gateway.backend.befriend(endpoint, &user, &uid).await?;
@@ -373,7 +389,7 @@ pub async fn remove_friend(
 pub async fn invite_friend(
     State(gateway): Gw,
     User(user): User,
-    WithRejection(Json(fields), _): Body<DirectInviteFields>,
+    Object(fields): Object<DirectInviteFields>,
 ) -> Result<(StatusCode, Json<Invite>), ApiError> {
     let invite = social::invite_friend(&gateway, &user, &fields.to, fields.mode).await?;
     Ok((StatusCode::CREATED, Json(invite)))
@@ -383,7 +399,7 @@ pub async fn invite_friend(
 pub async fn decline_invite(
     State(gateway): Gw,
     User(user): User,
-    Path(code): Path<String>,
+    WithRejection(Path(code), _): Segments<String>,
 ) -> Result<Json<Status>, ApiError> {
     let request = JoinInviteRequest { player: user, code };
     gateway.backend.decline_invite(&request).await.map(Json)
@@ -415,7 +431,7 @@ pub async fn unread(State(gateway): Gw, User(user): User) -> Result<Json<Unread>
 pub async fn notification_read(
     State(gateway): Gw,
     User(user): User,
-    Path(id): Path<String>,
+    WithRejection(Path(id), _): Segments<String>,
 ) -> Result<Json<Unread>, ApiError> {
     let request = inbox::mark_request(&user, id)?;
     gateway.backend.mark_read(&request).await.map(Json)
@@ -433,7 +449,7 @@ pub async fn notifications_read_all(
 pub async fn notification_delete(
     State(gateway): Gw,
     User(user): User,
-    Path(id): Path<String>,
+    WithRejection(Path(id), _): Segments<String>,
 ) -> Result<Json<Unread>, ApiError> {
     let request = inbox::delete_request(&user, id)?;
     gateway

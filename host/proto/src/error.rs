@@ -20,6 +20,8 @@ pub enum ErrorCode {
     TooLarge,
     /// A subject or route nobody serves.
     UnknownEndpoint,
+    /// A route that exists, asked with a method it does not take (gateway).
+    MethodNotAllowed,
     // Who asks.
     /// No valid token (gateway).
     Unauthorized,
@@ -108,6 +110,7 @@ impl ErrorCode {
             MalformedJson => "malformed_json",
             TooLarge => "too_large",
             UnknownEndpoint => "unknown_endpoint",
+            MethodNotAllowed => "method_not_allowed",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
             NotAPlayer => "not_a_player",

@@ -34,6 +34,13 @@ pub mod names {
     pub const TIMERS_FIRED: &str = "dashdice_turn_timers_fired_total";
     /// Counter of compare-and-set conflicts retried.
     pub const CAS_RETRIES: &str = "dashdice_match_cas_retries_total";
+    /// Counter of matches this host ended because their players were gone
+    /// past the reconnect window, by `outcome` (`forfeit`: one left and
+    /// forfeits; `void`: every player left).
+    pub const MATCHES_ABANDONED: &str = "dashdice_matches_abandoned_total";
+    /// Counter of match record writes tried again after a failure (a NATS
+    /// restart, JetStream recovering), before the sweep is left with them.
+    pub const RECORD_RETRIES: &str = "dashdice_match_record_retries_total";
     // `dashdice_mode_faults_total` (mode calls stopped by the sandbox or
     // failing, by `mode` and `kind`) is counted where faults are classified:
     // `dashdice_runtime::MODE_FAULTS`.
@@ -103,6 +110,11 @@ pub mod names {
     /// Counter of sessions the gateway closed on the client, by `reason`
     /// (`too_slow`, `frame_too_big`).
     pub const GATEWAY_WS_DROPPED: &str = "dashdice_gateway_ws_dropped_total";
+    /// Counter of TCP connections the gateway closed before serving them,
+    /// by `reason` (`unverified_per_ip`: over the cap on connections from
+    /// one IP without a verified token; `handshake_timeout`: no complete
+    /// request head in time).
+    pub const GATEWAY_CONNECTIONS_CLOSED: &str = "dashdice_gateway_connections_closed_total";
     /// Counter of live match events found missing (and fetched again).
     pub const GATEWAY_EVENT_GAPS: &str = "dashdice_gateway_event_gaps_total";
     /// Counter of notification requests the notifier handled, by `kind` and

@@ -347,14 +347,25 @@ pub struct UpArgs {
     pub fcm: FcmArgs,
 }
 
+/// Where dashdice keeps what outlives a run: `$DASHDICE_HOME`, by default
+/// `~/.dashdice`.
+fn dashdice_home() -> PathBuf {
+    std::env::var_os("DASHDICE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".dashdice")))
+        .unwrap_or_else(|| PathBuf::from(".dashdice"))
+}
+
 /// Where the publisher key lives unless `--key-file` says otherwise:
 /// `$DASHDICE_HOME/publisher.key`, by default `~/.dashdice/publisher.key`.
 pub fn default_key_file() -> PathBuf {
-    let home = std::env::var_os("DASHDICE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".dashdice")))
-        .unwrap_or_else(|| PathBuf::from(".dashdice"));
-    home.join("publisher.key")
+    dashdice_home().join("publisher.key")
+}
+
+/// Where `up` keeps its dev secret unless `--dev-secret-file` says
+/// otherwise: beside the publisher key (`$DASHDICE_HOME/dev-secret`).
+pub fn default_dev_secret_file() -> PathBuf {
+    dashdice_home().join("dev-secret")
 }
 
 #[derive(Debug, Args)]
@@ -568,8 +579,15 @@ pub struct GatewayArgs {
     /// Accept HS256 dev tokens signed with this secret.
     #[arg(long, env = "DASHDICE_DEV_SECRET", hide_env_values = true)]
     pub dev_secret: Option<String>,
-    /// Dev mode: anyone may sign in as a guest (with a random dev secret if
-    /// none is given). `dashdice up` is always in dev mode.
+    /// Accept HS256 dev tokens signed with the secret in this file, made
+    /// (random, mode 0600) if missing. Gateways given the same file accept
+    /// each other's tokens, across restarts. `dashdice up` uses
+    /// `$DASHDICE_HOME/dev-secret` (`~/.dashdice/dev-secret`) unless told.
+    #[arg(long, env = "DASHDICE_DEV_SECRET_FILE", conflicts_with = "dev_secret")]
+    pub dev_secret_file: Option<PathBuf>,
+    /// Dev mode: anyone may sign in as a guest (with a random dev secret,
+    /// lost on restart, if neither --dev-secret nor --dev-secret-file is
+    /// given). `dashdice up` is always in dev mode.
     #[arg(long)]
     pub dev: bool,
     /// Origins whose pages may call the API (`*` for any); the gateway's
@@ -600,18 +618,52 @@ pub struct GatewayArgs {
     /// Close WebSocket sessions silent this long, seconds.
     #[arg(long, default_value_t = 60)]
     pub ws_idle_seconds: u64,
+    /// Close a connection whose request line and headers have not all
+    /// arrived this long after it is ready for a request, ms (0: never).
+    #[arg(long, default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+    /// Connections one client IP (the TCP peer, also behind a proxy; an
+    /// IPv6 one by its /64) may hold before one shows a verified token;
+    /// more are closed at once. 0: no cap.
+    #[arg(long, default_value_t = 64)]
+    pub max_unauthenticated_per_ip: usize,
 }
 
 impl GatewayArgs {
-    /// The gateway's configuration (`dev`: guest sign-in, as in `up`).
-    pub(crate) fn config(&self, dev: bool) -> dashdice_gateway::GatewayConfig {
+    /// The file the dev secret is kept in: `--dev-secret-file`, or for
+    /// `up` (without `--dev-secret`) its default.
+    pub(crate) fn dev_secret_file(&self, up: bool) -> Option<PathBuf> {
+        match (&self.dev_secret, &self.dev_secret_file) {
+            (Some(_), _) => None,
+            (None, Some(file)) => Some(file.clone()),
+            (None, None) => up.then(default_dev_secret_file),
+        }
+    }
+
+    /// The gateway's configuration (`up`: guest sign-in, and the dev
+    /// secret kept in a file by default).
+    pub(crate) fn config(
+        &self,
+        up: bool,
+    ) -> Result<dashdice_gateway::GatewayConfig, dashdice_gateway::auth::DevSecretError> {
         use dashdice_gateway::{AuthConfig, GatewayConfig, Limits};
-        let dev = dev || self.dev;
-        let dev_secret = self.dev_secret.clone().or_else(|| {
-            dev.then(|| dashdice_proto::ids::random_hex::<32>().ok())
-                .flatten()
-        });
-        GatewayConfig {
+        let dev = up || self.dev;
+        let dev_secret = match (&self.dev_secret, self.dev_secret_file(up)) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, Some(file)) => Some(dashdice_gateway::auth::read_or_create_dev_secret(&file)?),
+            (None, None) if dev => {
+                tracing::warn!(
+                    "dev mode with a random dev secret: every token it issues stops working \
+                     when this gateway restarts, and other gateways refuse them; give \
+                     --dev-secret-file FILE (the same file to every gateway) to keep them"
+                );
+                let secret = dashdice_proto::ids::random_hex::<32>()
+                    .map_err(|e| dashdice_gateway::auth::DevSecretError::Random(e.to_string()))?;
+                Some(secret)
+            }
+            (None, None) => None,
+        };
+        Ok(GatewayConfig {
             auth: AuthConfig {
                 firebase_project: self.firebase_project.clone(),
                 jwks_url: self.jwks_url.clone(),
@@ -626,12 +678,14 @@ impl GatewayArgs {
                 ws_messages_per_second: self.ws_rate,
                 request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
                 ws_idle: std::time::Duration::from_secs(self.ws_idle_seconds),
+                handshake_timeout: std::time::Duration::from_millis(self.handshake_timeout_ms),
+                max_unauthenticated_per_ip: self.max_unauthenticated_per_ip,
                 ..Limits::default()
             },
             cors_origins: self.cors_origins.clone(),
             default_region: self.default_region.clone(),
             trust_forwarded_for: self.trust_forwarded_for,
-        }
+        })
     }
 }
 
@@ -716,9 +770,25 @@ pub struct MatchHostArgs {
         value_delimiter = ','
     )]
     pub trusted: Vec<String>,
+    /// A player whose connections are gone this long (seconds) forfeits,
+    /// and a match every player left ends as void, as the presence role
+    /// tells; a player who acts counts as present. 0: off (only the turn
+    /// timers end a match nobody plays).
+    #[arg(
+        long,
+        env = "DASHDICE_RECONNECT_WINDOW_SECONDS",
+        default_value_t = dashdice_match_host::abandon::DEFAULT_RECONNECT_WINDOW.as_secs()
+    )]
+    pub reconnect_window_seconds: u64,
 }
 
 impl MatchHostArgs {
+    /// The reconnect window; `None` when off.
+    pub(crate) fn reconnect_window(&self) -> Option<std::time::Duration> {
+        (self.reconnect_window_seconds > 0)
+            .then(|| std::time::Duration::from_secs(self.reconnect_window_seconds))
+    }
+
     pub(crate) fn trusted(&self) -> Result<dashdice_catalog::TrustedKeys, super::CliError> {
         dashdice_catalog::TrustedKeys::parse(&self.trusted.join(","))
             .map_err(|e| super::CliError::Service(format!("--trusted-keys: {e}")))

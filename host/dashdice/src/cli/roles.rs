@@ -75,13 +75,19 @@ async fn match_host(
 }
 
 /// Runs a match host made by [`match_host`], asking for `your_turn`
-/// notifications.
+/// notifications, and ending matches whose players are gone past
+/// `reconnect_window` (if any).
 async fn serve_match_host(
     nats: async_nats::Client,
     host: dashdice_match_host::MatchHost,
+    reconnect_window: Option<std::time::Duration>,
 ) -> Result<(), CliError> {
-    let notifications = Notifications::new(nats.clone());
-    dashdice_match_host::service::run_notifying(nats, host, Some(notifications))
+    let options = dashdice_match_host::service::Options {
+        notifications: Some(Notifications::new(nats.clone())),
+        reconnect_window,
+        ..Default::default()
+    };
+    dashdice_match_host::service::run_with(nats, host, options)
         .await
         .map_err(service_error)
 }
@@ -241,7 +247,7 @@ async fn notifier(
 async fn gateway(
     args: &GatewayArgs,
     c: &Connections,
-    dev: bool,
+    up: bool,
 ) -> Result<(tokio::net::TcpListener, Arc<dashdice_gateway::Gateway>), CliError> {
     let nats = nats(c, "dashdice-gateway").await?;
     let redis = dashdice_store::RedisProbe::connect(&c.redis_url)
@@ -249,7 +255,7 @@ async fn gateway(
         .map_err(|e| redis_error(c, e))?;
     let book = mode_book(&nats);
     let gateway = dashdice_gateway::Gateway::new(
-        args.config(dev),
+        args.config(up).map_err(service_error)?,
         nats,
         Some(redis),
         dashdice_service::telemetry::prometheus(),
@@ -264,6 +270,7 @@ async fn gateway(
 
 pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
     let trusted = args.trusted()?;
+    let window = args.reconnect_window();
     let registry = registry(args.artifact_dir)?;
     startup::block_on(async move {
         let _telemetry =
@@ -271,7 +278,7 @@ pub fn run_match_host(args: MatchHostArgs) -> Result<(), CliError> {
         let c = &args.connections;
         let (nats, host) = match_host(c, registry, trusted).await?;
         tracing::info!(nats = %c.nats_url(), redis = %c.redis_url, "match host serving");
-        startup::until_stopped(serve_match_host(nats, host))
+        startup::until_stopped(serve_match_host(nats, host, window))
             .await
             .map_err(CliError::Service)
     })?
@@ -427,6 +434,13 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "  API     http://{page}/api/v1 (WebSocket: ws://{page}/api/v1/ws)"
         )?;
         writeln!(out, "  metrics http://{page}/api/v1/metrics")?;
+        if let Some(file) = args.gateway.dev_secret_file(true) {
+            writeln!(
+                out,
+                "  tokens  signed with the dev secret in {} (kept across restarts; give other gateways --dev-secret-file)",
+                file.display()
+            )?;
+        }
         writeln!(out, "  NATS    {}{}", c.nats_url(), started(&nats_server))?;
         writeln!(out, "  Redis   {}{}", c.redis_url, started(&redis_server))?;
         if pushing {
@@ -476,7 +490,7 @@ pub fn run_up(args: UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 r = dashdice_presence::service::run(presence_nats, presences, Default::default()) => {
                     r.map_err(service_error)
                 }
-                r = serve_match_host(host_nats, host) => r,
+                r = serve_match_host(host_nats, host, Some(dashdice_match_host::abandon::DEFAULT_RECONNECT_WINDOW)) => r,
                 r = dashdice_notifier::service::run(notifier_nats, notifier, Default::default()) => {
                     r.map_err(service_error)
                 }
