@@ -22,10 +22,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
+use axum_extra::extract::WithRejection;
 use futures_util::{SinkExt, StreamExt};
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::{mpsc, watch};
@@ -35,6 +37,7 @@ use tracing::Instrument;
 use super::Gateway;
 use super::error::ApiError;
 use super::limits::{self, WS_HARD_FRAME_LIMIT};
+use super::listen::ConnectionTag;
 use super::protocol::{self, ClientMessage, ServerMessage};
 use super::{inbox, social};
 use dashdice_proto::clock::now_ms;
@@ -70,9 +73,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// upgrades.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
+    tag: Option<Extension<ConnectionTag>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    WithRejection(ws, _): WithRejection<WebSocketUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
+    let tag = tag.map(|Extension(tag)| tag);
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && !same_origin(origin, &headers)
         && !limits::origin_allowed(&gateway.config.cors_origins, origin)
@@ -85,6 +90,9 @@ pub async fn upgrade(
     let user = match bearer(&headers) {
         Some(token) => {
             let user = gateway.auth.verify(token).await?;
+            if let Some(tag) = &tag {
+                tag.verified();
+            }
             gateway.rates.check_user(&user)?;
             Some(user)
         }
@@ -93,7 +101,7 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(WS_HARD_FRAME_LIMIT)
         .max_frame_size(WS_HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| run(gateway, socket, user)))
+        .on_upgrade(move |socket| run(gateway, socket, user, tag)))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -176,7 +184,11 @@ impl Outbox {
     }
 
     fn close(&self, code: u16, reason: &'static str) {
-        self.closing.send_if_modified(|c| {
+        Self::close_with(&self.closing, code, reason);
+    }
+
+    fn close_with(closing: &watch::Sender<Option<Closing>>, code: u16, reason: &'static str) {
+        closing.send_if_modified(|c| {
             if c.is_none() {
                 *c = Some(Closing { code, reason });
                 true
@@ -198,8 +210,9 @@ async fn is_closing(closing: &mut watch::Receiver<Option<Closing>>) {
 async fn writer(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Utf8Bytes>,
-    mut closing: watch::Receiver<Option<Closing>>,
+    closer: watch::Sender<Option<Closing>>,
 ) {
+    let mut closing = closer.subscribe();
     // A second receiver for the inner wait: the outer one is borrowed by its
     // own branch while a send is in flight.
     let mut closing_during_send = closing.clone();
@@ -210,9 +223,16 @@ async fn writer(
             text = queue.recv() => {
                 let Some(text) = text else { break };
                 let sent = tokio::select! {
-                    sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text))) => {
-                        matches!(sent, Ok(Ok(())))
-                    }
+                    sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text))) => match sent {
+                        Ok(sent) => sent.is_ok(),
+                        // A client that stopped reading: the whole session
+                        // ends (4008), not only this writer.
+                        Err(_) => {
+                            metrics::counter!(names::GATEWAY_WS_DROPPED, "reason" => "too_slow").increment(1);
+                            Outbox::close_with(&closer, close::TOO_SLOW, "too slow: a write did not finish in time");
+                            false
+                        }
+                    },
                     // A client that stopped reading: do not wait on it.
                     _ = is_closing(&mut closing_during_send) => false,
                 };
@@ -249,13 +269,20 @@ async fn writer(
     .await;
 }
 
-/// One client's session, from upgrade to close.
-async fn run(gateway: Arc<Gateway>, socket: WebSocket, user: Option<String>) {
+/// One client's session, from upgrade to close. Its connection counts as
+/// unverified (`tag`) until it signs in, and while it lasts.
+async fn run(
+    gateway: Arc<Gateway>,
+    socket: WebSocket,
+    user: Option<String>,
+    tag: Option<ConnectionTag>,
+) {
     let (sink, mut stream) = socket.split();
     let (queue, outgoing) = mpsc::channel(gateway.limits().ws_outbox.max(8));
     let (closing, closed) = watch::channel(None);
     let out = Outbox { queue, closing };
-    let writer = tokio::spawn(writer(sink, outgoing, closed));
+    drop(closed);
+    let writer = tokio::spawn(writer(sink, outgoing, out.closing.clone()));
     metrics::gauge!(names::GATEWAY_WS_SESSIONS).increment(1.0);
 
     let user = match user {
@@ -263,6 +290,9 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, user: Option<String>) {
         None => hello(&gateway, &mut stream, &out).await,
     };
     if let Some(user) = user {
+        if let Some(tag) = &tag {
+            tag.verified();
+        }
         out.send(&ServerMessage::Welcome {
             user_id: user.clone(),
             max_message_bytes: gateway.limits().max_message_bytes,
@@ -326,7 +356,8 @@ struct Session {
     following: HashMap<String, JoinHandle<()>>,
     notices: Option<JoinHandle<()>>,
     internal: (mpsc::Sender<Internal>, mpsc::Receiver<Internal>),
-    /// Push the queue status every [`STATUS_EVERY`] while queued.
+    /// Push the queue status every [`STATUS_EVERY`] while queued or being
+    /// matched (until a status or a notice says the match).
     queued: bool,
     /// This session's id among the gateway's presence followers, and the
     /// users it follows.
@@ -399,7 +430,13 @@ impl Session {
                     Ok(Some(Ok(_))) => {} // pings are answered by the socket itself
                 },
                 Some(internal) = self.internal.1.recv() => match internal {
-                    Internal::Follow(match_id) => self.follow(None, match_id, 0, false),
+                    Internal::Follow(match_id) => {
+                        // The notice says where the player is: no more
+                        // status pushes, which could only repeat it, or,
+                        // after a short match, name it after it ended.
+                        self.queued = false;
+                        self.follow(None, match_id, 0, false);
+                    }
                     Internal::Unfollow(uid) => {
                         self.unfollow_presence([uid]);
                     }
@@ -801,8 +838,11 @@ impl Session {
     }
 
     /// Answers a queue status; follows the match if it says playing.
+    /// Status pushes go on while queued or being matched: the match found
+    /// notice is core NATS, and a player who missed it learns of the match
+    /// from the next push.
     fn on_status(&mut self, id: Option<String>, status: Status) {
-        self.queued = matches!(status, Status::Queued { .. });
+        self.queued = matches!(status, Status::Queued { .. } | Status::Matching);
         if let Status::Playing { match_id } = &status {
             self.follow(None, match_id.clone(), 0, false);
         }

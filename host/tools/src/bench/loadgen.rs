@@ -13,7 +13,11 @@
 //! answer). Every `error` message, dropped connection, or wait past
 //! [`STALL`] counts as an error, by code. A 429 on sign-in or upgrade is
 //! retried after its `Retry-After` and counted apart: that is the gateway
-//! protecting itself, not failing.
+//! protecting itself, not failing. An `unavailable` (or `timeout`) answer
+//! to sign-in, upgrade, join, leave or act is retried as PROTOCOL.md
+//! advises, with exponential backoff and jitter ([`Backoff`]; an act keeps
+//! its request id, so a retry applies it at most once), and counted apart;
+//! it becomes an error only if it lasts past [`STALL`].
 //!
 //! The loadgen is a client: it speaks the gateway's protocol (PROTOCOL.md)
 //! as any client would, and shares no code with the gateway.
@@ -37,6 +41,63 @@ use super::Samples;
 
 /// A wait this long for an answer or an event counts as an error.
 const STALL: Duration = Duration::from_secs(30);
+/// The first wait before retrying an `unavailable` answer...
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// ...which doubles each retry, up to this.
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// A join answered `in_match` or `matching` (the last match's end is still
+/// on its way to the matchmaker, or a match is being made) asks the status
+/// after this; so does a leave that came too late.
+const ASK_AGAIN: Duration = Duration::from_millis(50);
+
+/// Exponential backoff with jitter: each wait is drawn uniformly from the
+/// upper half of a step that starts at [`BACKOFF_FIRST`] and doubles up to
+/// [`BACKOFF_CAP`], so players refused together do not come back together.
+#[derive(Debug)]
+struct Backoff {
+    step: Duration,
+    started: Instant,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            step: BACKOFF_FIRST,
+            started: Instant::now(),
+        }
+    }
+
+    /// The wait before the next retry.
+    fn delay(&mut self, rng: &mut impl RngCore) -> Duration {
+        let step = self.step;
+        self.step = (step * 2).min(BACKOFF_CAP);
+        let half = step / 2;
+        let jitter = rng.next_u32() as f64 / f64::from(u32::MAX);
+        half + half.mul_f64(jitter)
+    }
+
+    /// Waits before the next retry, counting it; `Err` once retrying has
+    /// lasted past [`STALL`] (the refusal's `code` counts as the error).
+    async fn wait(
+        &mut self,
+        rng: &mut impl RngCore,
+        tally: &Tally,
+        code: &str,
+    ) -> Result<(), Failed> {
+        if self.started.elapsed() >= STALL {
+            return Err(Failed::new(code));
+        }
+        tally.unavailable.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(self.delay(rng)).await;
+        Ok(())
+    }
+}
+
+/// Whether a refusal is worth retrying with backoff: a worker or the bus
+/// is down or slow (PROTOCOL.md's advice to clients).
+fn retryable(code: Option<&str>) -> bool {
+    matches!(code, Some("unavailable" | "timeout"))
+}
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -89,6 +150,8 @@ pub struct LoadReport {
     pub errors: BTreeMap<String, u64>,
     /// 429s on sign-in or upgrade, retried.
     pub rate_limited_retries: u64,
+    /// `unavailable` and `timeout` answers retried with backoff.
+    pub unavailable_retries: u64,
 }
 
 impl LoadReport {
@@ -114,7 +177,8 @@ impl LoadReport {
              action rtt     p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
              time to match  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms\n\
              errors         {}\n\
-             429 retries    {}\n",
+             429 retries    {}\n\
+             retried        {} (unavailable or timeout, with backoff)\n",
             self.players,
             self.queueing_seconds,
             self.seconds,
@@ -131,6 +195,7 @@ impl LoadReport {
             self.time_to_match_ms_p99,
             errors,
             self.rate_limited_retries,
+            self.unavailable_retries,
         )
     }
 }
@@ -142,6 +207,7 @@ struct Tally {
     matches: Mutex<HashSet<String>>,
     matches_finished: AtomicU64,
     rate_limited: AtomicU64,
+    unavailable: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     action_us: Mutex<Samples>,
     match_wait_us: Mutex<Samples>,
@@ -277,6 +343,7 @@ pub async fn run(options: &LoadOptions, bar: ProgressBar) -> Result<LoadReport, 
         time_to_match_ms_p99: ms(wait.quantile(0.99)),
         errors: tally.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         rate_limited_retries: tally.rate_limited.load(Ordering::Relaxed),
+        unavailable_retries: tally.unavailable.load(Ordering::Relaxed),
     })
 }
 
@@ -309,6 +376,10 @@ struct Player {
     rng: ChaCha8Rng,
     /// Numbers message ids and request ids.
     next_id: u64,
+    /// The matches this session played to the end: a status naming one of
+    /// them as playing is stale (the matchmaker has not heard of its end
+    /// yet), not a new match.
+    finished: HashSet<String>,
 }
 
 /// The match as this player knows it.
@@ -366,7 +437,7 @@ impl Player {
     async fn start(ctx: Arc<Ctx>, n: u64, mode: String) {
         let mut rng = ChaCha8Rng::seed_from_u64(n);
         while Instant::now() < ctx.deadline {
-            let token = match sign_in(&ctx).await {
+            let token = match sign_in(&ctx, &mut rng).await {
                 Ok(token) => token,
                 Err(Failed(code)) => {
                     ctx.tally.error(&code);
@@ -374,7 +445,7 @@ impl Player {
                     continue;
                 }
             };
-            let (socket, me) = match connect(&ctx, &token).await {
+            let (socket, me) = match connect(&ctx, &token, &mut rng).await {
                 Ok(connected) => connected,
                 Err(Failed(code)) => {
                     ctx.tally.error(&code);
@@ -389,6 +460,7 @@ impl Player {
                 mode: mode.clone(),
                 rng: ChaCha8Rng::seed_from_u64(rng.next_u64()),
                 next_id: 0,
+                finished: HashSet::new(),
             };
             match player.play_until_done().await {
                 Ok(()) => {
@@ -409,6 +481,7 @@ impl Player {
                 return Ok(());
             };
             self.play(&match_id).await?;
+            self.finished.insert(match_id);
             self.ctx
                 .tally
                 .matches_finished
@@ -457,7 +530,9 @@ impl Player {
         let join = json!({"type": "join", "id": join_id, "mode": self.mode, "kind": "quick"});
         self.send(join.clone()).await?;
         let leave_id = format!("l{}", self.id());
+        let status_id = format!("s{}", self.id());
         let mut leaving = false;
+        let mut backoff = Backoff::new();
         loop {
             // Time is up: withdraw the ticket, unless a match beat us to it.
             // (Status pushes come every second while queued, so this runs.)
@@ -466,24 +541,61 @@ impl Player {
                 leaving = true;
             }
             let message = self.next(STALL).await?;
+            let id = message["id"].as_str();
             let found = match message["type"].as_str() {
-                Some("queue") => match message["status"]["state"].as_str() {
-                    Some("playing") => message["status"]["match_id"].as_str(),
-                    _ if message["id"] == leave_id.as_str() => return Ok(None),
+                Some("queue") => match QueueAnswer::read(&message["status"]) {
+                    QueueAnswer::Playing(m) if !self.finished.contains(m) => Some(m),
+                    // Left: nothing to wait for.
+                    QueueAnswer::Idle if id == Some(leave_id.as_str()) => return Ok(None),
+                    // Too late to leave (a match is being made) or the
+                    // ticket went back to the queue: ask again shortly.
+                    // The match, if one comes, is played.
+                    _ if id == Some(leave_id.as_str()) => {
+                        tokio::time::sleep(ASK_AGAIN).await;
+                        leaving = false;
+                        None
+                    }
+                    // No ticket (the join was refused because the last
+                    // match had not ended yet, and now it has): join again.
+                    QueueAnswer::Idle | QueueAnswer::Playing(_)
+                        if id == Some(status_id.as_str()) && !leaving =>
+                    {
+                        tokio::time::sleep(ASK_AGAIN).await;
+                        self.send(join.clone()).await?;
+                        None
+                    }
+                    // Queued or matching: pushes follow.
                     _ => None,
                 },
                 Some("match_found") => message["match_id"].as_str(),
-                Some("error") if message["id"] == join_id.as_str() => {
+                Some("error") if id == Some(join_id.as_str()) || id == Some(status_id.as_str()) => {
                     match message["error"]["code"].as_str() {
                         // The last match's end is still on its way to the
-                        // matchmaker: ask again shortly.
+                        // matchmaker, or a match is being made for us (its
+                        // notice may be lost): ask what we are doing.
                         Some("in_match" | "matching") => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            tokio::time::sleep(ASK_AGAIN).await;
+                            self.send(json!({"type": "status", "id": status_id}))
+                                .await?;
+                            None
+                        }
+                        code if retryable(code) => {
+                            let code = code.unwrap_or("error");
+                            backoff.wait(&mut self.rng, &self.ctx.tally, code).await?;
                             self.send(join.clone()).await?;
                             None
                         }
                         code => return Err(Failed::new(code.unwrap_or("error"))),
                     }
+                }
+                Some("error")
+                    if id == Some(leave_id.as_str())
+                        && retryable(message["error"]["code"].as_str()) =>
+                {
+                    let code = message["error"]["code"].as_str().unwrap_or("error");
+                    backoff.wait(&mut self.rng, &self.ctx.tally, code).await?;
+                    leaving = false;
+                    None
                 }
                 Some("error") => {
                     return Err(Failed::new(
@@ -563,6 +675,14 @@ impl Player {
             Some("event") if message["match_id"] == match_id => {
                 table.apply_event(&message["event"], &self.me);
             }
+            // A late answer to a queue request of before the match
+            // (`in_match`: yes, we are): nothing went wrong.
+            Some("error")
+                if is_queue_request(message["id"].as_str())
+                    && matches!(
+                        message["error"]["code"].as_str(),
+                        Some("in_match" | "matching")
+                    ) => {}
             Some("error") => {
                 return Err(Failed::new(
                     message["error"]["code"].as_str().unwrap_or("error"),
@@ -577,12 +697,23 @@ impl Player {
         let id = self.id();
         let request_id = format!("{}-{id}", self.me);
         let sent = Instant::now();
-        self.send(json!({"type": "act", "id": id, "match_id": match_id,
-            "action": action, "request_id": request_id}))
-            .await?;
+        let act = json!({"type": "act", "id": id, "match_id": match_id,
+            "action": action, "request_id": request_id});
+        self.send(act.clone()).await?;
+        let mut backoff = Backoff::new();
         loop {
             let message = self.next(STALL).await?;
             match message["type"].as_str() {
+                // The same request id: applied at most once however often
+                // it is sent.
+                Some("error")
+                    if message["id"] == id.as_str()
+                        && retryable(message["error"]["code"].as_str()) =>
+                {
+                    let code = message["error"]["code"].as_str().unwrap_or("error");
+                    backoff.wait(&mut self.rng, &self.ctx.tally, code).await?;
+                    self.send(act.clone()).await?;
+                }
                 Some("acted") if message["id"] == id.as_str() => {
                     self.ctx
                         .tally
@@ -600,8 +731,10 @@ impl Player {
     }
 }
 
-/// A guest token, retrying 429s after their `Retry-After`.
-async fn sign_in(ctx: &Ctx) -> Result<String, Failed> {
+/// A guest token, retrying 429s after their `Retry-After` and 503s with
+/// backoff.
+async fn sign_in(ctx: &Ctx, rng: &mut ChaCha8Rng) -> Result<String, Failed> {
+    let mut backoff = Backoff::new();
     loop {
         let response = ctx
             .http
@@ -612,6 +745,10 @@ async fn sign_in(ctx: &Ctx) -> Result<String, Failed> {
         if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
             ctx.tally.rate_limited.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(retry_after(response.headers())).await;
+            continue;
+        }
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            backoff.wait(rng, &ctx.tally, "sign_in_503").await?;
             continue;
         }
         if !response.status().is_success() {
@@ -638,7 +775,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
 }
 
 /// A signed-in WebSocket session: the socket and the user id it speaks for.
-async fn connect(ctx: &Ctx, token: &str) -> Result<(Socket, String), Failed> {
+async fn connect(ctx: &Ctx, token: &str, rng: &mut ChaCha8Rng) -> Result<(Socket, String), Failed> {
+    let mut backoff = Backoff::new();
     loop {
         let mut request = format!("{}/api/v1/ws", ctx.ws_base)
             .into_client_request()
@@ -670,12 +808,43 @@ async fn connect(ctx: &Ctx, token: &str) -> Result<(Socket, String), Failed> {
                 ctx.tally.rate_limited.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(retry_after(response.headers())).await;
             }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response))
+                if response.status().as_u16() == 503 =>
+            {
+                backoff.wait(rng, &ctx.tally, "upgrade_503").await?;
+            }
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 return Err(Failed(format!("upgrade_{}", response.status().as_u16())));
             }
             Err(_) => return Err(Failed::new("connect_failed")),
         }
     }
+}
+
+/// What a `queue` status says, as far as waiting for a match goes.
+#[derive(Debug, PartialEq)]
+enum QueueAnswer<'a> {
+    Playing(&'a str),
+    Idle,
+    /// Queued, matching, hosting, or something newer.
+    Waiting,
+}
+
+impl<'a> QueueAnswer<'a> {
+    fn read(status: &'a Value) -> Self {
+        match status["state"].as_str() {
+            Some("playing") => status["match_id"]
+                .as_str()
+                .map_or(QueueAnswer::Waiting, QueueAnswer::Playing),
+            Some("idle") => QueueAnswer::Idle,
+            _ => QueueAnswer::Waiting,
+        }
+    }
+}
+
+/// Whether a message id is one of [`Player::queue`]'s (join, leave, status).
+fn is_queue_request(id: Option<&str>) -> bool {
+    id.is_some_and(|id| id.starts_with(['j', 'l', 's']))
 }
 
 /// Parses a duration like `60s`, `2m`, `1m30s`, `500ms` (humantime's
@@ -702,6 +871,62 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_in_the_upper_half() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut backoff = Backoff::new();
+        let mut step = BACKOFF_FIRST;
+        for _ in 0..12 {
+            let delay = backoff.delay(&mut rng);
+            assert!(
+                delay >= step / 2 && delay <= step,
+                "{delay:?} outside {:?}..={step:?}",
+                step / 2
+            );
+            step = (step * 2).min(BACKOFF_CAP);
+        }
+        assert_eq!(step, BACKOFF_CAP, "the cap is reached");
+        assert!(backoff.delay(&mut rng) <= BACKOFF_CAP, "and never passed");
+        // Jitter: players refused together come back spread out.
+        let firsts: HashSet<Duration> = (0..50).map(|_| Backoff::new().delay(&mut rng)).collect();
+        assert!(firsts.len() > 40, "first delays are spread: {firsts:?}");
+        assert!(
+            firsts
+                .iter()
+                .all(|d| *d >= BACKOFF_FIRST / 2 && *d <= BACKOFF_FIRST)
+        );
+    }
+
+    #[test]
+    fn only_unavailable_and_timeout_are_retried() {
+        assert!(retryable(Some("unavailable")));
+        assert!(retryable(Some("timeout")));
+        for code in ["not_your_turn", "in_match", "rate_limited", "internal"] {
+            assert!(!retryable(Some(code)), "{code}");
+        }
+        assert!(!retryable(None));
+    }
+
+    #[test]
+    fn queue_answers_read_as_waiting_unless_playing_or_idle() {
+        let playing = json!({"state": "playing", "match_id": "m1"});
+        assert_eq!(QueueAnswer::read(&playing), QueueAnswer::Playing("m1"));
+        assert_eq!(
+            QueueAnswer::read(&json!({"state": "idle"})),
+            QueueAnswer::Idle
+        );
+        // A leave answered `matching` has not left: the match is being made.
+        for waiting in ["matching", "queued", "hosting", "something_new"] {
+            assert_eq!(
+                QueueAnswer::read(&json!({"state": waiting})),
+                QueueAnswer::Waiting,
+                "{waiting}"
+            );
+        }
+        assert!(is_queue_request(Some("j12")) && is_queue_request(Some("s3")));
+        assert!(!is_queue_request(Some("7")) && !is_queue_request(None));
     }
 
     #[test]
