@@ -232,3 +232,152 @@ async fn a_record_its_host_left_behind_is_stored_by_another() {
     }
     panic!("the sweep did not note the record as stored");
 }
+
+/// Issue 17: a NATS restart failed one record write ("no stream found",
+/// the publish racing JetStream's recovery) and only the sweep repaired it.
+/// Here the match ends while the server is down and comes back with the
+/// same store: the host's own retries store the record, once, with the
+/// sweep set an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_across_a_nats_restart_is_stored_once_without_the_sweep() {
+    use dashdice_match_host::MatchHost;
+    use dashdice_match_host::service::{self as match_service, Options};
+    use dashdice_store::MatchStore;
+
+    let mut nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let registry = dashdice_tests::registry();
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    let client = async_nats::ConnectOptions::new()
+        .reconnect_delay_callback(|_| Duration::from_millis(100))
+        .connect(nats.url())
+        .await
+        .expect("nats");
+    let mut host = MatchHost::new(registry.clone(), store.clone());
+    // Nobody plays: five timeouts (three for the first player) forfeit it.
+    host.turn_time_ms = Some(300);
+    let options = Options {
+        record_grace: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    tokio::spawn(match_service::run_with(client.clone(), host, options));
+    let created: ActionReply = call(
+        &client,
+        endpoint::CREATE,
+        &json!({"mode": "classic", "players": ["alice", "bob"]}),
+    )
+    .await;
+    let id = created.snapshot.match_id;
+
+    // The server dies; the match ends meanwhile, and its record cannot be
+    // written.
+    nats.kill();
+    let watcher = MatchHost::new(registry.clone(), store.clone());
+    let mut finished = false;
+    for _ in 0..200 {
+        if watcher.get(&id).await.is_ok_and(|s| s.finished) {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(finished, "the turn timers end the match");
+    // Down past the write's own tries (three, each waiting 5 s for the
+    // stream's ack), which leave the record to the sweep.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(
+        store.unrecorded(u64::MAX / 2, 10).await.expect("list"),
+        std::slice::from_ref(&id),
+        "the record could not be written while the server was down"
+    );
+    nats.restart();
+
+    let reader = async_nats::connect(nats.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(reader);
+    let mut stored = None;
+    for _ in 0..300 {
+        if let Ok(stream) = js.get_stream(bus::RECORD_STREAM).await
+            && let Ok(message) = stream
+                .get_last_raw_message_by_subject(&bus::match_record(&id))
+                .await
+        {
+            stored = Some(message);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = stored.expect("the record reaches the stream without the sweep");
+    let record: MatchRecord = serde_json::from_slice(&stored.payload).expect("record");
+    assert_eq!(record.match_id, id);
+    // Noted as stored, and in the stream exactly once.
+    let mut noted = false;
+    for _ in 0..100 {
+        if store
+            .unrecorded(u64::MAX / 2, 10)
+            .await
+            .expect("list")
+            .is_empty()
+        {
+            noted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(noted, "the host notes the record as stored");
+    let mut stream = js.get_stream(bus::RECORD_STREAM).await.expect("stream");
+    let info = stream.info().await.expect("stream info");
+    assert_eq!(info.state.messages, 1, "one record, once");
+}
+
+/// The record stream missing when a match ends ("no stream found", as when
+/// a write races JetStream's recovery after a restart): the host's retry
+/// opens the stream again (making it) and stores the record, with the
+/// sweep set an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_stream_is_missing_is_stored_once_the_stream_is_back() {
+    use dashdice_match_host::MatchHost;
+    use dashdice_match_host::service::{self as match_service, Options};
+    use dashdice_store::MatchStore;
+
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let store = MatchStore::connect(&redis.url()).await.expect("redis");
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let mut host = MatchHost::new(dashdice_tests::registry(), store.clone());
+    host.turn_time_ms = Some(300);
+    let options = Options {
+        record_grace: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    tokio::spawn(match_service::run_with(client.clone(), host, options));
+    let created: ActionReply = call(
+        &client,
+        endpoint::CREATE,
+        &json!({"mode": "classic", "players": ["alice", "bob"]}),
+    )
+    .await;
+    let id = created.snapshot.match_id;
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(bus::RECORD_STREAM)
+        .await
+        .expect("delete the stream");
+
+    // Nobody plays: the timers end the match, and its record is written.
+    let mut stored = None;
+    for _ in 0..200 {
+        if let Ok(stream) = js.get_stream(bus::RECORD_STREAM).await
+            && let Ok(message) = stream
+                .get_last_raw_message_by_subject(&bus::match_record(&id))
+                .await
+        {
+            stored = Some(message);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = stored.expect("the record reaches the stream without the sweep");
+    let record: MatchRecord = serde_json::from_slice(&stored.payload).expect("record");
+    assert_eq!(record.match_id, id);
+    let mut stream = js.get_stream(bus::RECORD_STREAM).await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 1);
+}

@@ -28,6 +28,7 @@ use dashdice_proto::ids::{NoRandomness, new_match_id};
 use dashdice_runtime::fair_dice::{MatchRecord, Purpose, Seed, SeedError};
 use dashdice_runtime::registry::ModeRegistry;
 
+use crate::abandon::{Player, Seen, Verdict};
 use crate::versions::{ModeSource, Versions};
 use dashdice_runtime::{Acted, CallError, Mode, Step};
 use dashdice_store::{
@@ -137,6 +138,15 @@ pub struct MatchHost {
     pub bot_delay_ms: (u64, u64),
 }
 
+/// A live match's players, as the abandonment check needs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LivePlayers {
+    /// The players who are not the host's bots.
+    pub humans: Vec<String>,
+    /// When the match was created (ms since the epoch).
+    pub created_ms: u64,
+}
+
 /// A stored match, decoded.
 struct Live {
     id: String,
@@ -158,8 +168,25 @@ impl Live {
     }
 }
 
-/// What `decide` chose: who acts, and what (`None` = roll).
-type Decision = (u8, Option<Action>);
+/// What `decide` chose: who acts, and what.
+type Decision = (u8, Move);
+
+/// What the actor does.
+#[derive(Clone, Debug)]
+enum Move {
+    /// The host throws the dice for them.
+    Roll,
+    Act(Action),
+    /// The host ends the match as void, without calling the mode (the
+    /// reason); logged as the actor's seat.
+    Void(String),
+}
+
+impl From<Option<Action>> for Move {
+    fn from(action: Option<Action>) -> Self {
+        action.map_or(Move::Roll, Move::Act)
+    }
+}
 
 impl MatchHost {
     /// A host of the modes in `registry` only.
@@ -352,7 +379,7 @@ impl MatchHost {
                 if progress.finished() {
                     return Err(MatchError::Rejected(ModeError::GameOver));
                 }
-                Ok(Some((seat, action.clone())))
+                Ok(Some((seat, action.clone().into())))
             })
             .await?;
         // `decide` above always asks for an action.
@@ -388,7 +415,7 @@ impl MatchHost {
                             BotPlan::Roll => None,
                             BotPlan::Forfeit => Some(Action::Forfeit),
                         };
-                        return Ok(Some((seat, action)));
+                        return Ok(Some((seat, action.into())));
                     }
                     let strikes = progress
                         .timeouts
@@ -401,7 +428,7 @@ impl MatchHost {
                     } else {
                         Action::Timeout
                     };
-                    Ok(Some((seat, Some(action))))
+                    Ok(Some((seat, Move::Act(action))))
                 })
                 .await;
             match &fired {
@@ -427,6 +454,96 @@ impl MatchHost {
                 "the record (and the seed) are published when the match ends".into(),
             ))
         })
+    }
+
+    /// A live match's human players and start, for the abandonment check;
+    /// `None` once it is over (or gone).
+    pub async fn live_players(&self, match_id: &str) -> Result<Option<LivePlayers>, MatchError> {
+        let Some(loaded) = self.store.load(match_id, None).await? else {
+            return Ok(None);
+        };
+        let live = Live::decode(loaded.stored)?;
+        if live.progress.finished() {
+            return Ok(None);
+        }
+        let humans = (0..live.meta.players.len())
+            .filter_map(|seat| u8::try_from(seat).ok())
+            .filter(|&seat| !live.meta.is_bot(seat))
+            .map(|seat| live.meta.player(seat).to_owned())
+            .collect();
+        Ok(Some(LivePlayers {
+            humans,
+            created_ms: live.meta.created_ms,
+        }))
+    }
+
+    /// Ends `match_id` if its players are gone by the rules of
+    /// [`abandon`](crate::abandon), given what presence says of each
+    /// (`seen`) and a reconnect window of `window_ms`: the first to leave
+    /// forfeits, or, with every player gone, the match ends as void
+    /// ([`ABANDONED`](crate::abandon::ABANDONED)). Applied as the host's
+    /// own action, by compare-and-set, and only if the match has not moved
+    /// since its log was read (a player who acts meanwhile is present), so
+    /// of several hosts deciding at once one applies it. `None`: the match
+    /// stays (or is over, or someone else moved first).
+    pub async fn end_abandoned(
+        &self,
+        match_id: &str,
+        seen: impl Fn(&str) -> Seen,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Option<(Applied, Verdict)>, MatchError> {
+        let (live, log) = self.history(match_id).await?;
+        if live.progress.finished() {
+            return Ok(None);
+        }
+        let mut last_action = vec![None::<u64>; live.meta.players.len()];
+        for entry in decode_log(match_id, &log)? {
+            // The player's own moves: a timeout is the host's, a void ends it.
+            if matches!(entry.action, Logged::Timeout | Logged::Void { .. }) {
+                continue;
+            }
+            if let Some(at) = last_action.get_mut(usize::from(entry.seat)) {
+                *at = Some(live.meta.created_ms + entry.at_ms);
+            }
+        }
+        let players: Vec<Player> = last_action
+            .iter()
+            .enumerate()
+            .filter_map(|(seat, &last_action_ms)| {
+                let seat = u8::try_from(seat).ok()?;
+                Some(Player {
+                    seat,
+                    bot: live.meta.is_bot(seat),
+                    seen: seen(live.meta.player(seat)),
+                    last_action_ms,
+                })
+            })
+            .collect();
+        let verdict = crate::abandon::verdict(&players, live.meta.created_ms, now_ms, window_ms);
+        if verdict == Verdict::Stays {
+            return Ok(None);
+        }
+        let observed = live.progress.actions;
+        let applied = self
+            .apply_with_retry(match_id, None, |live, _| {
+                let progress = &live.progress;
+                if progress.finished() || progress.actions != observed {
+                    return Ok(None);
+                }
+                Ok(match &verdict {
+                    Verdict::Stays => None,
+                    Verdict::Forfeit { seat } => Some((*seat, Move::Act(Action::Forfeit))),
+                    Verdict::Void => Some((
+                        progress.turn.unwrap_or(0),
+                        Move::Void(crate::abandon::ABANDONED.to_owned()),
+                    )),
+                })
+            })
+            .await?;
+        Ok(applied
+            .filter(|applied| applied.new)
+            .map(|applied| (applied, verdict)))
     }
 
     async fn history(&self, match_id: &str) -> Result<(Live, Vec<u8>), MatchError> {
@@ -460,15 +577,20 @@ impl MatchHost {
             }
             let live = Live::decode(loaded.stored)?;
             let mode = self.mode_of(&live.meta).await?;
-            let Some((seat, action)) = decide(&live, &mode)? else {
+            let Some((seat, chosen)) = decide(&live, &mode)? else {
                 return Ok(None);
             };
             let is_timer = request.is_none();
             let request = request.unwrap_or(crate::stored::timer_request(live.progress.actions));
             // A version withdrawn for faulting plays no more: the first
             // action or timer on one of its matches ends it as void, without
-            // calling the mode.
-            let (logged, outcome, view) = match self.versions.withdrawn(&mode) {
+            // calling the mode. So does the host's own void (an abandoned
+            // match).
+            let void = match &chosen {
+                Move::Void(reason) => Some(reason.clone()),
+                _ => self.versions.withdrawn(&mode),
+            };
+            let (logged, outcome, view) = match void {
                 Some(reason) => (
                     Logged::Void {
                         reason: reason.clone(),
@@ -477,7 +599,11 @@ impl MatchHost {
                     void_view(&live.meta, &reason),
                 ),
                 None => {
-                    let step = match &action {
+                    let action = match &chosen {
+                        Move::Act(action) => Some(action),
+                        Move::Roll | Move::Void(_) => None,
+                    };
+                    let step = match action {
                         None => Step::Roll {
                             entropy: live
                                 .meta
@@ -489,7 +615,7 @@ impl MatchHost {
                     let acted = self
                         .versions
                         .observe(&mode, mode.act(&live.state, live.meta.player(seat), &step))?;
-                    let applied = match (&action, &acted.dice) {
+                    let applied = match (action, &acted.dice) {
                         (Some(a), _) => a.clone(),
                         (None, dice) => Action::Roll {
                             dice: dice.clone().unwrap_or_default(),

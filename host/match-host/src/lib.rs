@@ -7,6 +7,7 @@
 //! commands: it talks to modes through `dashdice-runtime` and to Redis through
 //! `dashdice-store`'s typed calls. Only [`service`] touches NATS.
 
+pub mod abandon;
 mod hosting;
 pub mod published;
 pub mod service;

@@ -4,11 +4,14 @@
 //! ([`run_notifying`]), each action or timeout that makes it a human
 //! player's turn also asks the notifier for a `your_turn` (see
 //! [`your_turn`]); the notifier pushes it only if that player is away.
+//! With a reconnect window ([`Options::reconnect_window`]), it also ends
+//! matches whose players are gone (see [`abandon`](crate::abandon)).
 //!
 //! Stateless: any number of these run side by side in one queue group; every
 //! match lives in Redis, so any instance serves any match, and a killed instance
 //! loses nothing that was committed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +19,14 @@ use serde::Serialize;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{ActionReply, Applied, MatchError, MatchHost};
+use crate::abandon::{Seen, check_every, may_be_gone};
+use crate::{ActionReply, Applied, LivePlayers, MatchError, MatchHost};
 use dashdice_proto::bus::{self, RecordStream, endpoint};
-use dashdice_proto::client::Notifications;
+use dashdice_proto::client::{Notifications, PresenceClient, Requester};
 use dashdice_proto::matches::MatchRequest;
 use dashdice_proto::notify::{NotificationKind, NotifyRequest};
+use dashdice_proto::presence::{MAX_QUERY, Presence, PresenceStatus};
+use dashdice_proto::record::MatchRecord;
 use dashdice_service::endpoints::{Endpoints, Service, serve};
 use dashdice_service::telemetry::names;
 
@@ -33,6 +39,37 @@ pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 pub const RECORD_GRACE: Duration = Duration::from_secs(5);
 /// Largest request payload accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 << 10;
+/// How long a record that could not be stored is tried again (with
+/// backoff, reopening the stream) before it is left to the sweep.
+pub const RECORD_RETRY_FOR: Duration = Duration::from_secs(10);
+/// How long the abandonment check waits for presence's answer.
+pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most live matches per timer shard one abandonment check looks at.
+const LIVE_SCAN_LIMIT: usize = 10_000;
+
+/// What the match host does besides serving requests.
+#[derive(Clone)]
+pub struct Options {
+    /// Ask the notifier to tell players it is their turn.
+    pub notifications: Option<Notifications>,
+    /// End abandoned matches (see [`abandon`](crate::abandon)): a player
+    /// gone past this window forfeits, and a match every player left ends
+    /// as void. `None`: only the turn timers end a match nobody plays.
+    pub reconnect_window: Option<Duration>,
+    /// How long a finished match's record may stay unstored before any
+    /// host's sweep stores it.
+    pub record_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            notifications: None,
+            reconnect_window: None,
+            record_grace: RECORD_GRACE,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -75,6 +112,24 @@ pub async fn run_notifying(
     host: MatchHost,
     notifications: Option<Notifications>,
 ) -> Result<(), ServiceError> {
+    let options = Options {
+        notifications,
+        ..Options::default()
+    };
+    run_with(client, host, options).await
+}
+
+/// [`run`] with `options`.
+pub async fn run_with(
+    client: async_nats::Client,
+    host: MatchHost,
+    options: Options,
+) -> Result<(), ServiceError> {
+    let Options {
+        notifications,
+        reconnect_window,
+        record_grace,
+    } = options;
     // Before the service announces itself: everything it needs is ready
     // when it first answers PING.
     let records = RecordStream::open(&client).await.map_err(nats_error)?;
@@ -89,10 +144,14 @@ pub async fn run_notifying(
         records,
         notifications,
         logic: Arc::new(host),
+        record_grace,
     });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(timers(host.clone()));
     tasks.spawn(housekeeping(host.clone()));
+    if let Some(window) = reconnect_window.filter(|w| !w.is_zero()) {
+        tasks.spawn(abandonment(host.clone(), window));
+    }
     let served = serve(client, SERVICE, host).await;
     tasks.abort_all();
     served.map_err(nats_error)
@@ -104,6 +163,7 @@ struct Host {
     records: RecordStream,
     notifications: Option<Notifications>,
     logic: Arc<MatchHost>,
+    record_grace: Duration,
 }
 
 impl Endpoints for Host {
@@ -192,18 +252,69 @@ impl Host {
     }
 
     /// Stores a finished match's record in JetStream and notes it in Redis;
-    /// if that fails, the housekeeping sweep of any host tries again.
-    async fn store_record(&self, record: &dashdice_proto::record::MatchRecord) {
+    /// if that fails, tries again in the background for
+    /// [`RECORD_RETRY_FOR`], and after that the housekeeping sweep of any
+    /// host does.
+    async fn store_record(&self, record: &MatchRecord) {
         let id = &record.match_id;
         match self.records.store(record).await {
+            Ok(()) => noted(&self.logic, id).await,
+            Err(e) => {
+                tracing::warn!(match_id = %id, error = %e, "could not store the match record; trying again");
+                tokio::spawn(retry_record(
+                    self.client.clone(),
+                    self.records.clone(),
+                    self.logic.clone(),
+                    record.clone(),
+                ));
+            }
+        }
+    }
+}
+
+/// Notes in Redis that a match's record is stored.
+async fn noted(host: &MatchHost, match_id: &str) {
+    if let Err(e) = host.store().recorded(match_id).await {
+        tracing::warn!(%match_id, error = %e, "record stored, but not noted (it will be stored again, deduplicated)");
+    }
+}
+
+/// Tries to store a record again, with backoff, for [`RECORD_RETRY_FOR`]:
+/// a NATS restart fails writes until the client reconnects, and then
+/// "no stream found" until JetStream has recovered its streams, so each
+/// try first opens the stream again (making it if it is missing). A
+/// repeat is harmless: the stream drops duplicates by match id. Past the
+/// bound, the sweep of any host stores it.
+async fn retry_record(
+    client: async_nats::Client,
+    records: RecordStream,
+    host: Arc<MatchHost>,
+    record: MatchRecord,
+) {
+    let id = &record.match_id;
+    let js = async_nats::jetstream::new(client);
+    let until = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(pause).await;
+        metrics::counter!(names::RECORD_RETRIES).increment(1);
+        if let Err(e) = bus::open_record_stream(&js).await {
+            tracing::debug!(match_id = %id, error = %e, "the record stream is not there yet");
+        }
+        match records.store(&record).await {
             Ok(()) => {
-                if let Err(e) = self.logic.store().recorded(id).await {
-                    tracing::warn!(match_id = %id, error = %e, "record stored, but not noted (it will be stored again, deduplicated)");
-                }
+                tracing::info!(match_id = %id, "stored a match record on a later try");
+                noted(&host, id).await;
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() + pause < until => {
+                tracing::debug!(match_id = %id, error = %e, "the match record is still not stored");
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
             Err(e) => {
                 metrics::counter!(names::RECORDS_PENDING).increment(1);
                 tracing::error!(match_id = %id, error = %e, "could not store the match record; the sweep will retry");
+                return;
             }
         }
     }
@@ -311,6 +422,7 @@ async fn timers(out: Arc<Host>) {
 /// finished matches whose host died before storing them.
 async fn housekeeping(out: Arc<Host>) {
     let (records, host) = (&out.records, &out.logic);
+    let grace = u64::try_from(out.record_grace.as_millis()).unwrap_or(u64::MAX);
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -319,8 +431,7 @@ async fn housekeeping(out: Arc<Host>) {
             Ok(live) => metrics::gauge!(names::MATCHES_LIVE).set(live as f64),
             Err(e) => tracing::warn!(error = %e, "could not count live matches"),
         }
-        let before =
-            dashdice_proto::clock::now_ms().saturating_sub(RECORD_GRACE.as_millis() as u64);
+        let before = dashdice_proto::clock::now_ms().saturating_sub(grace);
         let stale = match host.store().unrecorded(before, 100).await {
             Ok(stale) => stale,
             Err(e) => {
@@ -343,6 +454,125 @@ async fn housekeeping(out: Arc<Host>) {
                 Err(e) => tracing::warn!(%match_id, error = %e, "could not rebuild a match record"),
             }
         }
+    }
+}
+
+/// Every [`check_every`] the reconnect window: ends the live matches whose
+/// players are gone (see [`abandon`](crate::abandon)). One look at the
+/// timer sets lists the live matches; each match's players are read once
+/// (they never change) and kept while it is live; presence is asked in
+/// batches of whole matches; only a match with a player presence says may
+/// be gone has its log read. A batch presence does not answer decides
+/// nothing. Every host runs this; the end is applied once, by
+/// compare-and-set.
+async fn abandonment(out: Arc<Host>, window: Duration) {
+    let presence = PresenceClient::new(Requester::new(out.client.clone(), PRESENCE_TIMEOUT));
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let mut known = HashMap::new();
+    let mut tick = tokio::time::interval(check_every(window));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        check_abandoned(&out, &presence, &mut known, window_ms)
+            .instrument(tracing::debug_span!("abandonment check"))
+            .await;
+    }
+}
+
+/// One abandonment check; `known` keeps live matches' players between
+/// checks (`None`: over).
+async fn check_abandoned(
+    out: &Host,
+    presence: &PresenceClient,
+    known: &mut HashMap<String, Option<LivePlayers>>,
+    window_ms: u64,
+) {
+    let host = &out.logic;
+    let live = match host.store().due_timers(u64::MAX, LIVE_SCAN_LIMIT).await {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list live matches");
+            return;
+        }
+    };
+    let ids: HashSet<&str> = live.iter().map(|(id, _)| id.as_str()).collect();
+    known.retain(|id, _| ids.contains(id.as_str()));
+    for id in ids {
+        if known.contains_key(id) {
+            continue;
+        }
+        match host.live_players(id).await {
+            Ok(players) => {
+                known.insert(id.to_owned(), players);
+            }
+            Err(e) => tracing::debug!(match_id = %id, error = %e, "could not read a live match"),
+        }
+    }
+    let now = dashdice_proto::clock::now_ms();
+    // Matches younger than the window cannot be abandoned yet.
+    let due: Vec<(&String, &LivePlayers)> = known
+        .iter()
+        .filter_map(|(id, players)| Some((id, players.as_ref()?)))
+        .filter(|(_, p)| !p.humans.is_empty() && now.saturating_sub(p.created_ms) >= window_ms)
+        .collect();
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut batch: Vec<String> = Vec::new();
+    for (i, (_, players)) in due.iter().enumerate() {
+        batch.extend(players.humans.iter().cloned());
+        let next = due.get(i + 1).map_or(0, |(_, p)| p.humans.len());
+        if batch.len() + next > MAX_QUERY || i + 1 == due.len() {
+            let uids = std::mem::take(&mut batch);
+            match presence.query(uids).await {
+                Ok(answered) => seen.extend(answered.iter().map(|p| (p.uid.clone(), seen_of(p)))),
+                Err(e) => {
+                    tracing::debug!(error = %e, "presence did not answer; nothing is decided for these matches");
+                }
+            }
+        }
+    }
+    for (id, players) in due {
+        let told: Option<Vec<Seen>> = players
+            .humans
+            .iter()
+            .map(|h| seen.get(h).copied())
+            .collect();
+        let Some(told) = told else {
+            continue;
+        };
+        if !told
+            .iter()
+            .any(|&s| may_be_gone(s, players.created_ms, now, window_ms))
+        {
+            continue;
+        }
+        let span = tracing::info_span!("abandoned match", match_id = %id);
+        let lookup = |uid: &str| seen.get(uid).copied().unwrap_or(Seen::Unknown);
+        match host
+            .end_abandoned(id, lookup, now, window_ms)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Some((applied, verdict))) => {
+                metrics::counter!(names::MATCHES_ABANDONED, "outcome" => verdict.outcome())
+                    .increment(1);
+                tracing::info!(match_id = %id, outcome = verdict.outcome(), "ended a match its players left");
+                out.announce(&applied.reply).instrument(span).await;
+            }
+            Ok(None) | Err(MatchError::UnknownMatch(_)) => {}
+            Err(e) => {
+                tracing::warn!(match_id = %id, error = %e, "could not end an abandoned match")
+            }
+        }
+    }
+}
+
+/// What a player's presence says for the abandonment rules.
+fn seen_of(presence: &Presence) -> Seen {
+    match presence.status {
+        PresenceStatus::Online | PresenceStatus::Away => Seen::Connected,
+        PresenceStatus::Offline => Seen::Offline {
+            last_seen_ms: presence.last_seen_ms,
+        },
     }
 }
 

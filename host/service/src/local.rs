@@ -130,6 +130,8 @@ impl Server {
 /// here.
 pub struct LocalServer {
     what: &'static str,
+    server: Server,
+    extra: Vec<String>,
     child: Child,
     dir: PathBuf,
     port: u16,
@@ -157,29 +159,64 @@ impl LocalServer {
             .map_err(|e| no_start(format!("{}: {e}", bin.display())))?;
         let mut started = LocalServer {
             what,
+            server,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             child,
             dir,
             port,
         };
-        let deadline = Instant::now() + server.start_within();
+        started.listening()?;
+        Ok(started)
+    }
+
+    /// Waits until the server listens on its port.
+    fn listening(&mut self) -> Result<(), LocalError> {
+        let (what, port) = (self.what, self.port);
+        let no_start = |detail: String| LocalError::NoStart { what, detail };
+        let deadline = Instant::now() + self.server.start_within();
         while Instant::now() < deadline {
-            if let Some(exited) = started.exited() {
+            if let Some(exited) = self.exited() {
                 return Err(no_start(exited));
             }
             if reachable("127.0.0.1", port) {
                 // The port answers; make sure it is this server that answers.
                 std::thread::sleep(Duration::from_millis(30));
-                return match started.exited() {
+                return match self.exited() {
                     Some(exited) => Err(no_start(exited)),
-                    None => Ok(started),
+                    None => Ok(()),
                 };
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(no_start(format!(
             "it did not listen on port {port} within {} s",
-            server.start_within().as_secs()
+            self.server.start_within().as_secs()
         )))
+    }
+
+    /// Kills the server (SIGKILL, as a crash) and starts it again on the
+    /// same port with the same files: a nats-server comes back with its
+    /// JetStream store. Waits until it listens.
+    pub fn restart(&mut self) -> Result<(), LocalError> {
+        let what = self.what;
+        let no_start = |detail: String| LocalError::NoStart { what, detail };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let bin = self.server.binary()?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("server.log"))
+            .map_err(|e| no_start(e.to_string()))?;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.child = self
+            .server
+            .command(&bin, self.port, &self.dir, &extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| no_start(format!("{}: {e}", bin.display())))?;
+        self.listening()
     }
 
     /// Why the server is no longer running, if it is not.
