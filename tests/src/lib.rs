@@ -44,6 +44,7 @@ pub fn builtin(id: &str) -> Arc<Mode> {
         .expect("a built-in mode")
 }
 
+pub mod faults;
 pub mod fcm;
 pub mod matchmaking;
 pub mod servers;

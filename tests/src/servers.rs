@@ -54,6 +54,26 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+
+    /// Stops the server's process (SIGSTOP): connections stay open but
+    /// nothing is answered, as in a stall, until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        signal(self._process.pid(), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self._process.pid(), "-CONT");
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 /// A private nats-server with JetStream, loopback only. Uses
@@ -97,6 +117,18 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL); [`restart`](Self::restart) brings it back.
+    pub fn kill(&self) {
+        signal(self._process.pid(), "-KILL");
+    }
+
+    /// Kills the server (SIGKILL, if it still runs) and starts it again on
+    /// the same port with the same JetStream store: clients reconnect,
+    /// streams come back.
+    pub fn restart(&mut self) {
+        self._process.restart().expect("restart nats-server");
     }
 }
 
@@ -200,13 +232,8 @@ impl FirestoreEmulator {
         self.signal("-CONT");
     }
 
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(signal)
-            .arg(self.java.to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {}", self.java);
+    fn signal(&self, which: &str) {
+        signal(self.java, which);
     }
 }
 

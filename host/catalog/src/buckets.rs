@@ -147,6 +147,7 @@ impl Catalog {
                     bucket: MODE_OBJECTS_BUCKET.to_owned(),
                     description: Some("dashdice: mode components by SHA-256".into()),
                     storage: jetstream::stream::StorageType::File,
+                    num_replicas: dashdice_proto::bus::stream_replicas(),
                     ..Default::default()
                 })
                 .await

@@ -43,6 +43,10 @@
 //! | `$KV.dashdice_modes.<id>` | JetStream KV [`MODE_INDEX_BUCKET`] | designers write; every role watches | [`ModePointer`](crate::catalog::ModePointer) |
 //! | `$KV.dashdice_mode_health.<hash>` | JetStream KV [`MODE_HEALTH_BUCKET`] | match hosts write; every role watches | [`Quarantine`](crate::catalog::Quarantine) |
 //!
+//! Every stream the roles create (the two above and the catalog's buckets)
+//! gets [`stream_replicas`] copies: `DASHDICE_STREAM_REPLICAS`, 1 by default,
+//! 3 on a three-node cluster.
+//!
 //! Every reply is an envelope: `{"ok": <payload>}` or
 //! `{"error": {"code": "not_your_turn", "message": "..."}}`.
 //!
@@ -83,6 +87,29 @@ pub fn match_events(match_id: &str) -> String {
 
 /// Where a finished match's final standings are announced.
 pub const MATCH_ENDED: &str = "dd.match.ended";
+/// The environment variable that sets [`stream_replicas`].
+pub const STREAM_REPLICAS_ENV: &str = "DASHDICE_STREAM_REPLICAS";
+
+/// How many copies a JetStream cluster keeps of every stream the roles
+/// create (the record and notification streams, the catalog's buckets):
+/// `DASHDICE_STREAM_REPLICAS`, read once per process; 1 when unset or not a
+/// number, clamped to 1..=5 (JetStream's range). Set it to 3 on a
+/// three-node cluster, so a stream stays writable with one node down. It
+/// applies when a stream is created: an existing stream keeps its replicas.
+pub fn stream_replicas() -> usize {
+    static REPLICAS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *REPLICAS
+        .get_or_init(|| parse_stream_replicas(std::env::var(STREAM_REPLICAS_ENV).ok().as_deref()))
+}
+
+/// [`stream_replicas`] from the variable's value.
+pub fn parse_stream_replicas(value: Option<&str>) -> usize {
+    value
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 5)
+}
+
 /// The JetStream stream holding every finished match's record.
 pub const RECORD_STREAM: &str = "DASHDICE_MATCH_RECORDS";
 /// The subjects of [`RECORD_STREAM`].
@@ -106,6 +133,7 @@ pub fn record_stream_config() -> async_nats::jetstream::stream::Config {
         max_age: RECORD_MAX_AGE,
         max_bytes: RECORD_MAX_BYTES,
         discard: async_nats::jetstream::stream::DiscardPolicy::Old,
+        num_replicas: stream_replicas(),
         ..Default::default()
     }
 }
@@ -347,6 +375,7 @@ pub fn notify_stream_config() -> async_nats::jetstream::stream::Config {
         max_age: std::time::Duration::from_secs(24 * 3600),
         max_bytes: 256 << 20,
         discard: DiscardPolicy::Old,
+        num_replicas: stream_replicas(),
         ..Default::default()
     }
 }
@@ -393,7 +422,7 @@ pub fn kv_stream_config(
         deny_delete: true,
         allow_direct: true,
         discard: DiscardPolicy::New,
-        num_replicas: 1,
+        num_replicas: stream_replicas(),
         ..Default::default()
     }
 }
@@ -566,5 +595,16 @@ mod tests {
         assert_eq!(ok, r#"{"ok":1}"#);
         let err = serde_json::to_string(&Reply::<()>::error(ErrorCode::GameOver, "y")).unwrap();
         assert_eq!(err, r#"{"error":{"code":"game_over","message":"y"}}"#);
+    }
+
+    #[test]
+    fn stream_replicas_default_to_one_and_stay_in_range() {
+        assert_eq!(parse_stream_replicas(None), 1);
+        assert_eq!(parse_stream_replicas(Some("3")), 3);
+        assert_eq!(parse_stream_replicas(Some(" 3 ")), 3);
+        assert_eq!(parse_stream_replicas(Some("0")), 1);
+        assert_eq!(parse_stream_replicas(Some("9")), 5);
+        assert_eq!(parse_stream_replicas(Some("three")), 1);
+        assert_eq!(parse_stream_replicas(Some("")), 1);
     }
 }

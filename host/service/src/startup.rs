@@ -37,6 +37,8 @@ pub fn observe(
 /// How a role reaches NATS.
 #[derive(Clone, Debug)]
 pub struct NatsConfig {
+    /// One server's URL, or a cluster's, comma-separated (the client also
+    /// learns the cluster's other servers from the one it reaches).
     pub url: String,
     /// User and password (see nats/nats-server.conf for the per-role users).
     pub credentials: Option<(String, String)>,
@@ -50,8 +52,9 @@ impl NatsConfig {
         if let Some((user, password)) = &self.credentials {
             options = options.user_and_password(user.clone(), password.clone());
         }
+        let servers: Vec<&str> = self.url.split(',').map(str::trim).collect();
         options
-            .connect(&self.url)
+            .connect(servers)
             .await
             .map_err(|e| format!("nats at {}: {e}", self.url))
     }
