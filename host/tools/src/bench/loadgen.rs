@@ -14,7 +14,8 @@
 //! [`STALL`] counts as an error, by code. A 429 on sign-in or upgrade is
 //! retried after its `Retry-After` and counted apart: that is the gateway
 //! protecting itself, not failing. An `unavailable` (or `timeout`) answer
-//! to sign-in, upgrade, join, leave or act is retried as PROTOCOL.md
+//! to sign-in, upgrade, join, leave or act, and a sign-in or upgrade whose
+//! connection is closed unanswered, is retried as PROTOCOL.md
 //! advises, with exponential backoff and jitter ([`Backoff`]; an act keeps
 //! its request id, so a retry applies it at most once), and counted apart;
 //! it becomes an error only if it lasts past [`STALL`].
@@ -150,7 +151,7 @@ pub struct LoadReport {
     pub errors: BTreeMap<String, u64>,
     /// 429s on sign-in or upgrade, retried.
     pub rate_limited_retries: u64,
-    /// `unavailable` and `timeout` answers retried with backoff.
+    /// `unavailable` and `timeout` answers, and connections closed unanswered, retried with backoff.
     pub unavailable_retries: u64,
 }
 
@@ -178,7 +179,7 @@ impl LoadReport {
              time to match  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms\n\
              errors         {}\n\
              429 retries    {}\n\
-             retried        {} (unavailable or timeout, with backoff)\n",
+             retried        {} (unavailable, timeout or closed unanswered, with backoff)\n",
             self.players,
             self.queueing_seconds,
             self.seconds,
@@ -239,8 +240,12 @@ pub async fn run(options: &LoadOptions, bar: ProgressBar) -> Result<LoadReport, 
     } else {
         return Err(LoadError::Url(options.url.clone()));
     };
+    // Sign-in connections never carry a token, so each one open counts
+    // against the gateway's cap on unverified connections per IP (64 by
+    // default): keep few of them idle.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(8)
         .build()
         .map_err(|e| LoadError::Unreachable {
             url: base.clone(),
@@ -740,8 +745,13 @@ async fn sign_in(ctx: &Ctx, rng: &mut ChaCha8Rng) -> Result<String, Failed> {
             .http
             .post(format!("{}/api/v1/auth/guest", ctx.base))
             .send()
-            .await
-            .map_err(|_| Failed::new("sign_in_failed"))?;
+            .await;
+        // A connection closed unanswered (the gateway's cap on unverified
+        // connections per IP, say) is tried again with backoff.
+        let Ok(response) = response else {
+            backoff.wait(rng, &ctx.tally, "sign_in_failed").await?;
+            continue;
+        };
         if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
             ctx.tally.rate_limited.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(retry_after(response.headers())).await;
@@ -816,7 +826,9 @@ async fn connect(ctx: &Ctx, token: &str, rng: &mut ChaCha8Rng) -> Result<(Socket
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 return Err(Failed(format!("upgrade_{}", response.status().as_u16())));
             }
-            Err(_) => return Err(Failed::new("connect_failed")),
+            // Closed before the upgrade (the gateway's cap on unverified
+            // connections per IP, a gateway restarting): again, with backoff.
+            Err(_) => backoff.wait(rng, &ctx.tally, "connect_failed").await?,
         }
     }
 }
