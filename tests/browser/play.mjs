@@ -118,8 +118,11 @@ async function main() {
     }, null, 60_000);
     if (state === 'final') break;
 
+    // Early in the game, so that a short game (a bot that wins in a few
+    // turns) still has the drop and the reload: a player gets at least one
+    // action every turn, and a bot rarely wins in two.
     const actions = rolls + banks;
-    if (actions === 3 && !dropped) {
+    if (actions === 1 && !dropped) {
       // Lose the connection: the page must reconnect and resume after its last event.
       dropped = true;
       step = 'dropping the WebSocket';
@@ -128,7 +131,7 @@ async function main() {
       await until('reconnecting', () => document.body.dataset.connection === 'online', null, 30_000);
       continue;
     }
-    if (actions === 6 && !reloaded) {
+    if (actions === 2 && !reloaded) {
       // Reload: the same guest (sessionStorage) is back in the same match.
       reloaded = true;
       step = 'reloading';
